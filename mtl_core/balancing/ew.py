@@ -1,0 +1,16 @@
+"""Equal weighting: the plain sum of task losses."""
+
+from __future__ import annotations
+
+from . import METHODS
+from .base import BalancingMethod
+
+
+@METHODS.register("ew")
+class EqualWeighting(BalancingMethod):
+    """Equal weights: minimise Σᵢ Lᵢ. The baseline every MTL paper compares against."""
+
+    name = "ew"
+    description = "Equal weights: the sum of the task losses."
+    paper = "baseline"
+    kind = "loss"

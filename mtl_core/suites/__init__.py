@@ -1,0 +1,21 @@
+"""Task suites, keyed by name in :data:`SUITES`."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Split, Suite, SuiteData, TaskSpec
+
+SUITES: Registry[type[Suite]] = Registry("suite")
+
+__all__ = ["SUITES", "Split", "Suite", "SuiteData", "TaskSpec", "make_suite"]
+
+
+def make_suite(name: str, **options: object) -> Suite:
+    """Instantiate the suite ``name`` with ``options`` (validated)."""
+    return SUITES.get(name, "suite")(**options)
+
+
+# Every module of this package registers its entries on import (one file per entry).
+from .._autoload import import_submodules  # noqa: E402
+
+import_submodules(__name__, __path__)
