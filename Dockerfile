@@ -1,0 +1,28 @@
+# MTL Lab — mirrors the README's set-up-and-run command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    MTL_LAB_HOME=/home/mtl/.mtl_lab
+
+RUN useradd --create-home --uid 1000 mtl
+WORKDIR /app
+
+# Dependencies first (requirements.txt pins torch==2.13.0 and ends with `-e .`, so the project
+# files it needs are copied before installing).
+COPY --chown=mtl:mtl requirements.txt pyproject.toml README.md ./
+COPY --chown=mtl:mtl mtl_core ./mtl_core
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
+ENV PATH="/opt/venv/bin:$PATH"
+
+COPY --chown=mtl:mtl app ./app
+COPY --chown=mtl:mtl assets ./assets
+COPY --chown=mtl:mtl .streamlit ./.streamlit
+
+USER mtl
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() == b'ok' else 1)"
+
+CMD ["streamlit", "run", "app/main.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true", "--server.fileWatcherType", "none"]

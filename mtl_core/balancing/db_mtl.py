@@ -1,0 +1,64 @@
+"""DB-MTL: dual-balancing multi-task learning (Lin et al., 2023)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..options import Option
+from . import METHODS
+from .base import BalancingMethod, StepContext
+
+__all__ = ["DBMTL"]
+
+_EPS = 1e-8
+
+
+@METHODS.register("db_mtl")
+class DBMTL(BalancingMethod):
+    """Balance loss scales with a log transform and gradient scales with norm matching.
+
+    Lin, Ye, Xu, Shi & Zhang, "Dual-Balancing for Multi-Task Learning", arXiv:2308.12029, 2023.
+
+    * Loss-scale balancing: the per-task gradients gᵢ are taken of log(Lᵢ + ε)
+      (:meth:`transform_losses`, ε = 1e-8), which removes each loss's scale.
+    * Gradient-magnitude balancing: an EMA ĝᵢ ← β ĝᵢ + (1 − β) gᵢ (``beta``; the first call sets
+      ĝᵢ = gᵢ) is rescaled to the largest norm::
+
+          d = Σᵢ (maxⱼ ‖ĝⱼ‖ / ‖ĝᵢ‖) ĝᵢ
+
+      so every scaled ĝᵢ has the norm maxⱼ‖ĝⱼ‖. A (near-)zero ĝᵢ gets scale 1 (it adds nothing).
+
+    ``self.weights`` records the scale factors maxⱼ‖ĝⱼ‖/‖ĝᵢ‖ (≥ 1, positive).
+    """
+
+    name = "db_mtl"
+    description = "Log-transformed losses, then EMA task gradients rescaled to the largest norm and summed."
+    paper = "Lin et al., 2023 (Dual-Balancing)"
+    kind = "gradient"
+    options = (Option("beta", "float", 0.9, "EMA factor β of the task gradients", low=0.0, high=1.0),)
+
+    def __init__(self, n_tasks: int, generator: torch.Generator | None = None, **options: Any) -> None:
+        super().__init__(n_tasks, generator=generator, **options)
+        self._ema: torch.Tensor | None = None
+
+    def transform_losses(self, losses: torch.Tensor) -> torch.Tensor:
+        return torch.log(losses.clamp_min(0.0) + _EPS)
+
+    def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
+        if self._ema is None:
+            self._ema = grads.detach().clone()
+        else:
+            if self._ema.shape != grads.shape:
+                raise ValueError(
+                    f"`grads` must keep the shape {tuple(self._ema.shape)} between steps, got {tuple(grads.shape)}"
+                )
+            beta = self.settings["beta"]
+            self._ema = beta * self._ema.to(grads) + (1.0 - beta) * grads.detach()
+        norms = self._ema.norm(dim=1)
+        largest = norms.max()
+        usable = norms > _EPS * largest.clamp_min(1.0)
+        scales = torch.where(usable, largest / torch.where(usable, norms, torch.ones_like(norms)), torch.ones_like(norms))
+        self.weights = scales.detach().clone()
+        return scales @ self._ema

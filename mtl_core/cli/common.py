@@ -1,0 +1,76 @@
+"""Shared argument handling for commands that take a training configuration (train, study)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import OPTIMIZERS, TrainConfig, load_config_file
+from . import UsageError
+
+__all__ = ["add_config_arguments", "config_from_args", "parse_key_values"]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of a TrainConfig. Every default is None so that only given flags override
+    the ``--config`` file."""
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON config; flags override it")
+    parser.add_argument("--suite", help="task suite (see `python -m mtl_core suites`)")
+    parser.add_argument("--tasks", help="comma-separated task names (default: all of the suite's)")
+    parser.add_argument("--suite-opt", action="append", default=None, metavar="KEY=VALUE", help="suite option (repeatable)")
+    parser.add_argument("--strategy", help="sharing strategy: single, hard, soft, cross_stitch, mmoe, ple")
+    parser.add_argument("--strategy-opt", action="append", default=None, metavar="KEY=VALUE", help="strategy option (repeatable)")
+    parser.add_argument("--method-opt", action="append", default=None, metavar="KEY=VALUE", help="balancing-method option (repeatable)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--probe-interval", type=int, help="record gradient probes every N steps (0 = off)")
+    parser.add_argument("--jacobian-mode", help="auto, loop, batched or representation")
+    parser.add_argument("--name", help="a name for the run")
+
+
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"`{flag}` must be KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> TrainConfig:
+    """Merge the ``--config`` file with the given flags and validate."""
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    simple = {
+        "suite": args.suite,
+        "tasks": args.tasks,
+        "strategy": args.strategy,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "device": args.device,
+        "probe_interval": args.probe_interval,
+        "jacobian_mode": args.jacobian_mode,
+        "name": args.name,
+    }
+    simple.update(extra or {})
+    for key, value in simple.items():
+        if value is not None:
+            data[key] = value
+    for key, flag, items in (
+        ("suite_options", "--suite-opt", args.suite_opt),
+        ("strategy_options", "--strategy-opt", args.strategy_opt),
+        ("method_options", "--method-opt", args.method_opt),
+    ):
+        given = parse_key_values(items, flag)
+        if given:
+            merged = dict(data.get(key) or {})
+            merged.update(given)
+            data[key] = merged
+    return TrainConfig.from_dict(data).validated()

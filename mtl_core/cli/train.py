@@ -1,0 +1,82 @@
+"""``python -m mtl_core train``: train one configuration and write ``run.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..events import Callback, EpochEvent, StepEvent
+from .common import add_config_arguments, config_from_args
+
+__all__ = ["register", "ProgressBar"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one configuration",
+        description="Train one configuration in the foreground (or queue it with --background).",
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--method", help="balancing method, e.g. ew, pcgrad, mgda, cagrad, nash_mtl")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--tag", action="store_true", default=None, help="record TAG inter-task affinity (hard sharing)")
+    parser.add_argument("--out", metavar="FILE", help="write the run record (JSON) here")
+    parser.add_argument("--background", action="store_true", help="queue the run for the background workers and return")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar over optimisation steps, shown only on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def on_run_start(self, info: dict[str, Any]) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=info["total_steps"], unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def on_step(self, event: StepEvent) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        if self.bar is not None:
+            mean_val = sum(event.val_loss.values()) / max(len(event.val_loss), 1)
+            self.bar.set_description(f"epoch {event.epoch}/{event.epochs}")
+            self.bar.set_postfix(val_loss=f"{mean_val:.4f}")
+
+    def on_run_end(self, result: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args, extra={"method": args.method, "seed": args.seed, "tag": args.tag})
+    if args.background:
+        from ..workers import submit
+
+        (run_id,) = submit([config])
+        print(run_id)
+        return 0
+    from ..trainer import train
+
+    result = train(config, [ProgressBar(enabled=not args.quiet and sys.stderr.isatty())])
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    summary = ", ".join(
+        f"{task} {m['metric']}={m['value']:.4f}" for task, m in result["final_metrics"].items()
+    )
+    print(f"{result['status']}: {summary}", file=sys.stderr)
+    return 0

@@ -1,0 +1,389 @@
+"""The trainer: one loop for every suite, strategy and balancing method.
+
+It never names a suite, a strategy or a method: it builds them from their registries and calls the
+method's hooks (:mod:`mtl_core.balancing.base`). It emits events (:mod:`mtl_core.events`) to
+callbacks, so that the CLI's progress bar, the run store and the dashboard can subscribe.
+
+Determinism: on CPU a run is a function of its config (seeded data, initialisation, shuffling and
+randomised methods).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .balancing import BalancingMethod, StepContext, make_method
+from .config import TrainConfig
+from .errors import ConfigError, MTLError
+from .events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
+from .jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
+from .strategies import MTLModel, make_model
+from .suites import Split, SuiteData, TaskSpec, make_suite
+
+__all__ = ["train", "Trainer", "TrainingError", "task_losses", "evaluate", "load_data"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(MTLError):
+    """Training could not continue (e.g. the loss became NaN)."""
+
+
+def load_data(config: TrainConfig) -> SuiteData:
+    """Build the suite's data for ``config`` (validated) and keep only its tasks."""
+    suite = make_suite(config.suite, **dict(config.suite_options))
+    data = suite.build(config.seed)
+    if config.tasks is not None:
+        data = data.select(list(config.tasks))
+    return data
+
+
+def task_losses(
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor],
+    tasks: Sequence[TaskSpec],
+) -> torch.Tensor:
+    """Per-task losses (T,): cross-entropy for classification, MSE for regression, over the rows
+    whose label is present. A task with no labelled row in the batch contributes a zero loss."""
+    values = []
+    for spec in tasks:
+        out, y, mask = outputs[spec.name], targets[spec.name], masks[spec.name]
+        if not bool(mask.any()):
+            values.append(out.sum() * 0.0)
+            continue
+        if not bool(mask.all()):
+            out, y = out[mask], y[mask]
+        if spec.kind == "classification":
+            values.append(F.cross_entropy(out, y))
+        else:
+            values.append(F.mse_loss(out, y.reshape(out.shape)))
+    return torch.stack(values)
+
+
+def _metric(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> float:
+    if spec.kind == "classification":
+        return float((out.argmax(dim=1) == y).float().mean().item())
+    return float(F.mse_loss(out, y.reshape(out.shape)).item())
+
+
+@torch.no_grad()
+def evaluate(model: MTLModel, split: Split, tasks: Sequence[TaskSpec], batch_size: int = 4096) -> dict[str, dict[str, float]]:
+    """Loss and metric per task on ``split`` (labelled rows only)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs: dict[str, list[torch.Tensor]] = {t.name: [] for t in tasks}
+    for start in range(0, len(split), batch_size):
+        x = split.x[start : start + batch_size].to(device)
+        for name, out in model(x).items():
+            outputs[name].append(out)
+    model.train(was_training)
+    result: dict[str, dict[str, float]] = {}
+    for spec in tasks:
+        out = torch.cat(outputs[spec.name]) if outputs[spec.name] else torch.zeros(0)
+        y = split.y[spec.name].to(device)
+        mask = split.masks[spec.name].to(device)
+        out, y = out[mask], y[mask]
+        if out.shape[0] == 0:
+            result[spec.name] = {"loss": math.nan, "metric": math.nan}
+            continue
+        loss = task_losses({spec.name: out}, {spec.name: y}, {spec.name: torch.ones(len(y), dtype=torch.bool, device=device)}, [spec])
+        result[spec.name] = {"loss": float(loss[0].item()), "metric": _metric(spec, out, y)}
+    return result
+
+
+@dataclass
+class _StepState:
+    losses: torch.Tensor
+    grads: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains one configuration. Use :func:`train` unless you need the objects (tests, probes)."""
+
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = (), data: SuiteData | None = None) -> None:
+        self.config = config.validated()
+        self.callbacks = list(callbacks)
+        cfg = self.config
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device", "cpu (no CUDA device is available here)", cfg.device)
+        started = time.perf_counter()
+        self.data = data if data is not None else load_data(cfg)
+        self.data_seconds = time.perf_counter() - started
+        self.tasks = self.data.tasks
+        self.task_names = [t.name for t in self.tasks]
+        torch.manual_seed(cfg.seed)
+        self.model = make_model(cfg.strategy, self.data.input_dim, self.tasks, **dict(cfg.strategy_options)).to(self.device)
+        self.method_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.method: BalancingMethod = make_method(
+            cfg.method, len(self.tasks), generator=self.method_generator, **dict(cfg.method_options)
+        )
+        for tensor in self.method.parameters():
+            tensor.data = tensor.data.to(self.device)
+        params = list(self.model.parameters()) + list(self.method.parameters())
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.shared = self.model.shared_parameters()
+        self.own = [self.model.task_parameters(t) for t in self.task_names]
+        self.jacobian_mode = resolve_mode(cfg.jacobian_mode, self.device)
+        if self.jacobian_mode == "representation" and not self.model.has_shared_representation:
+            self.jacobian_mode = resolve_mode("auto", self.device)
+        self.shuffle_generator = torch.Generator().manual_seed(cfg.seed + 2)
+        self.step = 0
+        self.probes: list[Any] = []
+
+    # --- one optimisation step -------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        needs_repr = self.method.kind == "gradient" and (
+            self.method.level == "representation" or self.jacobian_mode == "representation"
+        )
+        if needs_repr:
+            z = self.model.encode(x)
+            return self.model.decode(z), z
+        return self.model(x), None
+
+    def _train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], epoch: int) -> _StepState:
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs, z = self._forward(x)
+        losses = task_losses(outputs, y, masks, self.tasks)
+        if not bool(torch.isfinite(losses).all()):
+            bad = [n for n, v in zip(self.task_names, losses.tolist(), strict=True) if not math.isfinite(v)]
+            raise TrainingError(f"the loss of task(s) {', '.join(bad)} became NaN/inf at step {self.step} "
+                                f"(try a smaller lr than {self.config.lr})")
+
+        def recompute() -> torch.Tensor:
+            with torch.no_grad():
+                return task_losses(self.model(x), y, masks, self.tasks)
+
+        ctx = StepContext(
+            step=self.step,
+            epoch=epoch,
+            losses=losses,
+            shared_parameters=self.shared,
+            last_shared_parameters=self.model.last_shared_parameters(),
+            recompute_losses=recompute,
+        )
+        reg = self.model.regularization()
+        state = _StepState(losses=losses.detach())
+        if self.method.kind == "loss":
+            objective = self.method.loss(losses, ctx)
+            if reg is not None:
+                objective = objective + reg
+            objective.backward()
+        elif self.method.level == "representation" or (z is not None and self.jacobian_mode == "representation"):
+            state.grads = self._representation_step(losses, z, reg, ctx)
+        else:
+            state.grads = self._parameter_step(losses, reg, ctx)
+        self.optimizer.step()
+        self.method.after_step(ctx)
+        return state
+
+    def _parameter_step(self, losses: torch.Tensor, reg: torch.Tensor | None, ctx: StepContext) -> torch.Tensor:
+        objective_losses = self.method.transform_losses(losses)
+        grads = task_jacobian(objective_losses, self.shared, self.own, mode=self.jacobian_mode, retain_graph=reg is not None)
+        if self.shared:
+            direction = self.method(grads.shared, ctx)
+            unflatten_into_grads(direction, self.shared)
+        for params, own_grads in zip(self.own, grads.own, strict=True):
+            for p, g in zip(params, own_grads, strict=True):
+                p.grad = g
+        if reg is not None:
+            reg.backward()
+        return grads.shared.detach()
+
+    def _representation_step(
+        self, losses: torch.Tensor, z: torch.Tensor | None, reg: torch.Tensor | None, ctx: StepContext
+    ) -> torch.Tensor:
+        """Aggregate at the shared representation z (MGDA-UB, GradDrop, or the shortcut mode):
+        gradients of each loss w.r.t. z (cheap: heads only), then one backward of the combined
+        cotangent through the trunk for representation-level methods."""
+        assert z is not None
+        objective_losses = self.method.transform_losses(losses)
+        z_grads = task_jacobian(objective_losses, [], self.own, mode="loop", retain_graph=True)
+        rows = []
+        for i in range(len(self.task_names)):
+            (gz,) = torch.autograd.grad(objective_losses[i], [z], retain_graph=True, allow_unused=True, materialize_grads=True)
+            rows.append(gz.reshape(-1))
+        z_matrix = torch.stack(rows)
+        if self.method.level == "representation":
+            direction = self.method(z_matrix, ctx)
+            z.backward(direction.view_as(z), retain_graph=reg is not None)
+            grads_for_probe = z_matrix
+        else:
+            # Shortcut for parameter-level methods: VJPs of the per-task z-gradients through the trunk.
+            param_rows = []
+            for i in range(len(self.task_names)):
+                g = torch.autograd.grad(z, self.shared, grad_outputs=rows[i].view_as(z), retain_graph=True,
+                                        allow_unused=True, materialize_grads=True)
+                param_rows.append(flatten(g))
+            matrix = torch.stack(param_rows)
+            direction = self.method(matrix, ctx)
+            unflatten_into_grads(direction, self.shared)
+            grads_for_probe = matrix
+        for params, own_grads in zip(self.own, z_grads.own, strict=True):
+            for p, g in zip(params, own_grads, strict=True):
+                p.grad = g
+        if reg is not None:
+            reg.backward()
+        return grads_for_probe.detach()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def _emit(self, hook: str, payload: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(payload)
+
+    def _should_stop(self) -> bool:
+        return any(cb.should_stop() for cb in self.callbacks)
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        train = self.data.train
+        n = len(train)
+        if n == 0:
+            raise TrainingError("the training split is empty")
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        info = {
+            "config": cfg.to_dict(),
+            "tasks": [t.to_dict() for t in self.tasks],
+            "suite_info": _jsonable(self.data.info),
+            "total_steps": total_steps,
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+            "n_shared_parameters": sum(p.numel() for p in self.shared),
+        }
+        self._emit("on_run_start", info)
+        x_all = train.x.to(self.device)
+        y_all = {k: v.to(self.device) for k, v in train.y.items()}
+        m_all = {k: v.to(self.device) for k, v in train.masks.items()}
+        history: list[dict[str, Any]] = []
+        best_state: dict[str, torch.Tensor] | None = None
+        best_score = math.inf
+        best_epoch = 0
+        status = "done"
+        started = time.perf_counter()
+        self.model.train()
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                epoch_start = time.perf_counter()
+                order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
+                sums = torch.zeros(len(self.tasks), device=self.device)
+                counts = torch.zeros(len(self.tasks), device=self.device)
+                for start in range(0, n, cfg.batch_size):
+                    idx = order[start : start + cfg.batch_size]
+                    batch_masks = {k: v[idx] for k, v in m_all.items()}
+                    state = self._train_step(x_all[idx], {k: v[idx] for k, v in y_all.items()}, batch_masks, epoch)
+                    self.step += 1
+                    labelled = torch.stack([batch_masks[t].any() for t in self.task_names]).float()
+                    sums += state.losses * labelled
+                    counts += labelled
+                    weights = self.method.weights
+                    self._emit("on_step", StepEvent(
+                        step=self.step,
+                        epoch=epoch,
+                        total_steps=total_steps,
+                        train_loss=dict(zip(self.task_names, state.losses.tolist(), strict=True)),
+                        weights=dict(zip(self.task_names, weights.tolist(), strict=True)) if weights is not None else None,
+                    ))
+                    for probe in self.probes:
+                        probe(self, state, epoch)
+                    if self._should_stop():
+                        raise StopTraining
+                mean_train = sums / counts.clamp(min=1)
+                self.method.on_epoch_end(epoch, mean_train.detach())
+                val = evaluate(self.model, self.data.val, self.tasks)
+                record = EpochEvent(
+                    epoch=epoch,
+                    epochs=cfg.epochs,
+                    step=self.step,
+                    train_loss=dict(zip(self.task_names, mean_train.tolist(), strict=True)),
+                    val_loss={t: v["loss"] for t, v in val.items()},
+                    val_metric={t: v["metric"] for t, v in val.items()},
+                    seconds=time.perf_counter() - epoch_start,
+                )
+                history.append(record.to_dict())
+                self._emit("on_epoch_end", record)
+                score = sum(v["loss"] for v in val.values() if math.isfinite(v["loss"]))
+                if score < best_score or best_state is None:
+                    best_score, best_epoch = score, epoch
+                    best_state = copy.deepcopy(self.model.state_dict())
+        except StopTraining:
+            status = "cancelled"
+        train_seconds = time.perf_counter() - started
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        test = evaluate(self.model, self.data.test, self.tasks)
+        final_metrics = {
+            spec.name: {
+                "metric": spec.metric,
+                "value": test[spec.name]["metric"],
+                "loss": test[spec.name]["loss"],
+                "higher_is_better": spec.higher_is_better,
+            }
+            for spec in self.tasks
+        }
+        best_val_metric = {}
+        for spec in self.tasks:
+            values = [h["val_metric"][spec.name] for h in history if math.isfinite(h["val_metric"][spec.name])]
+            if values:
+                best_val_metric[spec.name] = max(values) if spec.higher_is_better else min(values)
+        result = {
+            "status": status,
+            "config": cfg.to_dict(),
+            "tasks": [t.to_dict() for t in self.tasks],
+            "suite_info": _jsonable(self.data.info),
+            "history": history,
+            "best_epoch": best_epoch,
+            "best_val_metric": best_val_metric,
+            "final_metrics": final_metrics,
+            "steps": self.step,
+            "timings": {
+                "data_seconds": round(self.data_seconds, 4),
+                "train_seconds": round(train_seconds, 4),
+                "seconds_per_epoch": round(train_seconds / max(len(history), 1), 4),
+            },
+        }
+        if "planted_groups" in self.data.info:
+            result["planted_groups"] = self.data.info["planted_groups"]
+        self._emit("on_run_end", result)
+        return result
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callback] = (), data: SuiteData | None = None) -> dict[str, Any]:
+    """Train ``config`` and return the run record (the content of ``run.json``).
+
+    ``result["status"]`` is ``"done"``, or ``"cancelled"`` when a callback asked to stop (the
+    partial history is kept and test metrics come from the best epoch so far).
+    """
+    return Trainer(config, callbacks, data=data).run()
+
+
+# Re-exported for callers that build probe records.
+__all__ += ["ProbeEvent"]
