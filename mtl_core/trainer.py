@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .errors import ConfigError, MTLError
 from .events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
 from .jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
+from .probes import ProbeContext, build_probes
 from .strategies import MTLModel, make_model
 from .suites import Split, SuiteData, TaskSpec, make_suite
 
@@ -146,7 +147,7 @@ class Trainer:
             self.jacobian_mode = resolve_mode("auto", self.device)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed + 2)
         self.step = 0
-        self.probes: list[Any] = []
+        self.probes = build_probes(self.config)
 
     # --- one optimisation step -------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -172,13 +173,25 @@ class Trainer:
                 return task_losses(self.model(x), y, masks, self.tasks)
 
         ctx = StepContext(
-            step=self.step,
+            step=self.step + 1,
             epoch=epoch,
             losses=losses,
             shared_parameters=self.shared,
             last_shared_parameters=self.model.last_shared_parameters(),
             recompute_losses=recompute,
         )
+        step = self.step + 1
+        due = [probe for probe in self.probes if probe.due(step)]
+        representation_path = self.method.kind == "gradient" and (
+            self.method.level == "representation" or (z is not None and self.jacobian_mode == "representation")
+        )
+        parameter_path = self.method.kind == "gradient" and not representation_path
+        probe_grads: torch.Tensor | None = None
+        if any(p.needs_grads for p in due) and not parameter_path:
+            # Loss-weighting or representation-level methods never form G: do it on probe steps only.
+            no_own: list[list[torch.nn.Parameter]] = [[] for _ in self.tasks]
+            mode = "batched" if self.jacobian_mode == "batched" else "loop"
+            probe_grads = task_jacobian(losses, self.shared, no_own, mode=mode, retain_graph=True).shared.detach()
         reg = self.model.regularization()
         state = _StepState(losses=losses.detach())
         if self.method.kind == "loss":
@@ -186,12 +199,21 @@ class Trainer:
             if reg is not None:
                 objective = objective + reg
             objective.backward()
-        elif self.method.level == "representation" or (z is not None and self.jacobian_mode == "representation"):
+        elif representation_path:
             state.grads = self._representation_step(losses, z, reg, ctx)
+            if self.method.level != "representation":
+                probe_grads = state.grads
         else:
             state.grads = self._parameter_step(losses, reg, ctx)
+            probe_grads = state.grads
+        events = []
+        for probe in due:
+            events.extend(probe.measure(ProbeContext(step, epoch, losses.detach(), probe_grads, self, (x, y, masks))))
         self.optimizer.step()
         self.method.after_step(ctx)
+        if due and self.method.weights is not None:
+            events.append(ProbeEvent(step, epoch, "weights", self.method.weights.detach().cpu().tolist()))
+        state.extra["probe_events"] = events
         return state
 
     def _parameter_step(self, losses: torch.Tensor, reg: torch.Tensor | None, ctx: StepContext) -> torch.Tensor:
@@ -300,8 +322,8 @@ class Trainer:
                         train_loss=dict(zip(self.task_names, state.losses.tolist(), strict=True)),
                         weights=dict(zip(self.task_names, weights.tolist(), strict=True)) if weights is not None else None,
                     ))
-                    for probe in self.probes:
-                        probe(self, state, epoch)
+                    for probe_event in state.extra.get("probe_events", []):
+                        self._emit("on_probe", probe_event)
                     if self._should_stop():
                         raise StopTraining
                 mean_train = sums / counts.clamp(min=1)
@@ -384,6 +406,3 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), data: SuiteDa
     """
     return Trainer(config, callbacks, data=data).run()
 
-
-# Re-exported for callers that build probe records.
-__all__ += ["ProbeEvent"]
