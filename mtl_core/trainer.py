@@ -142,6 +142,7 @@ class Trainer:
             self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.shared = self.model.shared_parameters()
         self.own = [self.model.task_parameters(t) for t in self.task_names]
+        self.last_shared = self.model.last_shared_parameters()
         self.jacobian_mode = resolve_mode(cfg.jacobian_mode, self.device)
         if self.jacobian_mode == "representation" and not self.model.has_shared_representation:
             self.jacobian_mode = resolve_mode("auto", self.device)
@@ -177,7 +178,7 @@ class Trainer:
             epoch=epoch,
             losses=losses,
             shared_parameters=self.shared,
-            last_shared_parameters=self.model.last_shared_parameters(),
+            last_shared_parameters=self.last_shared,
             recompute_losses=recompute,
         )
         step = self.step + 1
@@ -270,6 +271,11 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(payload)
 
+    def _end_probe_epoch(self, epoch: int) -> None:
+        for probe in self.probes:
+            for event in probe.end_epoch(epoch, self.step):
+                self._emit("on_probe", event)
+
     def _should_stop(self) -> bool:
         return any(cb.should_stop() for cb in self.callbacks)
 
@@ -326,6 +332,7 @@ class Trainer:
                         self._emit("on_probe", probe_event)
                     if self._should_stop():
                         raise StopTraining
+                self._end_probe_epoch(epoch)
                 mean_train = sums / counts.clamp(min=1)
                 self.method.on_epoch_end(epoch, mean_train.detach())
                 val = evaluate(self.model, self.data.val, self.tasks)
@@ -346,6 +353,7 @@ class Trainer:
                     best_state = copy.deepcopy(self.model.state_dict())
         except StopTraining:
             status = "cancelled"
+            self._end_probe_epoch(epoch)
         train_seconds = time.perf_counter() - started
         if best_state is not None:
             self.model.load_state_dict(best_state)

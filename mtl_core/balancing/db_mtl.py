@@ -30,6 +30,7 @@ class DBMTL(BalancingMethod):
 
       so every scaled ĝᵢ has the norm maxⱼ‖ĝⱼ‖. A (near-)zero ĝᵢ gets scale 1 (it adds nothing).
 
+    Losses are assumed ≥ 0 (negative values are clamped to 0 before the log).
     ``self.weights`` records the scale factors maxⱼ‖ĝⱼ‖/‖ĝᵢ‖ (≥ 1, positive).
     """
 
@@ -57,8 +58,9 @@ class DBMTL(BalancingMethod):
             beta = self.settings["beta"]
             self._ema = beta * self._ema.to(grads) + (1.0 - beta) * grads.detach()
         norms = self._ema.norm(dim=1)
-        largest = norms.max()
-        usable = norms > _EPS * largest.clamp_min(1.0)
-        scales = torch.where(usable, largest / torch.where(usable, norms, torch.ones_like(norms)), torch.ones_like(norms))
+        usable = norms > _EPS
+        ones = torch.ones_like(norms)
+        # A (near-)zero EMA gradient keeps scale 1: scaling it up would only amplify noise.
+        scales = torch.where(usable, norms.max() / torch.where(usable, norms, ones), ones)
         self.weights = scales.detach().clone()
         return scales @ self._ema

@@ -35,6 +35,8 @@ class FAMO(BalancingMethod):
     task whose loss decreased less (or grew) gains weight, as in the paper's update
     ξ ← ξ − β((∂z/∂ξ)ᵀδ + γξ).
 
+    Losses are assumed ≥ 0 (Lᵢ* = 0; negative values are clamped to 0).
+
     Recorded weights: ``self.weights`` = z, on the simplex (not scaled by T); the effective
     per-loss weights zᵢ/(c Dᵢ) of the last step are in ``self.loss_weights``.
     """
