@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import torch
 
-from .base import Split, TaskSpec
+from .base import Split, SuiteData, TaskSpec
 
 __all__ = [
     "CorrelatedRegression",
@@ -32,6 +34,9 @@ __all__ = [
     "masked_standardise",
     "stratified_split",
     "make_split",
+    "build_correlated_regression",
+    "EVAL_ROWS",
+    "load_digit_images",
 ]
 
 _DTYPE = torch.float64
@@ -174,6 +179,24 @@ def label_correlation(split: Split, tasks: Sequence[str] | None = None) -> torch
     return out
 
 
+# --- scikit-learn digits --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[Any, Any]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
+
+
+def load_digit_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 8×8 handwritten digits: pixels (N × 64, float64, scaled to [0, 1]) and
+    digit labels (N,, int64). A fresh copy on every call."""
+    pixels, labels = _digits_arrays()
+    return torch.tensor(pixels, dtype=_DTYPE) / 16.0, torch.tensor(labels, dtype=torch.int64)
+
+
 # --- splits -----------------------------------------------------------------------------------------
 
 
@@ -229,3 +252,57 @@ def make_split(
     given = masks or {}
     full = {name: given.get(name, torch.ones(n, dtype=torch.bool)) for name in y}
     return Split(x=x.float().contiguous(), y=targets, masks=full)
+
+
+EVAL_ROWS = 500
+"""Validation and test rows of the synthetic suites (each; every task labelled)."""
+
+
+def build_correlated_regression(
+    tasks: list[TaskSpec],
+    correlation: torch.Tensor,
+    n_train: int,
+    dim: int,
+    noise: float,
+    seed: int,
+    labelled_train: dict[str, int] | None = None,
+) -> SuiteData:
+    """A :class:`SuiteData` of MMoE correlated regression tasks (one per row of ``correlation``).
+
+    The test and validation rows (:data:`EVAL_ROWS` each) are drawn before the ``n_train`` training
+    rows, so they do not change with ``n_train``. ``labelled_train`` maps a task to the number of
+    leading training rows that keep a label (a data-scarce task). Targets are standardised with the
+    statistics of their labelled training rows. ``info`` holds the target ``correlation`` and the
+    measured ``label_correlation`` of the training labels (nested lists).
+    """
+    generator = make_generator(seed)
+    source = CorrelatedRegression.draw(correlation, dim, noise, generator)
+    x_test, y_test = source.sample(EVAL_ROWS, generator)
+    x_val, y_val = source.sample(EVAL_ROWS, generator)
+    x_train, y_train = source.sample(n_train, generator)
+
+    names = [t.name for t in tasks]
+    train_masks = {name: torch.ones(n_train, dtype=torch.bool) for name in names}
+    for name, count in (labelled_train or {}).items():
+        train_masks[name] = torch.arange(n_train) < count
+    targets: dict[str, list[torch.Tensor]] = {}
+    for k, name in enumerate(names):
+        column = slice(k, k + 1)
+        train, (val, test), _, _ = masked_standardise(
+            y_train[:, column], train_masks[name], y_val[:, column], y_test[:, column]
+        )
+        # Unlabelled rows hold 0 so that nothing downstream can learn from a hidden label.
+        targets[name] = [train.masked_fill(~train_masks[name].unsqueeze(1), 0.0), val, test]
+
+    train_split = make_split(x_train, {n: targets[n][0] for n in names}, train_masks)
+    data = SuiteData(
+        tasks=list(tasks),
+        train=train_split,
+        val=make_split(x_val, {n: targets[n][1] for n in names}),
+        test=make_split(x_test, {n: targets[n][2] for n in names}),
+        info={
+            "correlation": correlation.to(_DTYPE).tolist(),
+            "label_correlation": label_correlation(train_split, names).tolist(),
+        },
+    )
+    return data
