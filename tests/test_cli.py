@@ -80,6 +80,27 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert record["config"]["suite_options"]["n_samples"] == 150
 
 
+def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The same entry point as `python -m mtl_core`, in this process (fast); argparse errors
+    exit through SystemExit exactly as they do on the command line."""
+    from mtl_core.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_exits_2_in_a_real_process() -> None:
+    result = cli("train", "--suite", "nosuch")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: `suite` must be one of ") and line.endswith("got 'nosuch'")
+    assert "planted" in line
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -96,12 +117,12 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
         (["--device", "tpu"], "`device` must be cpu or cuda"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args: list[str], expected: str) -> None:
-    result = cli("train", *args)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("usage:") and not line.startswith("  ")]
-    assert len(lines) == 1, result.stderr
+def test_bad_input_exits_2_with_one_line(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stderr = run_in_process(capsys, "train", *args)
+    assert code == 2
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("usage:") and not line.startswith("  ")]
+    assert len(lines) == 1, stderr
     assert expected in lines[0]
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..suites import SUITES
-
 __all__ = ["register"]
 
 
@@ -17,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..suites import SUITES  # imported here so that `--help` stays instant
+
     described = [cls.describe() for _, cls in SUITES.items()]
     if args.json:
         print(json.dumps(described, indent=2))

@@ -1,0 +1,73 @@
+"""Aligned-MTL: align the principal components of the task gradients.
+
+Senushkin, D., Patakin, N., Kuznetsov, A. & Konushin, A. (2023). "Independent Component Alignment
+for Multi-Task Learning". CVPR 2023.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import METHODS
+from ._qp import as_weights, combine_rows, gramian
+from .base import BalancingMethod, StepContext
+
+__all__ = ["AlignedMTL", "alignment_matrix", "eigenvalue_tolerance"]
+
+
+def eigenvalue_tolerance(n_tasks: int, dtype: torch.dtype) -> float:
+    """Eigenvalues of ``GGᵀ`` at most this fraction of the largest are treated as zero.
+
+    ``max(T · eps(dtype), 1e-12)``: ``T · eps`` of the gradients' dtype, as in the authors' code,
+    with a floor so that float64 round-off on an exactly rank-deficient ``G`` is never kept.
+    """
+    return max(n_tasks * float(torch.finfo(dtype).eps), 1e-12)
+
+
+def alignment_matrix(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray:
+    """``B = √λ_min V Λ^{-1/2} Vᵀ`` (T × T) for the Gramian ``M = GGᵀ = VΛVᵀ``.
+
+    Eigenvalues ``≤ tolerance · λ_max`` are dropped (their eigenvectors get no weight) and
+    ``λ_min`` is the smallest kept one. The aligned gradients ``BG`` then satisfy
+    ``(BG)(BG)ᵀ = B M B = λ_min · V_k V_kᵀ``: ``λ_min`` times the identity when ``G`` has full row
+    rank, times the projector onto the row space of ``M`` otherwise. All-zero ``M`` → ``B = 0``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    eigenvalues, vectors = np.linalg.eigh(matrix)
+    largest = float(eigenvalues.max()) if eigenvalues.size else 0.0
+    if largest <= 0.0:
+        return np.zeros_like(matrix)
+    keep = eigenvalues > tolerance * largest
+    kept_values, kept_vectors = eigenvalues[keep], vectors[:, keep]
+    return np.sqrt(kept_values.min()) * (kept_vectors / np.sqrt(kept_values)) @ kept_vectors.T
+
+
+@METHODS.register("aligned_mtl")
+class AlignedMTL(BalancingMethod):
+    """Aligned-MTL (Senushkin et al., CVPR 2023).
+
+    The Gramian ``GGᵀ = VΛVᵀ`` gives ``B = √λ_min V Λ^{-1/2} Vᵀ`` (:func:`alignment_matrix`); the
+    aligned gradients ``BG`` are orthogonal with equal norms ``√λ_min`` (condition number 1), and
+    ``d = 1ᵀBG``, i.e. ``α = B·1`` (``weights``).
+
+    Convention: the paper's scale, the smallest kept singular value ``√λ_min`` of ``G``: ``d`` is
+    the sum of T orthogonal aligned gradients of norm ``√λ_min`` each (so ``‖d‖² = T·λ_min`` at full
+    rank), and ``G d = √λ_min · M^{1/2} 1``. Eigenvalues below :func:`eigenvalue_tolerance` × the
+    largest are dropped, so identical gradients give ``d = Σ gᵢ``.
+    """
+
+    name = "aligned_mtl"
+    description = (
+        "Rescales the principal components of the task gradients to the same strength (condition "
+        "number one) and sums the aligned gradients."
+    )
+    paper = "Senushkin et al., CVPR 2023"
+    kind = "gradient"
+
+    def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
+        matrix = gramian(grads)
+        basis = alignment_matrix(matrix, eigenvalue_tolerance(matrix.shape[0], grads.dtype))
+        alpha = basis @ np.ones(matrix.shape[0])
+        self.weights = as_weights(alpha, grads)
+        return combine_rows(alpha, grads)

@@ -1,0 +1,42 @@
+"""UPGrad: average the projections of the task gradients onto the dual cone of the rows.
+
+Quinton, P. & Rey, V. (2024). "Jacobian Descent for Multi-Objective Optimization". arXiv:2406.16232
+(the ``torchjd`` library).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import METHODS
+from ._qp import as_weights, combine_rows, dual_cone_projection_weights, gramian
+from .base import BalancingMethod, StepContext
+
+__all__ = ["UPGrad"]
+
+
+@METHODS.register("upgrad")
+class UPGrad(BalancingMethod):
+    """UPGrad (Quinton & Rey, arXiv 2024).
+
+    Each ``gᵢ`` is projected onto the dual cone ``{x : Gx ≥ 0}`` (the directions that increase no
+    task's loss to first order); ``d`` is the **mean** of the T projections. Hence ``d·gᵢ ≥ 0`` for
+    every ``i`` and, when no pair of gradients conflicts, ``d`` is exactly the mean gradient.
+
+    Each projection is a non-negative QP on the T × T Gramian (exact active set, KKT tolerance
+    ``KKT_TOLERANCE`` relative to the largest squared gradient norm, so ``d·gᵢ ≥ −1e-12·maxⱼ‖gⱼ‖²``
+    up to round-off). No regularisation is added. ``weights`` are ``α`` with ``d = αᵀG``.
+    """
+
+    name = "upgrad"
+    description = (
+        "Projects each task gradient onto the cone of directions that harm no task, then averages "
+        "the projections."
+    )
+    paper = "Quinton & Rey, arXiv 2024"
+    kind = "gradient"
+
+    def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
+        alpha = dual_cone_projection_weights(gramian(grads)).mean(axis=0)
+        self.weights = as_weights(alpha, grads)
+        return combine_rows(alpha, grads)
