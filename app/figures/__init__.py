@@ -1,0 +1,50 @@
+"""Figures of the MTL Lab dashboard: pure functions, validated data in → ``plotly.graph_objects.Figure``
+out (no I/O, no Streamlit, no torch), in the manner of plotly's figure factories.
+
+Pages import it as ``import figures`` (``streamlit run app/main.py`` puts ``app/`` on ``sys.path``).
+Data are plain Python / pandas values; the service module converts run-store records to them.
+
+Conventions: cosines and transfer use a red-blue scale centred on 0 (red = conflict / negative
+transfer); every task-coloured figure takes ``colors=`` (default :func:`task_colors` of its tasks) so
+that one ``task_colors(run_tasks)`` keeps a task's colour the same across a page; empty data give a
+figure that says "No data yet" instead of raising; invalid data raise ``ValueError`` naming the
+argument.
+"""
+
+from __future__ import annotations
+
+from ._common import EMPTY_MESSAGE, empty_figure, series_colors, task_colors
+from .architectures import gate_heatmap
+from .gradients import cosine_heatmap, cosine_timeseries, norm_ratio_timeseries, weights_timeseries
+from .playground import gradient_arrows
+from .relations import (
+    affinity_heatmap,
+    cluster_order,
+    groupings_figure,
+    measured_vs_predicted,
+    transfer_heatmap,
+)
+from .training import compare_bars, loss_curves, metric_curves, overlay_curves, step_loss_curves
+
+__all__ = [
+    "EMPTY_MESSAGE",
+    "empty_figure",
+    "task_colors",
+    "series_colors",
+    "loss_curves",
+    "step_loss_curves",
+    "metric_curves",
+    "overlay_curves",
+    "compare_bars",
+    "cosine_heatmap",
+    "cosine_timeseries",
+    "norm_ratio_timeseries",
+    "weights_timeseries",
+    "transfer_heatmap",
+    "affinity_heatmap",
+    "cluster_order",
+    "groupings_figure",
+    "measured_vs_predicted",
+    "gradient_arrows",
+    "gate_heatmap",
+]

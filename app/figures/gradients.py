@@ -1,0 +1,267 @@
+"""Gradient probes: cosine similarity of task gradients, gradient norms and task weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._common import (
+    CONFLICT_FILL,
+    DIVERGING_SCALE,
+    as_matrix,
+    as_steps,
+    as_vector,
+    check_colors,
+    check_tasks,
+    empty_figure,
+    finish_layout,
+    is_empty,
+    matrix_heatmap,
+    series_colors,
+)
+
+__all__ = ["cosine_heatmap", "cosine_timeseries", "norm_ratio_timeseries", "weights_timeseries"]
+
+Matrix = Sequence[Sequence[float | None]]
+
+
+def cosine_heatmap(
+    matrix: Matrix,
+    tasks: Sequence[str],
+    title: str = "Gradient cosine similarity",
+    step: int | None = None,
+) -> go.Figure:
+    """T × T cosine similarity of the task gradients on the shared parameters, coloured on a fixed
+    [-1, 1] red-blue scale centred on 0 (red = conflicting gradients), values written in the cells."""
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise ValueError(f"`step` must be an integer or None, got {step!r}")
+        title = f"{title} (step {step})"
+    if is_empty(matrix):
+        return empty_figure(title)
+    tasks = check_tasks(tasks)
+    cosines = as_matrix(matrix, "matrix", size=len(tasks), allow_missing_diagonal=True, low=-1.0, high=1.0)
+    cosines = np.clip(cosines, -1.0, 1.0)
+    size = len(tasks)
+    text = [
+        ["" if np.isnan(cosines[i, j]) else f"{cosines[i, j]:.2f}" for j in range(size)] for i in range(size)
+    ]
+    hover = [
+        [
+            f"cos(g<sub>{tasks[i]}</sub>, g<sub>{tasks[j]}</sub>) = "
+            + ("n/a" if np.isnan(cosines[i, j]) else f"{cosines[i, j]:.3f}")
+            + (" (conflict)" if cosines[i, j] < 0 else "")
+            for j in range(size)
+        ]
+        for i in range(size)
+    ]
+    return matrix_heatmap(
+        cosines,
+        x_labels=tasks,
+        y_labels=tasks,
+        text=text,
+        hover=hover,
+        colorscale=DIVERGING_SCALE,
+        zmin=-1.0,
+        zmax=1.0,
+        zmid=0.0,
+        colorbar_title="cosine",
+        title=title,
+        x_title="task j",
+        y_title="task i",
+    )
+
+
+def _check_series(steps: Sequence[int], series: Sequence[object], name: str) -> np.ndarray:
+    step_array = as_steps(steps)
+    if isinstance(series, str) or not isinstance(series, Sequence):
+        raise ValueError(f"`{name}` must be a list with one entry per step, got {type(series).__name__}")
+    if len(series) != len(step_array):
+        raise ValueError(
+            f"`{name}` must have one entry per step (len(steps) = {len(step_array)}), got {len(series)}"
+        )
+    return step_array
+
+
+def cosine_timeseries(
+    steps: Sequence[int],
+    cosines: Sequence[Matrix],
+    tasks: Sequence[str],
+    *,
+    title: str = "Gradient cosine per task pair",
+) -> go.Figure:
+    """One line per task pair (i < j) of cos(gᵢ, gⱼ) over steps, with the conflict region (cos < 0)
+    shaded and a zero line."""
+    step_array = _check_series(steps, cosines, "cosines")
+    if len(step_array) == 0:
+        return empty_figure(title)
+    tasks = check_tasks(tasks)
+    if len(tasks) < 2:
+        return empty_figure(title, "Needs at least two tasks")
+    matrices = np.stack(
+        [
+            as_matrix(matrix, f"cosines[{index}]", size=len(tasks), allow_missing=True, low=-1.0, high=1.0)
+            for index, matrix in enumerate(cosines)
+        ]
+    )
+    pairs = list(combinations(range(len(tasks)), 2))
+    labels = [f"{tasks[i]} · {tasks[j]}" for i, j in pairs]
+    palette = series_colors(labels)
+    fig = go.Figure()
+    x = step_array.tolist()
+    for (i, j), label in zip(pairs, labels):
+        values = [None if np.isnan(value) else float(np.clip(value, -1, 1)) for value in matrices[:, i, j]]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                mode="lines+markers" if len(x) < 60 else "lines",
+                name=label,
+                line={"color": palette[label]},
+                marker={"size": 4},
+                hovertemplate=f"cos(g<sub>{tasks[i]}</sub>, g<sub>{tasks[j]}</sub>) = %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.add_hrect(
+        y0=-1.05,
+        y1=0.0,
+        fillcolor=CONFLICT_FILL,
+        line_width=0,
+        layer="below",
+        annotation_text="conflict (cos < 0)",
+        annotation_position="bottom left",
+    )
+    fig.add_hline(y=0.0, line={"color": "#555555", "width": 1, "dash": "dot"})
+    finish_layout(
+        fig,
+        title=title,
+        x_title="step",
+        y_title="cos(gᵢ, gⱼ)",
+        hovermode="x unified",
+        legend_title="task pair",
+    )
+    fig.update_yaxes(range=[-1.05, 1.05])
+    return fig
+
+
+def _vectors_over_time(values: Sequence[Sequence[float]], name: str, size: int) -> np.ndarray:
+    return np.stack(
+        [
+            as_vector(row, f"{name}[{index}]", length=size, allow_missing=True)
+            for index, row in enumerate(values)
+        ]
+    )
+
+
+def norm_ratio_timeseries(
+    steps: Sequence[int],
+    norms: Sequence[Sequence[float]],
+    tasks: Sequence[str],
+    *,
+    mode: Literal["ratio", "raw"] = "ratio",
+    colors: Mapping[str, str] | None = None,
+    title: str = "Gradient norms per task",
+) -> go.Figure:
+    """Per-task gradient norms over steps on a log axis.
+
+    ``mode="ratio"`` (default) plots ‖gᵢ‖ / meanⱼ ‖gⱼ‖ — 1 means the task pulls with average strength,
+    10 means it dominates the update; ``mode="raw"`` plots ‖gᵢ‖ itself. The y-axis title says which.
+    Zero norms cannot sit on a log axis and show as gaps.
+    """
+    if mode not in ("ratio", "raw"):
+        raise ValueError(f"`mode` must be 'ratio' or 'raw', got {mode!r}")
+    step_array = _check_series(steps, norms, "norms")
+    if len(step_array) == 0:
+        return empty_figure(title)
+    tasks = check_tasks(tasks)
+    raw = _vectors_over_time(norms, "norms", len(tasks))
+    if np.any(raw < 0):
+        step_index, task_index = np.argwhere(raw < 0)[0]
+        raise ValueError(
+            f"`norms[{step_index}][{task_index}]` must be ≥ 0, got {raw[step_index, task_index]}"
+        )
+    if mode == "ratio":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shown = raw / np.nanmean(raw, axis=1, keepdims=True)
+        y_title = "‖gᵢ‖ / meanⱼ ‖gⱼ‖ (log scale)"
+    else:
+        shown = raw
+        y_title = "‖gᵢ‖ (log scale)"
+    palette = check_colors(colors, tasks)
+    fig = go.Figure()
+    x = step_array.tolist()
+    for index, task in enumerate(tasks):
+        values = [float(value) if np.isfinite(value) and value > 0 else None for value in shown[:, index]]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                mode="lines+markers" if len(x) < 60 else "lines",
+                name=task,
+                line={"color": palette[task]},
+                marker={"size": 4},
+                customdata=raw[:, index].tolist(),
+                hovertemplate=(
+                    f"{task}: ratio %{{y:.3g}} (‖g‖ = %{{customdata:.3g}})<extra></extra>"
+                    if mode == "ratio"
+                    else f"{task}: ‖g‖ = %{{y:.3g}}<extra></extra>"
+                ),
+            )
+        )
+    if mode == "ratio":
+        fig.add_hline(y=1.0, line={"color": "#555555", "width": 1, "dash": "dot"})
+        # Annotations on a log axis take log10 coordinates: y=0 is a ratio of 1.
+        fig.add_annotation(
+            text="mean",
+            x=1.0,
+            xref="paper",
+            y=0.0,
+            yref="y",
+            showarrow=False,
+            xanchor="right",
+            yanchor="bottom",
+        )
+    finish_layout(
+        fig, title=title, x_title="step", y_title=y_title, hovermode="x unified", legend_title="task"
+    )
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def weights_timeseries(
+    steps: Sequence[int],
+    weights: Sequence[Sequence[float]],
+    tasks: Sequence[str],
+    *,
+    colors: Mapping[str, str] | None = None,
+    title: str = "Task weights",
+) -> go.Figure:
+    """The balancing method's task weights (or αᵢ) over steps, one line per task."""
+    step_array = _check_series(steps, weights, "weights")
+    if len(step_array) == 0:
+        return empty_figure(title)
+    tasks = check_tasks(tasks)
+    values = _vectors_over_time(weights, "weights", len(tasks))
+    palette = check_colors(colors, tasks)
+    fig = go.Figure()
+    x = step_array.tolist()
+    for index, task in enumerate(tasks):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[None if np.isnan(value) else float(value) for value in values[:, index]],
+                mode="lines+markers" if len(x) < 60 else "lines",
+                name=task,
+                line={"color": palette[task]},
+                marker={"size": 4},
+                hovertemplate=f"{task}: weight %{{y:.4g}}<extra></extra>",
+            )
+        )
+    finish_layout(
+        fig, title=title, x_title="step", y_title="task weight", hovermode="x unified", legend_title="task"
+    )
+    return fig

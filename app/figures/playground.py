@@ -1,0 +1,272 @@
+"""The teaching playground: a few 2-D (or 3-D) task gradients and what each balancing method makes of
+them, drawn as arrows from the origin."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._common import (
+    CONFLICT_FILL,
+    as_vector,
+    check_labels,
+    empty_figure,
+    finish_layout,
+    is_empty,
+    series_colors,
+)
+
+__all__ = ["gradient_arrows"]
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_CONFLICT_NAME = "conflict region (d·gᵢ < 0)"
+# Input gradients are drawn in greys so that the coloured method outputs stand out against them.
+_GRADIENT_GREYS = ("#222222", "#6b6b6b", "#a0a0a0", "#444444", "#858585")
+
+
+def _default_names(count: int) -> list[str]:
+    return [f"g{str(index + 1).translate(_SUBSCRIPTS)}" for index in range(count)]
+
+
+def _check_vectors(value: object, name: str, dimension: int | None = None) -> np.ndarray:
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise ValueError(f"`{name}` must be a list of 2-D or 3-D vectors, got {type(value).__name__}")
+    vectors = [as_vector(vector, f"{name}[{index}]") for index, vector in enumerate(value)]
+    dimension = dimension or len(vectors[0])
+    for index, vector in enumerate(vectors):
+        if len(vector) != dimension or dimension not in (2, 3):
+            expected = (
+                f"{dimension}-D vector like {name}[0]"
+                if index and dimension in (2, 3)
+                else "2-D or 3-D vector"
+            )
+            raise ValueError(f"`{name}[{index}]` must be a {expected}, got {len(vector)} values")
+    return np.stack(vectors)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if norms == 0.0:
+        return None
+    cosine = float(np.clip(a @ b / norms, -1.0, 1.0))
+    return cosine, math.degrees(math.acos(cosine))
+
+
+def _describe(
+    label: str, vector: np.ndarray, gradients: np.ndarray, names: Sequence[str], symbol: str
+) -> str:
+    lines = [f"<b>{label}</b>", f"{symbol} = ({', '.join(f'{value:.3g}' for value in vector)})"]
+    lines.append(f"‖{symbol}‖ = {np.linalg.norm(vector):.3g}")
+    if len(vector) == 2 and np.any(vector):
+        lines.append(f"direction = {math.degrees(math.atan2(vector[1], vector[0])):.1f}°")
+    for gradient, name in zip(gradients, names):
+        if name == label:
+            continue
+        relation = _angle(vector, gradient)
+        if relation is None:
+            continue
+        cosine, degrees = relation
+        lines.append(
+            f"cos({symbol}, {name}) = {cosine:+.3f}, angle {degrees:.1f}°"
+            + (" — conflict" if cosine < 0 else "")
+        )
+    return "<br>".join(lines)
+
+
+def _clip_half_plane(polygon: list[np.ndarray], normal: np.ndarray) -> list[np.ndarray]:
+    """The part of a convex polygon where ``d · normal ≤ 0`` (one Sutherland–Hodgman pass)."""
+    kept: list[np.ndarray] = []
+    for index, start in enumerate(polygon):
+        end = polygon[(index + 1) % len(polygon)]
+        start_side, end_side = float(start @ normal), float(end @ normal)
+        if start_side <= 0:
+            kept.append(start)
+        if (start_side < 0 < end_side) or (end_side < 0 < start_side):
+            kept.append(start + start_side / (start_side - end_side) * (end - start))
+    return kept
+
+
+def _arrow_2d(
+    vector: np.ndarray, name: str, color: str, width: float, hover: str, label_tip: bool
+) -> go.Scatter:
+    return go.Scatter(
+        x=[0.0, float(vector[0])],
+        y=[0.0, float(vector[1])],
+        mode="lines+markers+text" if label_tip else "lines+markers",
+        name=name,
+        legendgroup=name,
+        line={"color": color, "width": width},
+        marker={"symbol": "arrow", "angleref": "previous", "size": [0, 4 * width + 6], "color": color},
+        text=["", name] if label_tip else None,
+        textposition="top center",
+        textfont={"color": color, "size": 14},
+        customdata=[hover, hover],
+        hovertemplate="%{customdata}<extra></extra>",
+    )
+
+
+def _arrow_3d(vector: np.ndarray, name: str, color: str, width: float, hover: str, head: float) -> list:
+    x, y, z = (float(value) for value in vector)
+    line = go.Scatter3d(
+        x=[0.0, x],
+        y=[0.0, y],
+        z=[0.0, z],
+        mode="lines",
+        name=name,
+        legendgroup=name,
+        line={"color": color, "width": width * 2},
+        customdata=[hover, hover],
+        hovertemplate="%{customdata}<extra></extra>",
+    )
+    cone = go.Cone(
+        x=[x],
+        y=[y],
+        z=[z],
+        u=[x],
+        v=[y],
+        w=[z],
+        anchor="tip",
+        sizemode="absolute",
+        sizeref=head,
+        colorscale=[[0.0, color], [1.0, color]],
+        showscale=False,
+        showlegend=False,
+        legendgroup=name,
+        name=name,
+        hovertext=[hover],
+        hoverinfo="text",
+    )
+    return [line, cone]
+
+
+def _plane_3d(normal: np.ndarray, radius: float, name: str, show_legend: bool) -> go.Mesh3d:
+    """The plane d · normal = 0 (boundary of the half-space that conflicts with ``normal``)."""
+    unit = normal / np.linalg.norm(normal)
+    helper = np.eye(3)[int(np.argmin(np.abs(unit)))]
+    first = np.cross(unit, helper)
+    first /= np.linalg.norm(first)
+    second = np.cross(unit, first)
+    corners = np.array(
+        [radius * (sx * first + sy * second) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+    )
+    return go.Mesh3d(
+        x=corners[:, 0],
+        y=corners[:, 1],
+        z=corners[:, 2],
+        i=[0, 0],
+        j=[1, 2],
+        k=[2, 3],
+        color="rgb(214, 39, 40)",
+        opacity=0.07,
+        name="conflict boundaries (d·gᵢ = 0)",
+        legendgroup="conflict",
+        showlegend=show_legend,
+        hoverinfo="skip",
+    )
+
+
+def gradient_arrows(
+    gradients: Sequence[Sequence[float]],
+    outputs: Mapping[str, Sequence[float]] | None = None,
+    names: Sequence[str] | None = None,
+    *,
+    show_conflict: bool = True,
+    colors: Mapping[str, str] | None = None,
+    title: str = "Task gradients and the combined update",
+) -> go.Figure:
+    """Arrows from the origin for 2–3 task gradients (thin, task colours) and one per method output
+    (thick, one distinct colour each, in the legend), with equal axis scaling and hover text giving
+    each arrow's cosine and angle to every gradient.
+
+    2-D: the conflict region — directions d with d·gᵢ < 0 for some i, one half-plane per gradient — is
+    shaded lightly (darker where several overlap). 3-D vectors give a 3-D figure (lines and cones);
+    there the boundary planes d·gᵢ = 0 are drawn translucent.
+    """
+    if is_empty(gradients):
+        return empty_figure(title)
+    matrix = _check_vectors(gradients, "gradients")
+    dimension = matrix.shape[1]
+    names = _default_names(len(matrix)) if names is None else check_labels(names, "names", length=len(matrix))
+    outputs = {} if outputs is None else outputs
+    if not isinstance(outputs, Mapping):
+        raise ValueError(f"`outputs` must be a dict method → vector, got {type(outputs).__name__}")
+    methods = check_labels(list(outputs), "outputs")
+    results = {
+        method: as_vector(outputs[method], f"outputs['{method}']", length=dimension) for method in methods
+    }
+    if colors is not None and not isinstance(colors, Mapping):
+        raise ValueError(f"`colors` must be a mapping gradient name → colour, got {type(colors).__name__}")
+    gradient_colors = {
+        name: (colors or {}).get(name, _GRADIENT_GREYS[index % len(_GRADIENT_GREYS)])
+        for index, name in enumerate(names)
+    }
+    method_colors = series_colors(methods)
+    lengths = [np.linalg.norm(vector) for vector in [*matrix, *results.values()]]
+    radius = 1.2 * max(lengths) if max(lengths) > 0 else 1.0
+    fig = go.Figure()
+    if dimension == 2:
+        if show_conflict:
+            # A box well beyond the visible range, so the shading fills the plot whatever its aspect.
+            box = [
+                np.array(corner, dtype=float) * 4 * radius for corner in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+            ]
+            for gradient in matrix:
+                if not np.any(gradient):
+                    continue
+                region = np.array(_clip_half_plane(box, gradient))
+                fig.add_trace(
+                    go.Scatter(
+                        x=[*region[:, 0], region[0, 0]],
+                        y=[*region[:, 1], region[0, 1]],
+                        mode="lines",
+                        fill="toself",
+                        fillcolor=CONFLICT_FILL,
+                        line={"width": 0},
+                        name=_CONFLICT_NAME,
+                        legendgroup="conflict",
+                        showlegend=not any(trace.legendgroup == "conflict" for trace in fig.data),
+                        hoverinfo="skip",
+                    )
+                )
+        for gradient, name in zip(matrix, names):
+            hover = _describe(name, gradient, matrix, names, name)
+            fig.add_trace(_arrow_2d(gradient, name, gradient_colors[name], 2.0, hover, label_tip=True))
+        for method, vector in results.items():
+            hover = _describe(method, vector, matrix, names, "d")
+            fig.add_trace(_arrow_2d(vector, method, method_colors[method], 4.0, hover, label_tip=False))
+        finish_layout(fig, title=title, x_title="x₁", y_title="x₂", legend_title="vectors")
+        fig.update_xaxes(range=[-radius, radius], zeroline=True, zerolinecolor="#999999", constrain="domain")
+        fig.update_yaxes(
+            range=[-radius, radius],
+            zeroline=True,
+            zerolinecolor="#999999",
+            scaleanchor="x",
+            scaleratio=1,
+            constrain="domain",
+        )
+        return fig
+    head = 0.12 * radius
+    if show_conflict:
+        for gradient, name in zip(matrix, names):
+            if np.any(gradient):
+                fig.add_trace(_plane_3d(gradient, radius, name, show_legend=not fig.data))
+    for gradient, name in zip(matrix, names):
+        hover = _describe(name, gradient, matrix, names, name)
+        fig.add_traces(_arrow_3d(gradient, name, gradient_colors[name], 2.0, hover, head))
+    for method, vector in results.items():
+        hover = _describe(method, vector, matrix, names, "d")
+        fig.add_traces(_arrow_3d(vector, method, method_colors[method], 4.0, hover, head))
+    finish_layout(fig, title=title, legend_title="vectors")
+    axis = {"range": [-radius, radius], "zeroline": True}
+    fig.update_layout(
+        scene={
+            "xaxis": {**axis, "title": {"text": "x₁"}},
+            "yaxis": {**axis, "title": {"text": "x₂"}},
+            "zaxis": {**axis, "title": {"text": "x₃"}},
+            "aspectmode": "cube",
+        }
+    )
+    return fig

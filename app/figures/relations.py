@@ -1,0 +1,367 @@
+"""Task relationships: pairwise transfer (Standley et al. 2020), TAG inter-task affinity (Fifty et al.
+2021), block ordering, task groupings and how well groupings were predicted."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+from scipy.spatial.distance import squareform
+
+from ._common import (
+    DIVERGING_SCALE,
+    as_matrix,
+    as_number,
+    check_colors,
+    check_labels,
+    check_order,
+    check_tasks,
+    empty_figure,
+    finish_layout,
+    is_empty,
+    matrix_heatmap,
+    series_colors,
+    symmetric_limit,
+)
+
+__all__ = [
+    "transfer_heatmap",
+    "affinity_heatmap",
+    "cluster_order",
+    "groupings_figure",
+    "measured_vs_predicted",
+]
+
+Matrix = Sequence[Sequence[float | None]]
+
+
+def _reorder(matrix: np.ndarray, order: list[int]) -> np.ndarray:
+    return matrix[np.ix_(order, order)]
+
+
+def _optional_matrix(value: Matrix | None, name: str, size: int, **bounds: float) -> np.ndarray:
+    if value is None:
+        return np.full((size, size), math.nan)
+    return as_matrix(value, name, size=size, allow_missing=True, **bounds)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.1f}%"
+
+
+def transfer_heatmap(
+    mean: Matrix,
+    ci_low: Matrix | None,
+    ci_high: Matrix | None,
+    p_value: Matrix | None,
+    tasks: Sequence[str],
+    alpha: float = 0.05,
+    order: Sequence[int] | None = None,
+    *,
+    scale: float = 100.0,
+    title: str = "Pairwise transfer",
+) -> go.Figure:
+    """Pairwise transfer (Standley et al. 2020) as a T × T heatmap: row i = target task, column j =
+    partner, cell = transfer(i ← j), the relative change of i's validation metric when trained with j
+    instead of alone (positive = j helps i), shown in percent.
+
+    The colour scale is red-blue centred on 0 with a symmetric range ±max|value|; cells with
+    ``p_value < alpha`` get a ``*`` and a black border; the hover shows the 95 % CI and p. The diagonal
+    and pairs not measured yet (``None`` / NaN) stay blank. ``order`` (a permutation, e.g. from
+    :func:`cluster_order`) reorders rows and columns together. ``scale`` converts the inputs to
+    percent: 100 for fractions (default), 1 when they already are percentages.
+    """
+    if is_empty(mean):
+        return empty_figure(title)
+    alpha = as_number(alpha, "alpha")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"`alpha` must lie in (0, 1), got {alpha}")
+    scale = as_number(scale, "scale")
+    if scale <= 0:
+        raise ValueError(f"`scale` must be > 0, got {scale}")
+    tasks = check_tasks(tasks)
+    size = len(tasks)
+    order = check_order(order, size)
+    values = as_matrix(mean, "mean", size=size, allow_missing=True) * scale
+    low = _optional_matrix(ci_low, "ci_low", size) * scale
+    high = _optional_matrix(ci_high, "ci_high", size) * scale
+    p = _optional_matrix(p_value, "p_value", size, low=0.0, high=1.0)
+    np.fill_diagonal(values, math.nan)
+    values, low, high, p = (_reorder(matrix, order) for matrix in (values, low, high, p))
+    labels = [tasks[k] for k in order]
+    significant = np.isfinite(values) & np.isfinite(p) & (p < alpha)
+    text = [
+        [
+            "" if math.isnan(values[i, j]) else _percent(values[i, j]) + ("*" if significant[i, j] else "")
+            for j in range(size)
+        ]
+        for i in range(size)
+    ]
+    hover = []
+    for i in range(size):
+        row = []
+        for j in range(size):
+            if i == j:
+                row.append(f"{labels[i]}: no transfer with itself")
+                continue
+            lines = [f"transfer({labels[i]} ← {labels[j]}) = {_percent(values[i, j])}"]
+            if not (math.isnan(low[i, j]) or math.isnan(high[i, j])):
+                lines.append(f"95% CI [{_percent(low[i, j])}, {_percent(high[i, j])}]")
+            if not math.isnan(p[i, j]):
+                verdict = "significant" if significant[i, j] else "not significant"
+                lines.append(f"p = {p[i, j]:.3g} ({verdict} at α = {alpha:g})")
+            lines.append(f"positive = {labels[j]} helps {labels[i]}")
+            row.append("<br>".join(lines))
+        hover.append(row)
+    limit = symmetric_limit(values)
+    fig = matrix_heatmap(
+        values,
+        x_labels=labels,
+        y_labels=labels,
+        text=text,
+        hover=hover,
+        colorscale=DIVERGING_SCALE,
+        zmin=-limit,
+        zmax=limit,
+        zmid=0.0,
+        colorbar_title="transfer %",
+        title=title,
+        x_title=f"partner task j (positive = j helps i; * = p < {alpha:g})",
+        y_title="target task i",
+    )
+    for i, j in zip(*np.nonzero(significant)):
+        fig.add_shape(
+            type="rect",
+            x0=j - 0.5,
+            x1=j + 0.5,
+            y0=i - 0.5,
+            y1=i + 0.5,
+            xref="x",
+            yref="y",
+            line={"color": "black", "width": 2},
+            name=f"significant {labels[i]} ← {labels[j]}",
+        )
+    return fig
+
+
+def affinity_heatmap(
+    matrix: Matrix,
+    tasks: Sequence[str],
+    order: Sequence[int] | None = None,
+    *,
+    show_diagonal: bool = False,
+    title: str = "Inter-task affinity (TAG)",
+) -> go.Figure:
+    """TAG inter-task affinity (Fifty et al. 2021): row i, column j = Z_{i→j} = 1 − Lⱼ(θ'ₛ)/Lⱼ(θₛ) after a
+    lookahead step on task i alone; positive = a step on i lowers j's loss. Red-blue centred on 0,
+    symmetric range from the off-diagonal cells. The self-affinity diagonal is hidden unless
+    ``show_diagonal`` (it would dominate the colour range); cells with no value (``None`` / NaN, e.g.
+    a zero loss) stay blank."""
+    if is_empty(matrix):
+        return empty_figure(title)
+    tasks = check_tasks(tasks)
+    size = len(tasks)
+    order = check_order(order, size)
+    values = as_matrix(matrix, "matrix", size=size, allow_missing=True)
+    off_diagonal = values.copy()
+    np.fill_diagonal(off_diagonal, math.nan)
+    limit = symmetric_limit(off_diagonal)
+    if not show_diagonal:
+        values = off_diagonal
+    values = _reorder(values, order)
+    labels = [tasks[k] for k in order]
+    text = [["" if math.isnan(value) else f"{value:.3g}" for value in row] for row in values]
+    hover = [
+        [
+            f"Z({labels[i]} → {labels[j]}) = "
+            + (
+                "n/a"
+                if math.isnan(values[i, j])
+                else f"{values[i, j]:.4g}<br>a step on {labels[i]} "
+                + ("lowers" if values[i, j] >= 0 else "raises")
+                + f" {labels[j]}'s loss by {abs(values[i, j]) * 100:.2g}%"
+            )
+            for j in range(size)
+        ]
+        for i in range(size)
+    ]
+    return matrix_heatmap(
+        values,
+        x_labels=labels,
+        y_labels=labels,
+        text=text,
+        hover=hover,
+        colorscale=DIVERGING_SCALE,
+        zmin=-limit,
+        zmax=limit,
+        zmid=0.0,
+        colorbar_title="affinity Z",
+        title=title,
+        x_title="affected task j (positive = a step on i helps j)",
+        y_title="stepped task i",
+    )
+
+
+def cluster_order(matrix: Matrix) -> list[int]:
+    """An ordering of the tasks that puts related tasks next to each other, so that blocks show.
+
+    ``matrix`` is a T × T score where higher means more related (transfer, affinity, cosine); it is
+    symmetrised (the mean of both directions, or the one that exists), pairs with no score get the
+    average score, and similarity is turned into a distance ``max − score``. Average-linkage
+    hierarchical clustering with optimal leaf ordering (``scipy.cluster.hierarchy``) gives the order.
+    T ≤ 2, or a matrix without structure, keeps the given order.
+    """
+    if is_empty(matrix):
+        return []
+    scores = as_matrix(matrix, "matrix", allow_missing=True)
+    size = len(scores)
+    if size <= 2:
+        return list(range(size))
+    transposed = scores.T
+    symmetric = np.where(
+        np.isnan(scores), transposed, np.where(np.isnan(transposed), scores, (scores + transposed) / 2)
+    )
+    off_diagonal = ~np.eye(size, dtype=bool)
+    known = symmetric[off_diagonal & np.isfinite(symmetric)]
+    if known.size == 0:
+        return list(range(size))
+    symmetric = np.where(np.isfinite(symmetric), symmetric, known.mean())
+    distance = symmetric[off_diagonal].max() - symmetric
+    np.fill_diagonal(distance, 0.0)
+    condensed = squareform(np.clip(distance, 0.0, None), checks=False)
+    if np.allclose(condensed, condensed[0]):
+        return list(range(size))
+    tree = optimal_leaf_ordering(linkage(condensed, method="average"), condensed)
+    return [int(index) for index in leaves_list(tree)]
+
+
+def _check_groups(groups: object) -> list[list[str]]:
+    if isinstance(groups, str) or not isinstance(groups, Sequence):
+        raise ValueError(f"`groups` must be a list of task lists, got {type(groups).__name__}")
+    checked = []
+    for index, group in enumerate(groups):
+        members = check_labels(group, f"groups[{index}]")
+        if not members:
+            raise ValueError(f"`groups[{index}]` must name at least one task, got an empty group")
+        checked.append(members)
+    return checked
+
+
+def groupings_figure(
+    groups: Sequence[Sequence[str]],
+    scores: Mapping[str, float] | None = None,
+    *,
+    score_label: str = "predicted score",
+    title: str = "Task groups",
+) -> go.Figure:
+    """A partition (or cover) of the tasks into groups: one bar per task, bars gathered and coloured by
+    group; the bar height is the task's (predicted) score when ``scores`` is given. A task in several
+    groups (TAG groupings may overlap) gets a bar in each."""
+    groups = _check_groups(groups)
+    if not groups:
+        return empty_figure(title, "No grouping yet")
+    members = list(dict.fromkeys(task for group in groups for task in group))
+    values: dict[str, float] = {}
+    if scores is not None:
+        if not isinstance(scores, Mapping):
+            raise ValueError(f"`scores` must be a dict task → number, got {type(scores).__name__}")
+        missing = [task for task in members if task not in scores]
+        if missing:
+            raise ValueError(f"`scores` must have a score for every grouped task, missing {missing}")
+        values = {task: as_number(scores[task], f"scores['{task}']") for task in members}
+    labels = [f"group {index + 1}" for index in range(len(groups))]
+    palette = series_colors(labels)
+    fig = go.Figure()
+    for label, group in zip(labels, groups):
+        heights = [values[task] for task in group] if values else [1.0] * len(group)
+        fig.add_trace(
+            go.Bar(
+                x=[[label] * len(group), list(group)],
+                y=heights,
+                name=f"{label}: {', '.join(group)}",
+                marker={"color": palette[label]},
+                text=[f"{values[task]:.3g}" for task in group] if values else list(group),
+                textposition="auto",
+                hovertemplate=(
+                    f"{label}<br>%{{x}}<br>{score_label}: %{{y:.4g}}<extra></extra>"
+                    if values
+                    else f"{label}<br>%{{x}}<extra></extra>"
+                ),
+            )
+        )
+    finish_layout(
+        fig,
+        title=title,
+        x_title="group / task",
+        y_title=score_label if values else None,
+        legend_title="group",
+    )
+    if not values:
+        fig.update_yaxes(visible=False)
+    return fig
+
+
+def measured_vs_predicted(
+    predicted: Mapping[str, float],
+    measured: Mapping[str, float],
+    *,
+    label: str = "score",
+    colors: Mapping[str, str] | None = None,
+    title: str = "Measured vs predicted",
+) -> go.Figure:
+    """Scatter of measured against predicted values per task, with the y = x line of a perfect
+    prediction. Tasks predicted but not measured yet are left out; a measured task must have a
+    prediction. The title reports Pearson's r when there are ≥ 3 points."""
+    for name, mapping in (("predicted", predicted), ("measured", measured)):
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"`{name}` must be a dict task → number, got {type(mapping).__name__}")
+    unknown = [task for task in measured if task not in predicted]
+    if unknown:
+        raise ValueError(f"`measured` must only have tasks that are in `predicted`, got extra {unknown}")
+    tasks = [task for task in predicted if task in measured]
+    x = [as_number(predicted[task], f"predicted['{task}']") for task in tasks]
+    y = [as_number(measured[task], f"measured['{task}']") for task in tasks]
+    if not tasks:
+        return empty_figure(title, "No measurements yet")
+    palette = check_colors(colors, list(predicted))
+    if len(tasks) >= 3 and np.std(x) > 0 and np.std(y) > 0:
+        title = f"{title} (Pearson r = {np.corrcoef(x, y)[0, 1]:.2f})"
+    low, high = min(x + y), max(x + y)
+    pad = 0.05 * (high - low) if high > low else max(abs(high), 1.0) * 0.1
+    bounds = [low - pad, high + pad]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=bounds,
+            y=bounds,
+            mode="lines",
+            name="y = x (perfect prediction)",
+            line={"color": "#888888", "dash": "dash"},
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers+text",
+            name="tasks",
+            showlegend=False,
+            text=tasks,
+            textposition="top center",
+            marker={
+                "size": 11,
+                "color": [palette[task] for task in tasks],
+                "line": {"color": "white", "width": 1},
+            },
+            customdata=[measured_value - predicted_value for predicted_value, measured_value in zip(x, y)],
+            hovertemplate="%{text}<br>predicted %{x:.4g}<br>measured %{y:.4g}<br>error %{customdata:+.3g}<extra></extra>",
+        )
+    )
+    finish_layout(fig, title=title, x_title=f"predicted {label}", y_title=f"measured {label}")
+    fig.update_xaxes(range=bounds, constrain="domain")
+    fig.update_yaxes(range=bounds, scaleanchor="x", scaleratio=1, constrain="domain")
+    return fig
