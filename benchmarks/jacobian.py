@@ -76,10 +76,7 @@ def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
         from torchjd.aggregation import UPGrad
     except ImportError:
         return None
-    try:
-        from torchjd.autojac import mtl_backward
-    except ImportError:  # older torchjd
-        from torchjd import mtl_backward
+    from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
     from mtl_core.trainer import task_losses
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)
@@ -89,8 +86,11 @@ def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
     def step() -> None:
         trainer.optimizer.zero_grad(set_to_none=True)
         z = model.encode(x)
-        losses = task_losses(model.decode(z), y, m, trainer.tasks)
-        mtl_backward(losses=list(losses), features=z, aggregator=aggregator)
+        outputs = model.decode(z)
+        # one separate graph per task loss (a stacked tensor would share one node)
+        losses = [task_losses(outputs, y, m, [spec])[0] for spec in trainer.tasks]
+        mtl_backward(losses, features=z, shared_params=trainer.shared)
+        jac_to_grad(trainer.shared, aggregator)
         trainer.optimizer.step()
 
     return time_steps(step, repeats, device)
