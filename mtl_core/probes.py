@@ -11,6 +11,8 @@ Records (``ProbeEvent.kind``):
 * ``norms`` — per-task gradient norms (vector); norm ratios are ``norms[i] / norms[j]``;
 * ``conflict`` — ``[fraction of task pairs with negative cosine]``;
 * ``weights`` — the balancing method's task weights (or αᵢ) at that step (after the update).
+* ``affinity`` / ``affinity_step`` — TAG inter-task affinity, per epoch / per lookahead step
+  (:mod:`mtl_core.tag`, when ``config.tag``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Probe:
 
     def measure(self, ctx: ProbeContext) -> list[ProbeEvent]:
         raise NotImplementedError
+
+    def end_epoch(self, epoch: int, step: int) -> list[ProbeEvent]:
+        """Called by the trainer after the last step of each epoch (and of a cancelled run): a
+        probe that aggregates per epoch (TAG affinity) emits its summary here."""
+        return []
 
 
 def cosine_matrix(grads: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -104,3 +111,7 @@ def build_probes(config: Any) -> list[Probe]:
         if probe is not None:
             probes.append(probe)
     return probes
+
+
+# Built-in extra probes register themselves in PROBE_FACTORIES on import.
+from . import tag as _tag  # noqa: E402, F401

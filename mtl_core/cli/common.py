@@ -27,7 +27,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--device", help="cpu or cuda")
-    parser.add_argument("--probe-interval", type=int, help="record gradient probes every N steps (0 = off)")
+    parser.add_argument("--probe-interval", type=int, help="record gradient probes every N steps (0 = off; default 10)")
+    parser.add_argument("--tag-interval", type=int, help="TAG lookahead every N steps when --tag is on (default 5)")
     parser.add_argument("--jacobian-mode", help="auto, loop, batched or representation")
     parser.add_argument("--name", help="a name for the run")
 
@@ -56,6 +57,7 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         "weight_decay": args.weight_decay,
         "device": args.device,
         "probe_interval": args.probe_interval,
+        "tag_interval": args.tag_interval,
         "jacobian_mode": args.jacobian_mode,
         "name": args.name,
     }
