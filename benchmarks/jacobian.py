@@ -77,6 +77,7 @@ def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
     except ImportError:
         return None
     from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
+
     from mtl_core.trainer import task_losses
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)

@@ -18,7 +18,7 @@ from ..errors import MTLError
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
 
 #: Modules (in this package) that register sub-commands, in the order shown by ``--help``.
-COMMAND_MODULES = ("suites", "train", "runs", "worker", "study", "group")
+COMMAND_MODULES = ("suites", "train", "runs", "worker", "study", "group", "export", "lessons")
 
 
 class UsageError(MTLError):

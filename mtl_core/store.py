@@ -1,0 +1,877 @@
+"""The run store: every run, its metric time series, its probe records and its result, in SQLite.
+
+One file, ``$MTL_LAB_HOME/runs.db`` (default ``~/.mtl_lab/runs.db``), in WAL mode so that the
+dashboard reads while the workers write. It is created on first use and carries its own identity
+(``PRAGMA application_id``) and schema version (``PRAGMA user_version``, upgraded by
+:data:`MIGRATIONS`). A file that is not an MTL Lab run store — another SQLite database, a corrupt
+file, a text file — raises :class:`StoreError` and is never written to: it is inspected through a
+read-only connection before anything opens it for writing.
+
+Concurrency: SQLite connections are not shared between threads, so each thread (and each process)
+gets its own; writes are short ``BEGIN IMMEDIATE`` transactions with a busy timeout, and metric
+rows arrive in batches (see :class:`mtl_core.workers.StoreRecorder`).
+
+Live views read incrementally: :meth:`RunStore.metrics_after` and :meth:`RunStore.probes_after`
+return everything of one run after a step with one query on the ``(run_id, step)`` index. The
+writer commits all the rows of a step together, so "after the last step I have" never misses rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import MTLError
+
+__all__ = [
+    "RunStore",
+    "RunRecord",
+    "MetricRow",
+    "ProbeRow",
+    "StoreError",
+    "RunNotFoundError",
+    "RunStateError",
+    "STATUSES",
+    "FINISHED_STATUSES",
+    "SCHEMA_VERSION",
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "DEFAULT_OWNER",
+    "HEARTBEAT_TIMEOUT",
+    "lab_home",
+    "default_store_path",
+    "process_alive",
+]
+
+#: Run states. ``queued`` → ``running`` → one of ``done`` / ``failed`` / ``cancelled``.
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATUSES = ("done", "failed", "cancelled")
+DEFAULT_OWNER = "local"
+
+#: ``PRAGMA application_id`` of an MTL Lab run store: the ASCII bytes "MTLL".
+APPLICATION_ID = int.from_bytes(b"MTLL", "big")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: ``MIGRATIONS[v]`` upgrades a store from schema version ``v - 1`` to ``v``. A new store runs them
+#: all from 0. To change the schema, append a step; never edit a released one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT,
+            owner TEXT NOT NULL DEFAULT 'local',
+            group_id TEXT,
+            suite TEXT,
+            strategy TEXT,
+            method TEXT,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            traceback TEXT,
+            worker_pid INTEGER,
+            worker_host TEXT,
+            heartbeat_at REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            info TEXT
+        )""",
+        "CREATE INDEX runs_status ON runs (status, id)",
+        "CREATE INDEX runs_group ON runs (group_id)",
+        "CREATE INDEX runs_owner ON runs (owner)",
+        """CREATE TABLE metrics (
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            epoch INTEGER,
+            task TEXT,
+            key TEXT NOT NULL,
+            value REAL
+        )""",
+        "CREATE INDEX metrics_run_step ON metrics (run_id, step)",
+        """CREATE TABLE probes (
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            epoch INTEGER,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            extra TEXT
+        )""",
+        "CREATE INDEX probes_run_step ON probes (run_id, step)",
+        "CREATE TABLE results (run_id INTEGER PRIMARY KEY, result TEXT NOT NULL, created_at REAL NOT NULL)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+_BUSY_TIMEOUT_MS = 30_000
+#: (device, inode) of the run-store files this process has checked and opened (see ``_prepare``).
+_CHECKED_FILES: set[tuple[int, int]] = set()
+#: A running run whose worker has not sent a heartbeat for this long is taken for dead.
+HEARTBEAT_TIMEOUT = 6.0
+_RUN_COLUMNS = (
+    "id, name, owner, group_id, suite, strategy, method, config, status, created_at, started_at, "
+    "finished_at, error, worker_pid, worker_host, heartbeat_at, cancel_requested, info"
+)
+
+
+class StoreError(MTLError):
+    """The run store cannot be used: not a run store, corrupt, newer schema, locked, missing run."""
+
+
+class RunNotFoundError(StoreError, LookupError):
+    """No run has this id."""
+
+
+class RunStateError(StoreError):
+    """The run is not in a state that allows the operation (e.g. deleting a running run)."""
+
+
+def lab_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """MTL Lab's data folder: ``home`` if given, else ``$MTL_LAB_HOME``, else ``~/.mtl_lab``."""
+    if home is not None:
+        return Path(home).expanduser()
+    env = os.environ.get("MTL_LAB_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".mtl_lab"
+
+
+def default_store_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<lab home>/runs.db``."""
+    return lab_home(home) / "runs.db"
+
+
+class MetricRow(NamedTuple):
+    """One scalar of a run's time series; ``task`` is None for run-level values."""
+
+    step: int
+    epoch: int | None
+    task: str | None
+    key: str
+    value: float
+
+
+class ProbeRow(NamedTuple):
+    """One probe record: a T × T matrix or a length-T vector (nested lists) at ``step``."""
+
+    step: int
+    epoch: int | None
+    kind: str
+    value: Any
+    extra: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    """One row of the ``runs`` table. Times are Unix seconds."""
+
+    id: int
+    name: str | None
+    owner: str
+    group_id: str | None
+    suite: str | None
+    strategy: str | None
+    method: str | None
+    config: dict[str, Any]
+    status: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    worker_pid: int | None = None
+    worker_host: str | None = None
+    heartbeat_at: float | None = None
+    cancel_requested: bool = False
+    info: dict[str, Any] | None = None
+    traceback: str | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (to now while running); None before it starts."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    def to_dict(self, include_traceback: bool = False) -> dict[str, Any]:
+        out = {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "group_id": self.group_id,
+            "suite": self.suite,
+            "strategy": self.strategy,
+            "method": self.method,
+            "status": self.status,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "worker_pid": self.worker_pid,
+            "worker_host": self.worker_host,
+            "heartbeat_at": self.heartbeat_at,
+            "cancel_requested": self.cancel_requested,
+            "config": self.config,
+            "info": self.info,
+        }
+        if include_traceback:
+            out["traceback"] = self.traceback
+        return out
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"`config` must be a mapping or a TrainConfig, got {type(config).__name__}")
+    return dict(config)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (an exited one not yet reaped, a
+    zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal check is all we have
+
+
+class RunStore:
+    """The SQLite run store. Safe to share between threads (one connection per thread) and to open
+    from many processes at once.
+
+    ``path`` is the database file (or a folder, meaning ``folder/runs.db``); the default is
+    :func:`default_store_path`. The file and its folder are created on first use.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        resolved = default_store_path() if path is None else Path(path).expanduser()
+        if resolved.is_dir():
+            resolved = resolved / "runs.db"
+        self.path = resolved.absolute()
+        self.host = socket.gethostname()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._prepare()
+
+    @classmethod
+    def at_home(cls, home: str | os.PathLike[str] | None = None) -> RunStore:
+        """The store of an MTL Lab home folder (see :func:`lab_home`)."""
+        return cls(default_store_path(home))
+
+    @property
+    def home(self) -> Path:
+        return self.path.parent
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    # --- opening, identity checks and migrations -------------------------------------------------
+    def _fail(self, what: str) -> StoreError:
+        return StoreError(f"{self.path} {what}")
+
+    def _prepare(self) -> None:
+        """Check the file before writing anything; create or migrate it if it is ours."""
+        if self.path.exists():
+            if not self.path.is_file():
+                raise self._fail("is not a file (MTL Lab expects its run store database here)")
+            stat = self.path.stat()
+            # Read the header only before this process's first connection to the file: closing a
+            # plain file handle drops every POSIX lock the process holds on it, SQLite's included,
+            # and another process may then take itself for the last user and delete the WAL.
+            if stat.st_size > 0 and (stat.st_dev, stat.st_ino) not in _CHECKED_FILES:
+                self._inspect_existing()
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._fail(f"cannot be created: {exc.strerror or exc}") from None
+        self._initialise()
+        try:
+            stat = self.path.stat()
+            _CHECKED_FILES.add((stat.st_dev, stat.st_ino))
+        except OSError:
+            pass
+
+    def _inspect_existing(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise self._fail(f"cannot be read: {exc.strerror or exc}") from None
+        if header != _SQLITE_MAGIC:
+            raise self._fail(
+                "is not an SQLite database, so it is not an MTL Lab run store; it was left untouched "
+                "(move it away or point MTL_LAB_HOME elsewhere)"
+            )
+        try:
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot be opened read-only: {exc}") from None
+        try:
+            app_id, version, tables = self._identity(conn)
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"is corrupt or unreadable ({exc}); it was left untouched") from None
+        finally:
+            conn.close()
+        self._check_identity(app_id, version, tables)
+
+    @staticmethod
+    def _identity(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        return app_id, version, tables
+
+    def _check_identity(self, app_id: int, version: int, tables: set[str]) -> None:
+        if app_id == 0 and not tables and version == 0:
+            return  # an empty SQLite file: ours to initialise
+        if app_id != APPLICATION_ID:
+            raise self._fail(
+                "is an SQLite database of another application (application_id "
+                f"{app_id:#x}, tables: {', '.join(sorted(tables)) or 'none'}), not an MTL Lab run store; "
+                "it was left untouched"
+            )
+        if version > SCHEMA_VERSION:
+            raise self._fail(
+                f"has run-store schema version {version}, newer than this MTL Lab supports "
+                f"({SCHEMA_VERSION}); upgrade MTL Lab to open it. It was left untouched"
+            )
+
+    def _initialise(self) -> None:
+        """Create or upgrade the schema, under a write lock, re-checking identity inside it."""
+        conn = self._connection()
+        try:
+            app_id, version, _ = self._identity(conn)
+            if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+                return  # the usual case: no write lock needed to open a current store
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                app_id, version, tables = self._identity(conn)
+                self._check_identity(app_id, version, tables)
+                if version < SCHEMA_VERSION:
+                    self._migrate(conn, version)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._fail(f"cannot be opened as a run store: {exc}") from None
+        except StoreError:
+            self.close()
+            raise
+
+    def _migrate(self, conn: sqlite3.Connection, from_version: int) -> None:
+        for version in range(from_version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        if from_version == 0:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('application', 'mtl_lab run store')")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (repr(time.time()),))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
+
+    # --- connections -----------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot be opened: {exc}") from None
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction (``BEGIN IMMEDIATE`` waits for the write lock up to the busy timeout)."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"is busy or not writable ({exc})") from None
+        try:
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            _rollback(conn)
+            raise self._fail(f"could not be written ({exc})") from None
+        except BaseException:
+            _rollback(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            _rollback(conn)
+            raise self._fail(f"could not commit ({exc})") from None
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same state."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"could not be read ({exc})") from None
+
+    # --- runs ------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        config: Mapping[str, Any] | Any,
+        name: str | None = None,
+        owner: str = DEFAULT_OWNER,
+        group_id: str | None = None,
+    ) -> int:
+        """Queue one run and return its id. ``config`` is a config dict (or a ``TrainConfig``)."""
+        return self.create_runs([config], names=[name], owner=owner, group_id=group_id)[0]
+
+    def create_runs(
+        self,
+        configs: Sequence[Mapping[str, Any] | Any],
+        names: Sequence[str | None] | None = None,
+        owner: str = DEFAULT_OWNER,
+        group_id: str | None = None,
+    ) -> list[int]:
+        """Queue several runs in one transaction (all or none) and return their ids in order."""
+        dicts = [_config_dict(c) for c in configs]
+        if names is None:
+            names = [None] * len(dicts)
+        if len(names) != len(dicts):
+            raise ValueError(f"`names` must have one entry per config ({len(dicts)}), got {len(names)}")
+        if not isinstance(owner, str) or not owner:
+            raise ValueError(f"`owner` must be a non-empty string, got {owner!r}")
+        if group_id is not None:
+            group_id = str(group_id)
+        now = time.time()
+        ids = []
+        with self._write() as conn:
+            for config, name in zip(dicts, names, strict=True):
+                cursor = conn.execute(
+                    "INSERT INTO runs (name, owner, group_id, suite, strategy, method, config, status, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (
+                        name if name is not None else config.get("name"),
+                        owner,
+                        group_id,
+                        config.get("suite"),
+                        config.get("strategy"),
+                        config.get("method"),
+                        _dumps(config),
+                        now,
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def _record(self, row: Sequence[Any], traceback: str | None = None) -> RunRecord:
+        return RunRecord(
+            id=row[0],
+            name=row[1],
+            owner=row[2],
+            group_id=row[3],
+            suite=row[4],
+            strategy=row[5],
+            method=row[6],
+            config=_loads(row[7]) or {},
+            status=row[8],
+            created_at=row[9],
+            started_at=row[10],
+            finished_at=row[11],
+            error=row[12],
+            worker_pid=row[13],
+            worker_host=row[14],
+            heartbeat_at=row[15],
+            cancel_requested=bool(row[16]),
+            info=_loads(row[17]),
+            traceback=traceback,
+        )
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """The run ``run_id`` (with its traceback, if it failed). Raises :class:`RunNotFoundError`."""
+        rows = self._read(f"SELECT {_RUN_COLUMNS}, traceback FROM runs WHERE id = ?", (int(run_id),))
+        if not rows:
+            raise RunNotFoundError(f"run {run_id} does not exist in {self.path}")
+        return self._record(rows[0][:-1], traceback=rows[0][-1])
+
+    def list_runs(
+        self,
+        status: str | Sequence[str] | None = None,
+        owner: str | None = None,
+        group_id: str | None = None,
+        suite: str | None = None,
+        method: str | None = None,
+        strategy: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[RunRecord]:
+        """Runs matching every given filter (``status`` may be one status or several)."""
+        where, params = self._filters(status, owner, group_id, suite, method, strategy)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{where} ORDER BY id {'DESC' if newest_first else 'ASC'}"
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"`limit` must be a non-negative integer, got {limit!r}")
+            sql += f" LIMIT {limit}"
+        return [self._record(row) for row in self._read(sql, params)]
+
+    def count_runs(self, status: str | Sequence[str] | None = None, owner: str | None = None,
+                   group_id: str | None = None) -> int:
+        where, params = self._filters(status, owner, group_id, None, None, None)
+        return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
+
+    @staticmethod
+    def _filters(
+        status: str | Sequence[str] | None,
+        owner: str | None,
+        group_id: str | None,
+        suite: str | None,
+        method: str | None,
+        strategy: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for value in statuses:
+                if value not in STATUSES:
+                    raise ValueError(f"`status` must be one of {', '.join(STATUSES)}, got {value!r}")
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        for column, value in (("owner", owner), ("group_id", group_id), ("suite", suite), ("method", method),
+                              ("strategy", strategy)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def claim_next(self, pid: int | None = None, host: str | None = None) -> RunRecord | None:
+        """Atomically take the oldest queued run for a worker: it becomes ``running`` with this
+        worker's pid and a fresh heartbeat. None when the queue is empty."""
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self._mark_running(conn, row[0], pid, host)
+        return self.get_run(row[0])
+
+    def claim_run(self, run_id: int, pid: int | None = None, host: str | None = None) -> RunRecord | None:
+        """Take one specific queued run (for executors that dispatch run by run). None if it is
+        no longer queued (someone else took it, or it was cancelled)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"run {run_id} does not exist in {self.path}")
+            if row[0] != "queued":
+                return None
+            self._mark_running(conn, run_id, pid, host)
+        return self.get_run(run_id)
+
+    def _mark_running(self, conn: sqlite3.Connection, run_id: int, pid: int | None, host: str | None) -> None:
+        now = time.time()
+        conn.execute(
+            "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?, "
+            "worker_host = ?, error = NULL, traceback = NULL WHERE id = ?",
+            (now, now, os.getpid() if pid is None else int(pid), host or self.host, int(run_id)),
+        )
+
+    def set_status(self, run_id: int, status: str, error: str | None = None, traceback: str | None = None) -> None:
+        """Set a run's status unconditionally (finished states also set ``finished_at``)."""
+        if status not in STATUSES:
+            raise ValueError(f"`status` must be one of {', '.join(STATUSES)}, got {status!r}")
+        finished_at = time.time() if status in FINISHED_STATUSES else None
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, error = ?, traceback = ?, finished_at = ? WHERE id = ?",
+                (status, error, traceback, finished_at, int(run_id)),
+            )
+            if cursor.rowcount == 0:
+                raise RunNotFoundError(f"run {run_id} does not exist in {self.path}")
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        error: str | None = None,
+        traceback: str | None = None,
+        pid: int | None = None,
+    ) -> bool:
+        """Record the end of a run by the worker that ran it. Returns False (and changes nothing)
+        if the run is no longer this worker's (e.g. it was deleted, or cancelled by force)."""
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"`status` must be one of {', '.join(FINISHED_STATUSES)}, got {status!r}")
+        worker = os.getpid() if pid is None else int(pid)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, error = ?, traceback = ?, finished_at = ? "
+                "WHERE id = ? AND worker_pid = ? AND (status = 'running' OR "
+                "(status = 'failed' AND error LIKE 'interrupted%'))",
+                (status, error, traceback, time.time(), int(run_id), worker),
+            )
+            return cursor.rowcount > 0
+
+    def heartbeat(self, run_id: int) -> None:
+        """The worker running ``run_id`` is alive."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+                         (time.time(), int(run_id)))
+
+    def set_info(self, run_id: int, info: Mapping[str, Any]) -> None:
+        """Facts known once the run starts (tasks, total steps, parameter counts)."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET info = ? WHERE id = ?", (_dumps(dict(info)), int(run_id)))
+
+    def request_cancel(self, run_id: int) -> str:
+        """Cancel a run: a queued run is ``cancelled`` at once (returns ``"cancelled"``); a running
+        run gets a flag that its worker polls (returns ``"requested"``). A finished run raises
+        :class:`RunStateError`."""
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"run {run_id} does not exist in {self.path}")
+            if row[0] == "queued":
+                conn.execute(
+                    "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ?",
+                    (time.time(), int(run_id)),
+                )
+                return "cancelled"
+            if row[0] == "running":
+                conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (int(run_id),))
+                return "requested"
+        raise RunStateError(f"run {run_id} is already {row[0]}; only queued or running runs can be cancelled")
+
+    def cancel_requested(self, run_id: int) -> bool:
+        rows = self._read("SELECT cancel_requested FROM runs WHERE id = ?", (int(run_id),))
+        return bool(rows and rows[0][0])
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run with its metrics, probes and result. A running run must be cancelled first."""
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"run {run_id} does not exist in {self.path}")
+            if row[0] == "running":
+                raise RunStateError(f"run {run_id} is running; cancel it first")
+            for table, column in (("metrics", "run_id"), ("probes", "run_id"), ("results", "run_id"), ("runs", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (int(run_id),))
+
+    # --- recovery --------------------------------------------------------------------------------
+    def recover_interrupted(self, stale_after: float | None = HEARTBEAT_TIMEOUT, now: float | None = None) -> list[int]:
+        """Mark ``failed`` the running runs whose worker is gone: a worker process of this host
+        that no longer exists, or (any host) no heartbeat for ``stale_after`` seconds (None: do not
+        judge heartbeats). Returns the ids it marked."""
+        now = time.time() if now is None else now
+        rows = self._read(
+            "SELECT id, worker_pid, worker_host, heartbeat_at, started_at FROM runs WHERE status = 'running'"
+        )
+        marked = []
+        for run_id, pid, host, heartbeat_at, started_at in rows:
+            last = heartbeat_at if heartbeat_at is not None else started_at
+            reason = None
+            if pid is not None and host == self.host and not process_alive(int(pid)):
+                reason = f"interrupted: its worker process {pid} is gone"
+            elif stale_after is not None and (last is None or now - last > stale_after):
+                age = "ever" if last is None else f"{now - last:.0f} s"
+                reason = f"interrupted: no heartbeat from its worker process {pid} on {host} for {age}"
+            if reason is None:
+                continue
+            with self._write() as conn:
+                cursor = conn.execute(
+                    "UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
+                    "WHERE id = ? AND status = 'running' AND heartbeat_at IS ?",
+                    (reason, now, run_id, heartbeat_at),
+                )
+                if cursor.rowcount:
+                    marked.append(int(run_id))
+        return marked
+
+    def fail_runs_of_worker(self, pid: int, reason: str, host: str | None = None) -> list[int]:
+        """Mark ``failed`` (with ``reason``) the runs that worker ``pid`` of ``host`` was running."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE status = 'running' AND worker_pid = ? AND worker_host = ?",
+                (int(pid), host or self.host),
+            ).fetchall()
+            for (run_id,) in rows:
+                conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                             (reason, time.time(), run_id))
+        return [int(r[0]) for r in rows]
+
+    # --- metrics and probes ----------------------------------------------------------------------
+    def append_metrics(self, run_id: int, rows: Iterable[MetricRow | Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Append metric rows ``(step, epoch, task, key, value)`` in one transaction; returns how many."""
+        values = []
+        for row in rows:
+            if isinstance(row, Mapping):
+                row = (row["step"], row.get("epoch"), row.get("task"), row["key"], row["value"])
+            step, epoch, task, key, value = row
+            values.append((int(step), None if epoch is None else int(epoch), None if task is None else str(task),
+                           str(key), None if value is None else float(value)))
+        return self.append_metric_tuples(run_id, values)
+
+    def append_metric_tuples(self, run_id: int, rows: Sequence[tuple[int, int | None, str | None, str, float]]) -> int:
+        """:meth:`append_metrics` without per-row conversion, for writers that build exact
+        ``(int, int | None, str | None, str, float)`` tuples (the training-time recorder)."""
+        if not rows:
+            return 0
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT INTO metrics (run_id, step, epoch, task, key, value) VALUES ({int(run_id)}, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def append_probes(self, run_id: int, rows: Iterable[ProbeRow | Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Append probe rows ``(step, epoch, kind, value, extra)`` (value: nested lists)."""
+        values = []
+        for row in rows:
+            if isinstance(row, Mapping):
+                row = (row["step"], row.get("epoch"), row["kind"], row["value"], row.get("extra") or {})
+            step, epoch, kind, value, extra = row
+            values.append((int(run_id), int(step), None if epoch is None else int(epoch), str(kind),
+                           _dumps(value), _dumps(extra or {})))
+        if not values:
+            return 0
+        with self._write() as conn:
+            conn.executemany("INSERT INTO probes (run_id, step, epoch, kind, value, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                             values)
+        return len(values)
+
+    def metrics_after(self, run_id: int, step: int = -1, key: str | None = None) -> list[MetricRow]:
+        """Every metric row of ``run_id`` with a step greater than ``step`` (all by default), in
+        step order — one query on the ``(run_id, step)`` index. NaN values come back as NaN."""
+        sql = "SELECT step, epoch, task, key, value FROM metrics WHERE run_id = ? AND step > ?"
+        params: list[Any] = [int(run_id), int(step)]
+        if key is not None:
+            sql += " AND key = ?"
+            params.append(key)
+        sql += " ORDER BY step, rowid"
+        # SQLite stores NaN as NULL; the writer never stores NULL otherwise.
+        return [MetricRow(s, e, t, k, math.nan if v is None else v) for s, e, t, k, v in self._read(sql, params)]
+
+    def probes_after(self, run_id: int, step: int = -1, kind: str | None = None) -> list[ProbeRow]:
+        """Every probe record of ``run_id`` after ``step``, in step order (one indexed query)."""
+        sql = "SELECT step, epoch, kind, value, extra FROM probes WHERE run_id = ? AND step > ?"
+        params: list[Any] = [int(run_id), int(step)]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        sql += " ORDER BY step, rowid"
+        return [ProbeRow(s, e, k, json.loads(v), _loads(x) or {}) for s, e, k, v, x in self._read(sql, params)]
+
+    def last_step(self, run_id: int) -> int | None:
+        """The highest step with a metric row (None before the first)."""
+        rows = self._read("SELECT MAX(step) FROM metrics WHERE run_id = ?", (int(run_id),))
+        return rows[0][0]
+
+    # --- results ---------------------------------------------------------------------------------
+    def set_result(self, run_id: int, result: Mapping[str, Any]) -> None:
+        """Store the final run record (``run.json`` content), replacing any previous one."""
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO results (run_id, result, created_at) VALUES (?, ?, ?)",
+                         (int(run_id), _dumps(dict(result)), time.time()))
+
+    def get_result(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._read("SELECT result FROM results WHERE run_id = ?", (int(run_id),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def export_run(self, run_id: int) -> dict[str, Any]:
+        """Everything about one run, from one consistent snapshot: the run (with traceback), its
+        metric rows, probe records and result."""
+        with self._snapshot():
+            record = self.get_run(run_id)
+            metrics = self.metrics_after(run_id)
+            probes = self.probes_after(run_id)
+            result = self.get_result(run_id)
+        return {
+            "format": "mtl_lab.run_export/1",
+            "run": record.to_dict(include_traceback=True),
+            "metrics": [row._asdict() for row in metrics],
+            "probes": [row._asdict() for row in probes],
+            "result": result,
+        }

@@ -1,0 +1,1043 @@
+"""Background execution: worker processes that take queued runs from the run store and train them.
+
+The dashboard never trains in its own script thread: it calls :func:`submit`, which validates the
+configs, queues them in the :class:`~mtl_core.store.RunStore` and asks an :class:`Executor` to run
+them. The store *is* the queue, so a run survives a page reload, and any process can read its
+status and metrics.
+
+:class:`LocalProcessExecutor` (the default) runs a *pool supervisor* process per MTL Lab home:
+
+- started on demand by whoever submits when none is running (:func:`ensure_pool`; it exits after
+  ``$MTL_LAB_POOL_IDLE_EXIT`` seconds, default 60, without work), or by hand as a long-lived
+  server (``python -m mtl_core worker [--workers N]``);
+- one per home: it holds an ``flock`` on ``$MTL_LAB_HOME/pool.lock`` for its lifetime (the kernel
+  drops it if the process dies), so two submitters never start two pools;
+- it starts worker processes (single-threaded torch) up to ``max_workers`` (default
+  ``$MTL_LAB_WORKERS`` or the number of cores) while runs are queued, replaces those that die and
+  marks their runs ``failed`` with the reason (exit status or signal), and fails runs whose
+  heartbeat stops (hung worker, another host) after :data:`~mtl_core.store.HEARTBEAT_TIMEOUT` seconds. After a suspend (closed
+  laptop lid) it gives workers one timeout to send a fresh heartbeat before judging them.
+
+Processes are started with :class:`subprocess.Popen` of ``sys.executable`` running :func:`main`
+(the supervisor in a new session): that is safe from a multi-threaded server such as Streamlit (no
+``fork`` of a process with threads), the pool outlives the page and is not hit by the terminal's
+Ctrl-C, and a fresh interpreter inherits neither the parent's torch thread pools nor its open
+database connections. The supervisor imports no torch. The pool lock is an ``flock`` (POSIX).
+
+Inside a worker, :class:`StoreRecorder` (a trainer :class:`~mtl_core.events.Callback`) buffers
+metric rows and probe records and writes them in batches from a background thread, together with
+the heartbeat and the cancel poll, so the training loop never waits for SQLite.
+
+Metric keys written per task: ``train_loss`` and ``weight`` (every step), ``epoch_train_loss``,
+``val_loss`` and ``val_metric`` (every epoch, at the epoch's last step); ``epoch_seconds`` has no task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .errors import ConfigError, MTLError
+from .events import Callback, EpochEvent, ProbeEvent, StepEvent
+from .registry import Registry
+from .store import (
+    DEFAULT_OWNER,
+    FINISHED_STATUSES,
+    HEARTBEAT_TIMEOUT,
+    RunRecord,
+    RunStore,
+    StoreError,
+    default_store_path,
+    lab_home,
+    process_alive,
+)
+
+__all__ = [
+    "submit",
+    "open_store",
+    "get_run",
+    "run_status",
+    "cancel",
+    "list_runs",
+    "wait",
+    "validate_config",
+    "Executor",
+    "LocalProcessExecutor",
+    "EXECUTORS",
+    "make_executor",
+    "StoreRecorder",
+    "execute_run",
+    "run_worker",
+    "PoolSupervisor",
+    "PoolError",
+    "ensure_pool",
+    "pool_running",
+    "pool_status",
+    "stop_pool",
+    "HEARTBEAT_INTERVAL",
+    "FLUSH_INTERVAL",
+    "CANCEL_POLL_INTERVAL",
+    "DEFAULT_IDLE_EXIT",
+    "EXIT_ALREADY_RUNNING",
+    "main",
+    "env_number",
+    "default_max_workers",
+    "setup_logging",
+]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 1.0
+FLUSH_INTERVAL = 0.5
+CANCEL_POLL_INTERVAL = 0.5
+#: A run that does not stop this long after a cancel (or pool shutdown) is stopped by ending its worker.
+FORCE_STOP_AFTER = 5.0
+#: Seconds an automatically started pool (and each of its workers) waits for work before exiting.
+DEFAULT_IDLE_EXIT = 60.0
+SUPERVISOR_TICK = 0.5
+SHUTDOWN_GRACE = 10.0
+
+#: How the pool starts its processes: straight into :func:`main`, not through the CLI, so that a
+#: supervisor imports neither torch nor the other commands' modules (it stays small and starts fast).
+_ENTRY = (sys.executable, "-c", "import sys; from mtl_core.workers import main; sys.exit(main())")
+
+LOCK_FILE = "pool.lock"
+INFO_FILE = "pool.json"
+LOG_FILE = "pool.log"
+_LOG_ROTATE_BYTES = 5_000_000
+_FORCED_EXIT_CODE = 75
+#: Exit status of ``worker`` when another pool already serves the home.
+EXIT_ALREADY_RUNNING = 3
+
+
+class PoolError(MTLError):
+    """The worker pool cannot be started or reached."""
+
+
+# --- configs and the public API -------------------------------------------------------------------
+_STORES: dict[Path, tuple[tuple[int, int, int], RunStore]] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(home: str | os.PathLike[str] | None = None) -> RunStore:
+    """The run store of ``home``, opened once per process and reused (it is thread-safe); a new
+    one if the file was replaced or deleted since."""
+    path = default_store_path(home).absolute()
+
+    def identity() -> tuple[int, int, int] | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino, os.getpid()
+
+    with _STORES_LOCK:
+        cached = _STORES.get(path)
+        if cached is not None and cached[0] == identity():
+            return cached[1]
+        store = RunStore(path)
+        _STORES[path] = (identity() or (0, 0, 0), store)
+        return store
+
+
+def validate_config(config: TrainConfig | Mapping[str, Any], index: int | None = None) -> TrainConfig:
+    """``TrainConfig.from_dict(config).validated()``; with ``index``, the error names ``configs[i]``."""
+    try:
+        parsed = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+        return parsed.validated()
+    except ConfigError as exc:
+        if index is None:
+            raise
+        raise ConfigError(f"configs[{index}].{exc.field}", exc.expected, exc.got) from None
+
+
+def submit(
+    configs: TrainConfig | Mapping[str, Any] | Sequence[TrainConfig | Mapping[str, Any]],
+    *,
+    names: Sequence[str | None] | None = None,
+    owner: str = DEFAULT_OWNER,
+    group_id: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    executor: Executor | None = None,
+    start: bool = True,
+) -> list[int]:
+    """Validate and queue one config or a batch (all or none), make sure something will run
+    them, and return the run ids in order.
+
+    A bad config raises :class:`~mtl_core.errors.ConfigError` before anything is queued.
+    ``group_id`` ties the runs of one study together; ``owner`` is the user or session id.
+    ``start=False`` only queues (a pool started later picks the runs up).
+    """
+    if isinstance(configs, (TrainConfig, Mapping)):
+        configs = [configs]
+    batch = list(configs)
+    validated = [validate_config(c, i if len(batch) > 1 else None) for i, c in enumerate(batch)]
+    if names is None:
+        names = [c.name for c in validated]
+    store = open_store(home)
+    ids = store.create_runs([c.to_dict() for c in validated], names=names, owner=owner, group_id=group_id)
+    if start and ids:
+        (executor or make_executor(home=store.home)).start(ids)
+    return ids
+
+
+def get_run(run_id: int, home: str | os.PathLike[str] | None = None) -> RunRecord:
+    """The stored record of ``run_id`` (status, error, worker pid, timestamps, config)."""
+    return open_store(home).get_run(run_id)
+
+
+def run_status(run_id: int, home: str | os.PathLike[str] | None = None) -> str:
+    """``queued``, ``running``, ``done``, ``failed`` or ``cancelled``."""
+    return get_run(run_id, home).status
+
+
+def cancel(run_id: int, home: str | os.PathLike[str] | None = None) -> str:
+    """Cancel a run: ``"cancelled"`` if it was queued, ``"requested"`` if it is running (its
+    worker stops it within about a second and marks it ``cancelled``, keeping partial metrics)."""
+    return open_store(home).request_cancel(run_id)
+
+
+def list_runs(home: str | os.PathLike[str] | None = None, **filters: Any) -> list[RunRecord]:
+    """Runs of the store, newest first; filters as :meth:`RunStore.list_runs`."""
+    return open_store(home).list_runs(**filters)
+
+
+def wait(
+    run_ids: Sequence[int],
+    timeout: float | None = None,
+    home: str | os.PathLike[str] | None = None,
+    poll: float = 0.2,
+) -> dict[int, str]:
+    """Block until every run has finished; returns id → final status. Raises ``TimeoutError``."""
+    store = open_store(home)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        statuses = {i: store.get_run(i).status for i in run_ids}
+        if all(s in FINISHED_STATUSES for s in statuses.values()):
+            return statuses
+        if deadline is not None and time.monotonic() > deadline:
+            pending = {i: s for i, s in statuses.items() if s not in FINISHED_STATUSES}
+            raise TimeoutError(f"runs still unfinished after {timeout} s: {pending}")
+        time.sleep(poll)
+
+
+# --- executors -------------------------------------------------------------------------------------
+class Executor(ABC):
+    """Where queued runs execute. The store is the queue and the source of truth (status, cancel
+    flag, heartbeats), so an executor only has to make sure that something claims the runs and
+    calls :func:`execute_run` on them — a local process pool now, a Ray cluster later."""
+
+    name: str = ""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = lab_home(home)
+
+    @abstractmethod
+    def start(self, run_ids: Sequence[int]) -> None:
+        """Make sure these (queued) runs will be executed."""
+
+    def status(self) -> dict[str, Any] | None:
+        """What is running (for display); None when nothing is."""
+        return None
+
+    def stop(self, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
+        """Stop executing (running runs become ``failed (interrupted)``). True if something stopped."""
+        return False
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+class LocalProcessExecutor(Executor):
+    """A pool of worker processes on this machine, supervised per MTL Lab home (see module doc)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        max_workers: int | None = None,
+        idle_exit: float | None = None,
+    ) -> None:
+        super().__init__(home)
+        self.max_workers = max_workers
+        self.idle_exit = idle_exit
+
+    def start(self, run_ids: Sequence[int]) -> None:
+        ensure_pool(self.home, max_workers=self.max_workers, idle_exit=self.idle_exit)
+
+    def status(self) -> dict[str, Any] | None:
+        return pool_status(self.home)
+
+    def stop(self, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
+        return stop_pool(self.home, timeout=timeout)
+
+
+def make_executor(name: str | None = None, home: str | os.PathLike[str] | None = None) -> Executor:
+    """The executor ``name`` (default ``$MTL_LAB_EXECUTOR`` or ``local``) for ``home``."""
+    name = name or os.environ.get("MTL_LAB_EXECUTOR") or "local"
+    return EXECUTORS.get(name, "executor")(home)
+
+
+# --- recording a run into the store ------------------------------------------------------------------
+class StoreRecorder(Callback):
+    """A trainer callback that writes a run's events into the store, off the training thread.
+
+    Events are buffered; a background thread (started by :meth:`start` or ``with``) writes them
+    every ``flush_interval`` seconds, sends the run's heartbeat and polls its cancel flag. All rows
+    of one step are committed together (rows of the newest step wait for the next step or for
+    :meth:`close`), so readers that ask for "everything after step k" never miss a row.
+    ``should_stop`` turns True after a cancel request or when ``stop_event`` is set.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: int,
+        *,
+        stop_event: threading.Event | None = None,
+        flush_interval: float = FLUSH_INTERVAL,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        cancel_poll_interval: float = CANCEL_POLL_INTERVAL,
+        force_stop_after: float | None = None,
+        on_force_stop: Callable[[StoreRecorder], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.cancel_poll_interval = cancel_poll_interval
+        self.force_stop_after = force_stop_after
+        self.on_force_stop = on_force_stop
+        self.stop_reason: str | None = None  # "cancel" or "shutdown"
+        self.rows_written = 0
+        self._external_stop = stop_event
+        self._stop = threading.Event()
+        self._stop_since: float | None = None
+        self._last_cancel_poll = -float("inf")
+        self._metrics: list[tuple[Any, ...]] = []
+        self._probes: list[tuple[Any, ...]] = []
+        self._newest_step = -1
+        self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> StoreRecorder:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"mtl-recorder-{self.run_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the background thread and write everything still buffered."""
+        self._closing.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self.flush(final=True)
+
+    def __enter__(self) -> StoreRecorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # trainer events (training thread: append only)
+    def on_run_start(self, info: dict[str, Any]) -> None:
+        try:
+            self.store.set_info(self.run_id, info)
+        except StoreError as exc:
+            log.warning("run %s: could not store its info: %s", self.run_id, exc)
+
+    def on_step(self, event: StepEvent) -> None:
+        rows = [(event.step, event.epoch, task, "train_loss", value) for task, value in event.train_loss.items()]
+        if event.weights:
+            rows.extend((event.step, event.epoch, task, "weight", value) for task, value in event.weights.items())
+        self._add(event.step, rows)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for key, values in (("epoch_train_loss", event.train_loss), ("val_loss", event.val_loss),
+                            ("val_metric", event.val_metric)):
+            rows.extend((event.step, event.epoch, task, key, value) for task, value in values.items())
+        rows.append((event.step, event.epoch, None, "epoch_seconds", event.seconds))
+        self._add(event.step, rows)
+
+    def on_probe(self, event: ProbeEvent) -> None:
+        self._add(event.step, [], [(event.step, event.epoch, event.kind, event.value, dict(event.extra))])
+
+    def should_stop(self) -> bool:
+        if self._thread is None:
+            self._poll_stop(time.monotonic())
+        return self._stop.is_set()
+
+    def _add(self, step: int, metrics: list[tuple[Any, ...]], probes: Sequence[tuple[Any, ...]] = ()) -> None:
+        with self._buffer_lock:
+            self._metrics.extend(metrics)
+            self._probes.extend(probes)
+            self._newest_step = max(self._newest_step, step)
+
+    # writing
+    def flush(self, final: bool = False) -> int:
+        """Write buffered rows (all of them if ``final``, else those before the newest step)."""
+        with self._flush_lock:
+            with self._buffer_lock:
+                if final:
+                    metrics, probes = self._metrics, self._probes
+                    self._metrics, self._probes = [], []
+                else:
+                    metrics, self._metrics = _split_before(self._metrics, self._newest_step)
+                    probes, self._probes = _split_before(self._probes, self._newest_step)
+            written = 0
+            try:
+                if metrics:
+                    written += self.store.append_metric_tuples(self.run_id, metrics)
+                    metrics = []
+                if probes:
+                    written += self.store.append_probes(self.run_id, probes)
+            except StoreError:
+                with self._buffer_lock:  # keep what was not written, in order, for the next try
+                    self._metrics[:0] = metrics
+                    self._probes[:0] = probes
+                raise
+            self.rows_written += written
+            return written
+
+    def _request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop_since = time.monotonic()
+            self._stop.set()
+
+    def _poll_stop(self, now: float) -> None:
+        if self._stop.is_set():
+            return
+        if self._external_stop is not None and self._external_stop.is_set():
+            self._request_stop("shutdown")
+        elif now - self._last_cancel_poll >= self.cancel_poll_interval:
+            self._last_cancel_poll = now
+            if self.store.cancel_requested(self.run_id):
+                self._request_stop("cancel")
+
+    def _loop(self) -> None:
+        now = time.monotonic()
+        next_heartbeat = next_flush = now
+        next_poll = now + self.cancel_poll_interval
+        while True:
+            due = min(next_heartbeat, next_flush, next_poll)
+            if self._stop_since is not None and self.force_stop_after is not None:
+                due = min(due, self._stop_since + self.force_stop_after)
+            # Sleep until something is due (a few wake-ups a second), or until close().
+            if self._closing.wait(max(0.0, due - time.monotonic())):
+                return
+            now = time.monotonic()
+            try:
+                if now >= next_heartbeat:
+                    self.store.heartbeat(self.run_id)
+                    next_heartbeat = now + self.heartbeat_interval
+                if now >= next_poll:
+                    self._poll_stop(now)
+                    next_poll = now + self.cancel_poll_interval
+                if now >= next_flush:
+                    self.flush()
+                    next_flush = now + self.flush_interval
+            except StoreError as exc:
+                log.warning("run %s: store write failed, will retry: %s", self.run_id, exc)
+            stuck = self._stop_since is not None and now - self._stop_since >= (self.force_stop_after or float("inf"))
+            if stuck and self.on_force_stop is not None:
+                self.on_force_stop(self)
+                return
+
+
+def _split_before(rows: list[tuple[Any, ...]], step: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(rows with a step before ``step``, the rest); rows arrive in step order, so scan from the end."""
+    cut = len(rows)
+    while cut and rows[cut - 1][0] >= step:
+        cut -= 1
+    return rows[:cut], rows[cut:]
+
+
+# --- running one run ----------------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    if isinstance(exc, MTLError):
+        return message or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {message}" if message else exc.__class__.__name__
+
+
+_SHUTDOWN_ERROR = "interrupted: the worker pool was stopped"
+
+
+def execute_run(
+    store: RunStore,
+    run: RunRecord,
+    *,
+    stop_event: threading.Event | None = None,
+    force_exit: bool = False,
+) -> str:
+    """Train a run that this process has claimed, recording everything into ``store``; returns
+    its final status. Any exception becomes ``failed`` with a one-line error (the traceback is
+    stored separately). ``force_exit`` (worker processes only) ends the process if the run ignores
+    a cancel for :data:`FORCE_STOP_AFTER` seconds."""
+    pid = os.getpid()
+
+    def force_stop(recorder: StoreRecorder) -> None:
+        try:
+            recorder.flush(final=True)
+            if recorder.stop_reason == "cancel":
+                store.finish_run(run.id, "cancelled", error=f"stopped by force: it did not stop within "
+                                 f"{FORCE_STOP_AFTER:.0f} s of the cancel", pid=pid)
+            else:
+                store.finish_run(run.id, "failed", error=_SHUTDOWN_ERROR, pid=pid)
+            log.error("run %s did not stop in time; ending worker %s", run.id, pid)
+        finally:
+            os._exit(_FORCED_EXIT_CODE)
+
+    recorder = StoreRecorder(
+        store, run.id, stop_event=stop_event,
+        force_stop_after=FORCE_STOP_AFTER if force_exit else None,
+        on_force_stop=force_stop if force_exit else None,
+    )
+    status, error, trace = "failed", None, None
+    result: dict[str, Any] | None = None
+    recorder.start()
+    try:
+        config = validate_config(run.config)
+        from .trainer import train
+
+        result = train(config, [recorder])
+        status = "cancelled" if result.get("status") == "cancelled" else "done"
+    except Exception as exc:  # any failure of one run is recorded, the worker carries on
+        error, trace = _one_line(exc), traceback.format_exc()
+        log.warning("run %s failed: %s", run.id, error)
+    finally:
+        try:
+            recorder.close()
+        except StoreError as exc:
+            log.error("run %s: could not write its last metrics: %s", run.id, exc)
+    if status == "cancelled" and recorder.stop_reason == "shutdown":
+        status, error = "failed", _SHUTDOWN_ERROR
+    try:
+        if result is not None:
+            store.set_result(run.id, result)
+        if not store.finish_run(run.id, status, error=error, traceback=trace, pid=pid):
+            log.warning("run %s was taken away from worker %s before it finished", run.id, pid)
+    except StoreError as exc:  # its heartbeat stops, so the pool marks it failed
+        log.error("run %s: could not record its end (%s): %s", run.id, status, exc)
+    return status
+
+
+def _limit_threads() -> None:
+    """One intra-op thread per worker: the pool's parallelism is its processes."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already ran
+        pass
+
+
+def _preload() -> None:
+    """Import the trainer (and torch's lazily imported optimizer machinery) before the first run."""
+    try:
+        import torch._dynamo  # noqa: F401  # first optimizer construction imports it; takes seconds
+
+        from . import trainer  # noqa: F401
+    except Exception as exc:  # the first run will fail with the same error and record it
+        log.warning("preloading the trainer failed: %s", exc)
+
+
+def run_worker(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    parent_pid: int | None = None,
+    idle_exit: float | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """A worker process's loop: claim the oldest queued run, execute it, repeat. Exits when
+    ``stop_event`` is set (SIGTERM/SIGINT set it in the main thread), when its parent supervisor
+    is gone (after finishing the current run), or after ``idle_exit`` seconds without work."""
+    stop = stop_event or threading.Event()
+    busy = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        if not busy:  # idle (or still importing torch): leave now; a running run stops cleanly instead
+            raise SystemExit(0)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+    _limit_threads()
+    _preload()
+    store = RunStore.at_home(home)
+    pid = os.getpid()
+    log.info("worker %s ready", pid)
+    idle_since = time.monotonic()
+    delay = 0.1
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.info("worker %s: its pool supervisor is gone; exiting", pid)
+                break
+            busy = True  # a signal during the claim only sets the flag: the claim must not be cut short
+            try:
+                run = store.claim_next(pid)
+            except StoreError as exc:
+                busy = False
+                if not store.path.exists():
+                    log.error("worker %s: the run store %s is gone; exiting", pid, store.path)
+                    break
+                log.warning("worker %s: %s", pid, exc)
+                stop.wait(1.0)
+                continue
+            if run is None:
+                busy = False
+                if idle_exit and time.monotonic() - idle_since > idle_exit:
+                    break
+                stop.wait(delay)
+                delay = min(delay * 1.5, 0.5)
+                continue
+            log.info("worker %s: run %s started", pid, run.id)
+            status = execute_run(store, run, stop_event=stop, force_exit=True)
+            log.info("worker %s: run %s %s", pid, run.id, status)
+            busy = False
+            idle_since = time.monotonic()
+            delay = 0.1
+    finally:
+        store.close()
+    return 0
+
+
+# --- the pool supervisor ------------------------------------------------------------------------------
+class _PoolLock:
+    """An exclusive ``flock`` on ``pool.lock``: held by the supervisor for its whole life."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 — kept open while the lock is held
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.close()
+                    return False
+                time.sleep(0.05)
+                continue
+            self._fh = fh
+            return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def pool_running(home: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a pool supervisor serves ``home`` (its lock is held)."""
+    path = lab_home(home) / LOCK_FILE
+    if not path.exists():  # never had a pool: do not create anything just to look
+        return False
+    lock = _PoolLock(path)
+    if lock.acquire():
+        lock.release()
+        return False
+    return True
+
+
+def pool_status(home: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The running pool's description (pid, workers, settings), or None when none runs."""
+    home = lab_home(home)
+    if not pool_running(home):
+        return None
+    try:
+        return json.loads((home / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"pid": None, "workers": []}  # it is starting up
+
+
+def _child_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MTL_LAB_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    # Importable even when mtl_core is used from a source checkout rather than installed.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_root not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
+    return env
+
+
+def _log_path(home: Path) -> Path:
+    path = home / "logs" / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.stat().st_size > _LOG_ROTATE_BYTES:
+            os.replace(path, path.with_name(LOG_FILE + ".1"))
+    except FileNotFoundError:
+        pass
+    return path
+
+
+def ensure_pool(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    max_workers: int | None = None,
+    idle_exit: float | None = None,
+) -> int | None:
+    """Start a pool supervisor for ``home`` unless one runs; returns the new supervisor's pid
+    (None if one was running). It exits by itself after ``idle_exit`` seconds without work
+    (default ``$MTL_LAB_POOL_IDLE_EXIT`` or 60). Its log: ``<home>/logs/pool.log``."""
+    home = lab_home(home).absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    if pool_running(home):
+        return None
+    command = [*_ENTRY, "supervise", "--home", str(home)]
+    if max_workers is not None:
+        command += ["--workers", str(int(max_workers))]
+    if idle_exit is not None:
+        command += ["--idle-exit", str(float(idle_exit))]
+    with open(_log_path(home), "ab") as log_file:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            env=_child_env(home), cwd=str(home), start_new_session=True, close_fds=True,
+        )
+    # Reap it when it exits so that a long-lived parent (the dashboard) keeps no zombie.
+    threading.Thread(target=process.wait, name="mtl-pool-reaper", daemon=True).start()
+    log.info("started a worker pool for %s (pid %s)", home, process.pid)
+    return process.pid
+
+
+def stop_pool(home: str | os.PathLike[str] | None = None, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
+    """Ask the pool of ``home`` to stop (SIGTERM; its running runs become ``failed (interrupted)``)
+    and wait for it; after ``timeout`` seconds kill it. Returns False if no pool was running."""
+    home = lab_home(home)
+    info = pool_status(home)
+    if info is None:
+        return False
+    deadline = time.monotonic() + 5.0
+    while info.get("pid") is None and time.monotonic() < deadline:  # still starting up
+        time.sleep(0.1)
+        info = pool_status(home) or {}
+    pid = info.get("pid")
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while pool_running(home):
+        if time.monotonic() > deadline:
+            for victim in [pid, *[w["pid"] for w in info.get("workers", [])]]:
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        time.sleep(0.1)
+    deadline = time.monotonic() + 2.0  # it releases the lock just before it exits
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    started: float
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory, or killed)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"
+
+
+class PoolSupervisor:
+    """Keeps worker processes running for one MTL Lab home (see the module docstring).
+
+    ``min_workers`` are kept alive even when idle (a server); more are started, up to
+    ``max_workers`` (default: the number of CPU cores), while runs are queued. With ``idle_exit``
+    the supervisor exits after that many seconds with nothing queued or running;
+    ``worker_idle_exit`` lets idle workers above the minimum exit on their own.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        max_workers: int | None = None,
+        min_workers: int = 0,
+        idle_exit: float | None = None,
+        worker_idle_exit: float | None = None,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ) -> None:
+        self.home = lab_home(home).absolute()
+        self.max_workers = max(1, int(max_workers or os.cpu_count() or 1))
+        self.min_workers = min(max(0, int(min_workers)), self.max_workers)
+        self.idle_exit = idle_exit or None
+        self.worker_idle_exit = worker_idle_exit if self.min_workers == 0 else None
+        self.heartbeat_timeout = heartbeat_timeout
+        self.host = socket.gethostname()
+        self.workers: dict[int, _Worker] = {}
+        self._lock = _PoolLock(self.home / LOCK_FILE)
+        self._stopping = threading.Event()
+        self._quick_failures = 0
+        self._spawn_not_before = 0.0
+        self._last_info: dict[str, Any] | None = None
+        self.started_at = time.time()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> int:
+        """Serve until stopped or idle; returns the exit status (``EXIT_ALREADY_RUNNING`` if
+        another supervisor holds the home)."""
+        if not self._lock.acquire(wait=2.0):
+            log.info("a worker pool already serves %s", self.home)
+            return EXIT_ALREADY_RUNNING
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stopping.set())
+        store = None
+        try:
+            store = RunStore.at_home(self.home)
+            # Only runs whose local worker process is gone: heartbeats are judged from the
+            # loop, after workers have had one timeout to send one (they may just have resumed).
+            recovered = store.recover_interrupted(stale_after=None)
+            if recovered:
+                log.info("marked runs %s failed (interrupted: their worker is gone)", recovered)
+            log.info("pool %s serving %s (max %d workers)", os.getpid(), self.home, self.max_workers)
+            self._serve(store)
+        finally:
+            self._shutdown(store)
+            self._remove_info()
+            self._lock.release()
+            if store is not None:
+                store.close()
+        return 0
+
+    # the loop
+    def _serve(self, store: RunStore) -> None:
+        last_wall = time.time()
+        grace_until = last_wall + self.heartbeat_timeout
+        idle_since = time.monotonic()
+        while not self._stopping.wait(SUPERVISOR_TICK):
+            # Heartbeat ages are measured at this instant: if this process is paused later in the
+            # tick, the next tick sees the gap instead of judging workers by a clock that jumped.
+            wall = time.time()
+            if wall - last_wall > max(6 * SUPERVISOR_TICK, 3.0):
+                # Suspended (laptop lid) or the clock jumped: heartbeats are old for a good reason.
+                log.info("woke up after %.0f s; giving workers %.0f s to send heartbeats", wall - last_wall,
+                         self.heartbeat_timeout)
+                grace_until = wall + self.heartbeat_timeout
+            last_wall = wall
+            if not store.path.exists():
+                log.error("the run store %s is gone; stopping", store.path)
+                return
+            try:
+                self._reap(store)
+                self._fail_stale(store, judge_heartbeats=wall >= grace_until, now=wall)
+                queued = store.count_runs("queued")
+                busy = self._busy(store)
+                self._spawn(queued, busy)
+                self._write_info(busy)
+            except (StoreError, OSError) as exc:  # e.g. a locked store, or too many processes
+                log.warning("pool: %s", exc)
+                continue
+            if queued or busy or self.idle_exit is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.idle_exit and self._may_exit_idle(store):
+                log.info("pool %s idle for %.0f s; exiting", os.getpid(), self.idle_exit)
+                return
+
+    def _may_exit_idle(self, store: RunStore) -> bool:
+        """Release the lock, then look at the queue once more: a run submitted just before the
+        release saw the lock held and started no pool, so this pool must take it."""
+        self._lock.release()
+        if store.count_runs("queued") == 0:
+            return True
+        if self._lock.acquire(wait=2.0):
+            return False
+        return True  # another supervisor took over
+
+    def _reap(self, store: RunStore) -> None:
+        for pid, worker in list(self.workers.items()):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            del self.workers[pid]
+            lived = time.monotonic() - worker.started
+            failed = store.fail_runs_of_worker(pid, f"worker process {pid} {_describe_exit(code)}", host=self.host)
+            if failed:
+                log.warning("worker %s %s; its run(s) %s marked failed", pid, _describe_exit(code), failed)
+            elif code not in (0, _FORCED_EXIT_CODE):
+                log.warning("worker %s %s", pid, _describe_exit(code))
+            if code not in (0, _FORCED_EXIT_CODE) and lived < 10.0 and not failed:
+                self._quick_failures += 1  # e.g. a broken environment: back off instead of looping
+                self._spawn_not_before = time.monotonic() + min(60.0, 2.0 ** self._quick_failures)
+            else:
+                self._quick_failures = 0
+
+    def _fail_stale(self, store: RunStore, judge_heartbeats: bool, now: float) -> None:
+        marked = store.recover_interrupted(stale_after=self.heartbeat_timeout if judge_heartbeats else None, now=now)
+        for run_id in marked:
+            record = store.get_run(run_id)
+            log.warning("run %s: %s", run_id, record.error)
+            worker = self.workers.get(record.worker_pid or -1)
+            if worker is not None and worker.process.poll() is None:
+                worker.process.kill()  # hung: the pool replaces it
+
+    def _busy(self, store: RunStore) -> dict[int, int]:
+        """My workers that are running a run: pid → run id."""
+        running = store.list_runs(status="running")
+        return {r.worker_pid: r.id for r in running
+                if r.worker_pid in self.workers and r.worker_host == self.host}
+
+    def _spawn(self, queued: int, busy: Mapping[int, int]) -> None:
+        alive = len(self.workers)
+        idle = alive - len(busy)
+        wanted = max(self.min_workers - alive, min(self.max_workers - alive, queued - idle))
+        if wanted <= 0 or time.monotonic() < self._spawn_not_before:
+            return
+        for _ in range(wanted):
+            command = [*_ENTRY, "work", "--home", str(self.home), "--parent-pid", str(os.getpid())]
+            if self.worker_idle_exit:
+                command += ["--idle-exit", str(self.worker_idle_exit)]
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(self.home),
+                                       cwd=str(self.home), close_fds=True)
+            self.workers[process.pid] = _Worker(process, time.monotonic())
+            log.info("started worker %s", process.pid)
+
+    def _write_info(self, busy: Mapping[int, int]) -> None:
+        info = {
+            "pid": os.getpid(),
+            "host": self.host,
+            "home": str(self.home),
+            "started_at": self.started_at,
+            "max_workers": self.max_workers,
+            "min_workers": self.min_workers,
+            "idle_exit": self.idle_exit,
+            "workers": [{"pid": pid, "run_id": busy.get(pid)} for pid in sorted(self.workers)],
+        }
+        if info == self._last_info:
+            return
+        self._last_info = info
+        path = self.home / INFO_FILE
+        temporary = path.with_name(f".{INFO_FILE}.{os.getpid()}")
+        temporary.write_text(json.dumps(info, indent=2), encoding="utf-8")
+        os.replace(temporary, path)
+
+    def _remove_info(self) -> None:
+        path = self.home / INFO_FILE
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def _shutdown(self, store: RunStore | None) -> None:
+        for worker in self.workers.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while any(w.process.poll() is None for w in self.workers.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid, worker in self.workers.items():
+            if worker.process.poll() is None:
+                log.warning("worker %s did not stop; killing it", pid)
+                worker.process.kill()
+                worker.process.wait()
+            if store is not None:
+                try:
+                    store.fail_runs_of_worker(pid, _SHUTDOWN_ERROR, host=self.host)
+                except StoreError as exc:
+                    log.warning("pool: %s", exc)
+        self.workers.clear()
+
+
+# --- entry point of the pool's processes ------------------------------------------------------------
+def env_number(name: str, default: float) -> float:
+    """A number from the environment variable ``name`` (``default`` when unset)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise PoolError(f"`{name}` must be a number, got {value!r}") from None
+
+
+def default_max_workers() -> int:
+    """``$MTL_LAB_WORKERS``, else the number of CPU cores."""
+    return max(1, int(env_number("MTL_LAB_WORKERS", os.cpu_count() or 1)))
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [pid %(process)d] %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``supervise``: an automatically started pool (exits when idle); ``work``: one worker.
+    Started by :func:`ensure_pool` and :class:`PoolSupervisor`; people use ``python -m mtl_core worker``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mtl_core.workers", description=main.__doc__)
+    parser.add_argument("role", choices=("supervise", "work"))
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--idle-exit", type=float)
+    parser.add_argument("--parent-pid", type=int)
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        if args.role == "work":
+            return run_worker(args.home, parent_pid=args.parent_pid, idle_exit=args.idle_exit or None)
+        idle = args.idle_exit if args.idle_exit is not None else env_number("MTL_LAB_POOL_IDLE_EXIT", DEFAULT_IDLE_EXIT)
+        supervisor = PoolSupervisor(args.home, max_workers=args.workers or default_max_workers(), min_workers=0,
+                                    idle_exit=idle, worker_idle_exit=idle)
+        status = supervisor.run()
+    except MTLError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0 if status == EXIT_ALREADY_RUNNING else status  # a benign race between two submitters
