@@ -1,0 +1,40 @@
+"""Analyses of task relationships: transfer statistics (:mod:`.transfer`) and task grouping
+(:mod:`.grouping`). Pure functions of numbers: no training, no torch."""
+
+from __future__ import annotations
+
+from .grouping import (
+    EXHAUSTIVE_LIMIT,
+    Grouping,
+    best_grouping,
+    best_groupings,
+    grouping_score,
+    set_partitions,
+    task_scores,
+)
+from .transfer import (
+    SeedSummary,
+    TransferMatrix,
+    delta_m,
+    nan_to_none,
+    relative_change,
+    summarize_seeds,
+    transfer_matrix,
+)
+
+__all__ = [
+    "EXHAUSTIVE_LIMIT",
+    "Grouping",
+    "best_grouping",
+    "best_groupings",
+    "grouping_score",
+    "set_partitions",
+    "task_scores",
+    "SeedSummary",
+    "TransferMatrix",
+    "delta_m",
+    "nan_to_none",
+    "relative_change",
+    "summarize_seeds",
+    "transfer_matrix",
+]

@@ -1,0 +1,686 @@
+"""Transfer studies: every task alone, every pair together (and optionally all tasks together),
+over S seeds, run as one group of runs; then pairwise transfer, Δm %, gradient cosines, TAG
+affinities and the best task groupings, in one JSON-ready dict (``study.json``).
+
+Standley, T., Zamir, A., Chen, D., Guibas, L., Malik, J., Savarese, S. (2020). "Which Tasks Should
+Be Learned Together in Multi-task Learning?". ICML 2020 — pairwise transfer and grouping from it.
+Fifty, C. et al. (2021). "Efficiently Identifying Task Groupings for Multi-Task Learning".
+NeurIPS 2021 — TAG inter-task affinity (:mod:`mtl_core.tag`).
+
+Conventions (also written into ``study.json`` under ``conventions``):
+
+* a task's metric is its **best validation metric over the epochs** (``best_val_metric`` of the
+  run record; ``metric="final"`` uses the last epoch's instead), the same for alone and joint runs;
+* ``transfer[i][j]`` = transfer(i ← j), the signed relative change of task i's metric when trained
+  with j against alone, same seed (positive = j helps i); statistics in
+  :mod:`mtl_core.analysis.transfer`;
+* ``affinity[i][j]`` = Z_{i→j} as TAG defines it (row = source, column = target), averaged over
+  the lookahead steps and the seeds of the all-tasks hard-sharing runs;
+* ``cosine[i][j]`` = mean cosine of the task gradients on the shared parameters, over the probe
+  steps and seeds of the all-tasks runs (when the study has them) or of the pair {i, j} runs;
+* groupings are partitions (see :mod:`mtl_core.analysis.grouping`): a task alone in its group
+  scores 0. For ``affinity`` the score of b for a is Z_{b→a}.
+
+Execution goes through a small :class:`StudyExecutor` interface: :class:`PoolExecutor` (the
+background worker pool of :mod:`mtl_core.workers`, all runs under one ``group_id``) and
+:class:`LocalSerialExecutor` (in this process, one run after the other). A Ray executor only has to
+implement :meth:`StudyExecutor.execute`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .analysis.grouping import best_groupings
+from .analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
+from .config import TrainConfig
+from .errors import ConfigError, MTLError
+from .events import Callback, ProbeEvent
+
+__all__ = [
+    "StudySpec",
+    "PlannedRun",
+    "RunOutcome",
+    "StudyExecutor",
+    "LocalSerialExecutor",
+    "PoolExecutor",
+    "make_study_executor",
+    "plan_study",
+    "run_study",
+    "collect_study",
+    "evaluate_grouping",
+    "grouping_sources",
+    "ProgressCallback",
+    "STUDY_FORMAT",
+    "DEFAULT_SEEDS",
+    "DEFAULT_PROBE_INTERVAL",
+    "ROLES",
+    "PROBE_KINDS",
+    "PLANTED_STUDY_CONFIG",
+]
+
+STUDY_FORMAT = "mtl_lab.study/1"
+DEFAULT_SEEDS = 3
+#: Gradient-probe interval (steps) of the runs the cosine matrix comes from, unless the base config sets one.
+DEFAULT_PROBE_INTERVAL = 5
+#: Run roles: one task alone, a pair, all the study's tasks, and TAG runs (hard sharing) for a
+#: strategy without a shared representation.
+ROLES = ("alone", "pair", "all", "affinity")
+#: Probe records a study reads back from its runs.
+PROBE_KINDS = ("cosine", "affinity")
+
+ProgressCallback = Callable[[int, int], None]
+
+#: A quick, informative transfer study on ``planted``: 100 training rows in 16 dimensions (scarce
+#: enough that a related task can help), lr 0.01, batch 16, the default 10 epochs (70 steps, about
+#: 0.2 s a run on one core). Seeds 0-2: mean transfer +5 % inside the planted groups, −4 % across,
+#: and the best 2-grouping by transfer is the planted one (also for 6 of the 7 next disjoint seed
+#: triples; the sign of the in-group mean varies with the seeds, as the suite's difficulty does).
+#: The suite's own defaults (1,000 rows in 32 dimensions, lr 1e-3, batch 64) take ~2× longer and
+#: give −2 % inside vs −6 % across.
+PLANTED_STUDY_CONFIG = TrainConfig(
+    suite="planted",
+    suite_options={"n_samples": 100, "dim": 16},
+    strategy="hard",
+    method="ew",
+    lr=0.01,
+    batch_size=16,
+)
+
+
+# --- the plan -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What to study. ``base`` is the config every run derives from (its ``tasks``: the study's
+    tasks, None = all of the suite's; its ``seed`` is ignored in favour of ``seeds``).
+
+    ``include_all`` adds an all-tasks run per seed (Δm % of the full set); ``tag`` records TAG
+    affinity in all-tasks runs (hard sharing, or the study's strategy when it has a shared
+    representation); ``metric`` is ``best`` (best validation epoch) or ``final`` (last epoch).
+    ``probe_interval`` is the gradient-probe interval of the runs the cosine matrix comes from.
+    """
+
+    base: TrainConfig
+    seeds: tuple[int, ...] = (0, 1, 2)
+    include_all: bool = False
+    tag: bool = False
+    metric: str = "best"
+    probe_interval: int = DEFAULT_PROBE_INTERVAL
+
+    def validated(self) -> StudySpec:
+        """A copy with the base config validated and the study's tasks made explicit."""
+        base = self.base.validated()
+        from .suites import make_suite
+
+        suite = make_suite(base.suite, **dict(base.suite_options))
+        tasks = tuple(base.tasks) if base.tasks is not None else tuple(t.name for t in suite.task_specs())
+        if len(tasks) < 2:
+            raise ConfigError("tasks", "at least two task names for a transfer study", list(tasks))
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ConfigError("seeds", "a non-empty list of non-negative integers", list(seeds))
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError("seeds", "distinct seeds", list(seeds))
+        if self.metric not in ("best", "final"):
+            raise ConfigError("metric", "best or final", self.metric)
+        if isinstance(self.probe_interval, bool) or not isinstance(self.probe_interval, int) or self.probe_interval < 1:
+            raise ConfigError("probe_interval", "an integer ≥ 1", self.probe_interval)
+        # Every run of the study uses the same probe interval for the cosine; TAG is per run below.
+        base = base.replace(tasks=tasks, tag=False, probe_interval=0)
+        return StudySpec(base, seeds, bool(self.include_all), bool(self.tag), self.metric, self.probe_interval)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        if self.base.tasks is None:
+            raise ValueError("call `validated()` first: the study's tasks are not resolved")
+        return tuple(self.base.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.base.to_dict(),
+            "seeds": list(self.seeds),
+            "include_all": self.include_all,
+            "tag": self.tag,
+            "metric": self.metric,
+            "probe_interval": self.probe_interval,
+        }
+
+    @classmethod
+    def seeds_from(cls, first: int, count: int) -> tuple[int, ...]:
+        """``count`` consecutive seeds from ``first``."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError("seeds", "an integer ≥ 1", count)
+        return tuple(range(first, first + count))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: its ``role`` (:data:`ROLES`), tasks, seed and full config."""
+
+    role: str
+    tasks: tuple[str, ...]
+    seed: int
+    config: TrainConfig
+
+
+def _strategy_has_shared_representation(name: str) -> bool:
+    from .strategies import STRATEGIES
+
+    return bool(STRATEGIES.get(name, "strategy").has_shared_representation)
+
+
+def plan_study(spec: StudySpec) -> list[PlannedRun]:
+    """Every run of the study, seed by seed: tasks alone, pairs, then all-tasks / TAG runs.
+
+    Gradient probes are on (``spec.probe_interval``) in the runs the cosine matrix comes from —
+    the all-tasks runs when there are any, else the pair runs; TAG is on in the all-tasks runs.
+    """
+    spec = spec.validated()
+    tasks = spec.tasks
+    tag_in_all = spec.tag and _strategy_has_shared_representation(spec.base.strategy)
+    with_all = spec.include_all or tag_in_all
+    probe_pairs = 0 if with_all else spec.probe_interval
+    runs: list[PlannedRun] = []
+    for seed in spec.seeds:
+        seeded = spec.base.replace(seed=seed)
+        for task in tasks:
+            runs.append(PlannedRun("alone", (task,), seed, seeded.replace(tasks=(task,))))
+        for pair in itertools.combinations(tasks, 2):
+            runs.append(PlannedRun("pair", pair, seed, seeded.replace(tasks=pair, probe_interval=probe_pairs)))
+        if with_all:
+            runs.append(PlannedRun("all", tasks, seed, seeded.replace(probe_interval=spec.probe_interval, tag=tag_in_all)))
+        if spec.tag and not tag_in_all:
+            # TAG needs one shared representation: measure it in a hard-sharing run of all tasks.
+            hard = seeded.replace(strategy="hard", strategy_options={}, tag=True, probe_interval=0)
+            runs.append(PlannedRun("affinity", tasks, seed, hard))
+    for index, run in enumerate(runs):
+        name = f"study {run.role} {'+'.join(run.tasks)} seed {run.seed}"
+        runs[index] = PlannedRun(run.role, run.tasks, run.seed, run.config.replace(name=name).validated())
+    return runs
+
+
+# --- executors --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """What an executor hands back for one run: its id, final status, error (one line), the run
+    record (``trainer.train``'s result; None when it failed) and its probe records of the
+    :data:`PROBE_KINDS` as ``(kind, value, extra)``."""
+
+    run_id: int | str
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    probes: list[tuple[str, Any, dict[str, Any]]] = field(default_factory=list)
+
+
+class StudyExecutor(ABC):
+    """Runs a batch of configs as one group and returns one :class:`RunOutcome` per config, in
+    order. ``progress(done, total)`` is called as runs finish (and once at the start)."""
+
+    name: str = ""
+
+    @abstractmethod
+    def execute(
+        self,
+        configs: Sequence[TrainConfig],
+        *,
+        group_id: str,
+        progress: ProgressCallback | None = None,
+    ) -> list[RunOutcome]:
+        """Run ``configs`` (validated) and return their outcomes in order."""
+
+
+class _ProbeCollector(Callback):
+    """A trainer callback that keeps the probe records a study reads."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def on_probe(self, event: ProbeEvent) -> None:
+        if event.kind in PROBE_KINDS:
+            self.records.append((event.kind, event.value, dict(event.extra)))
+
+
+class LocalSerialExecutor(StudyExecutor):
+    """Train every run in this process, one after the other (headless use, tests, debugging).
+
+    Run ids are ``"<group_id>/<index>"``. A run that raises becomes ``failed`` with its message;
+    the others go on.
+    """
+
+    name = "serial"
+
+    def execute(
+        self,
+        configs: Sequence[TrainConfig],
+        *,
+        group_id: str,
+        progress: ProgressCallback | None = None,
+    ) -> list[RunOutcome]:
+        from .trainer import train
+
+        total = len(configs)
+        if progress is not None:
+            progress(0, total)
+        outcomes = []
+        for index, config in enumerate(configs):
+            collector = _ProbeCollector()
+            run_id = f"{group_id}/{index}"
+            try:
+                result = train(config, [collector])
+                status = "cancelled" if result.get("status") == "cancelled" else "done"
+                outcomes.append(RunOutcome(run_id, status, result, None, collector.records))
+            except MTLError as exc:
+                outcomes.append(RunOutcome(run_id, "failed", None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            except (RuntimeError, ValueError, FloatingPointError) as exc:
+                outcomes.append(RunOutcome(run_id, "failed", None, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            if progress is not None:
+                progress(index + 1, total)
+        return outcomes
+
+
+class PoolExecutor(StudyExecutor):
+    """The background worker pool (:mod:`mtl_core.workers`): the runs are queued in the run store
+    under one ``group_id``, trained by the pool's worker processes, and read back from the store.
+
+    ``max_workers`` caps the pool if this call starts it (default: the pool's own default);
+    ``timeout`` (seconds, None = none) bounds the wait. Interrupting the wait (Ctrl-C) cancels
+    the group's unfinished runs.
+    """
+
+    name = "pool"
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        max_workers: int | None = None,
+        poll: float = 0.25,
+        timeout: float | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.home = home
+        self.max_workers = max_workers
+        self.poll = poll
+        self.timeout = timeout
+        self.owner = owner
+
+    def execute(
+        self,
+        configs: Sequence[TrainConfig],
+        *,
+        group_id: str,
+        progress: ProgressCallback | None = None,
+    ) -> list[RunOutcome]:
+        from .store import FINISHED_STATUSES, RunStore
+        from .workers import LocalProcessExecutor, cancel, submit
+
+        executor = LocalProcessExecutor(home=self.home, max_workers=self.max_workers)
+        extra: dict[str, Any] = {"owner": self.owner} if self.owner else {}
+        ids = submit(list(configs), group_id=group_id, home=self.home, executor=executor, **extra)
+        store = RunStore.at_home(self.home)
+        total = len(ids)
+        if progress is not None:
+            progress(0, total)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        done = 0
+        try:
+            while True:
+                statuses = {record.id: record.status for record in store.list_runs(group_id=group_id)}
+                finished = sum(1 for run_id in ids if statuses.get(run_id) in FINISHED_STATUSES)
+                if finished != done:
+                    done = finished
+                    if progress is not None:
+                        progress(done, total)
+                if done == total:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"study group {group_id}: {total - done} of {total} runs unfinished "
+                                       f"after {self.timeout} s")
+                time.sleep(self.poll)
+        except BaseException:
+            for run_id in ids:
+                try:
+                    if store.get_run(run_id).status not in FINISHED_STATUSES:
+                        cancel(run_id, home=self.home)
+                except MTLError:
+                    pass
+            raise
+        outcomes = []
+        for run_id in ids:
+            record = store.get_run(run_id)
+            probes = [(row.kind, row.value, dict(row.extra))
+                      for kind in PROBE_KINDS for row in store.probes_after(run_id, kind=kind)]
+            outcomes.append(RunOutcome(run_id, record.status, store.get_result(run_id), record.error, probes))
+        return outcomes
+
+
+def make_study_executor(name: str = "pool", **options: Any) -> StudyExecutor:
+    """``pool`` (:class:`PoolExecutor`) or ``serial`` (:class:`LocalSerialExecutor`)."""
+    if name == "pool":
+        return PoolExecutor(**options)
+    if name == "serial":
+        return LocalSerialExecutor()
+    raise ConfigError("executor", "pool or serial", name)
+
+
+# --- collecting the results -------------------------------------------------------------------------------
+
+
+def _run_metrics(result: Mapping[str, Any] | None, tasks: Sequence[str], metric: str) -> dict[str, float]:
+    """Each task's validation metric in a run record (NaN when missing)."""
+    out = {task: math.nan for task in tasks}
+    if not result:
+        return out
+    if metric == "best":
+        values = result.get("best_val_metric") or {}
+    else:
+        history = result.get("history") or []
+        values = history[-1].get("val_metric", {}) if history else {}
+    for task in tasks:
+        value = values.get(task)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[task] = float(value)
+    return out
+
+
+def _mean_matrix(matrices: Sequence[tuple[Any, float]], size: int) -> np.ndarray | None:
+    """Weighted mean of (matrix, weight) pairs, ignoring NaN entries; None when there are none."""
+    if not matrices:
+        return None
+    stack = np.asarray([np.asarray(m, dtype=float) for m, _ in matrices])
+    if stack.shape[1:] != (size, size):
+        return None
+    weights = np.asarray([w for _, w in matrices], dtype=float)[:, None, None] * np.isfinite(stack)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(np.nan_to_num(stack) * weights, axis=0) / weights.sum(axis=0)
+    return np.where(weights.sum(axis=0) > 0, mean, np.nan)
+
+
+def _cosine_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], tasks: Sequence[str]) -> tuple[np.ndarray | None, str | None]:
+    size = len(tasks)
+    position = {task: i for i, task in enumerate(tasks)}
+    all_runs = [(run, out) for run, out in zip(runs, outcomes, strict=True) if run.role == "all"]
+    if all_runs:
+        per_run = []
+        for _, outcome in all_runs:
+            matrices = [(value, 1.0) for kind, value, _ in outcome.probes if kind == "cosine"]
+            mean = _mean_matrix(matrices, size)
+            if mean is not None:
+                per_run.append((mean, 1.0))
+        return _mean_matrix(per_run, size), "all"
+    cells: dict[tuple[int, int], list[float]] = {}
+    for run, outcome in zip(runs, outcomes, strict=True):
+        if run.role != "pair":
+            continue
+        values = [np.asarray(value, dtype=float)[0, 1] for kind, value, _ in outcome.probes
+                  if kind == "cosine" and np.asarray(value).shape == (2, 2)]
+        values = [v for v in values if math.isfinite(v)]
+        if values:
+            i, j = position[run.tasks[0]], position[run.tasks[1]]
+            cells.setdefault((i, j), []).append(float(np.mean(values)))
+    if not cells:
+        return None, None
+    matrix = np.full((size, size), math.nan)
+    np.fill_diagonal(matrix, 1.0)
+    for (i, j), values in cells.items():
+        matrix[i, j] = matrix[j, i] = float(np.mean(values))
+    return matrix, "pair"
+
+
+def _affinity_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], tasks: Sequence[str]) -> np.ndarray | None:
+    size = len(tasks)
+    per_run = []
+    for run, outcome in zip(runs, outcomes, strict=True):
+        if not run.config.tag:
+            continue
+        # Each ``affinity`` record is one epoch's mean over its lookahead steps.
+        matrices = [(value, float(extra.get("lookahead_steps", 1) or 1)) for kind, value, extra in outcome.probes
+                    if kind == "affinity"]
+        mean = _mean_matrix(matrices, size)
+        if mean is not None:
+            per_run.append((mean, 1.0))
+    return _mean_matrix(per_run, size)
+
+
+def grouping_sources(study: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The score matrices of a study a grouping can come from, as ``scores[a][b]`` = benefit of b
+    to a: ``transfer`` (mean), ``affinity`` (transposed: Z_{b→a}) and ``cosine``, where present.
+    Missing off-diagonal cells (failed runs) count as 0 (no evidence either way)."""
+    sources: dict[str, np.ndarray] = {}
+    transfer = study.get("transfer") or {}
+    candidates = {
+        "transfer": transfer.get("mean") if isinstance(transfer, Mapping) else None,
+        "affinity": study.get("affinity"),
+        "cosine": study.get("cosine"),
+    }
+    for name, matrix in candidates.items():
+        if matrix is None:
+            continue
+        array = np.array([[math.nan if v is None else float(v) for v in row] for row in matrix], dtype=float)
+        if name == "affinity":
+            array = array.T
+        off_diagonal = ~np.eye(array.shape[0], dtype=bool)
+        if not np.isfinite(array[off_diagonal]).any():
+            continue
+        array[off_diagonal & ~np.isfinite(array)] = 0.0
+        sources[name] = array
+    return sources
+
+
+def collect_study(
+    spec: StudySpec,
+    runs: Sequence[PlannedRun],
+    outcomes: Sequence[RunOutcome],
+    group_id: str,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """Assemble ``study.json`` from the planned runs and their outcomes (same order)."""
+    spec = spec.validated()
+    if len(runs) != len(outcomes):
+        raise ValueError(f"`outcomes` must have one entry per run ({len(runs)}), got {len(outcomes)}")
+    tasks = spec.tasks
+    seeds = spec.seeds
+    from .suites import make_suite
+
+    specs = {t.name: t for t in make_suite(spec.base.suite, **dict(spec.base.suite_options)).task_specs()}
+    higher = {task: specs[task].higher_is_better for task in tasks}
+
+    alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    pairs: dict[tuple[str, str], dict[int, float]] = {}
+    joint_all: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    run_rows = []
+    planted: Any = None
+    for run, outcome in zip(runs, outcomes, strict=True):
+        values = _run_metrics(outcome.result if outcome.status == "done" else None, run.tasks, spec.metric)
+        if run.role == "alone":
+            alone[run.tasks[0]][run.seed] = values[run.tasks[0]]
+        elif run.role == "pair":
+            a, b = run.tasks
+            pairs.setdefault((a, b), {})[run.seed] = values[a]
+            pairs.setdefault((b, a), {})[run.seed] = values[b]
+        elif run.role == "all":
+            for task in tasks:
+                joint_all[task][run.seed] = values[task]
+        if planted is None and outcome.result and "planted_groups" in outcome.result:
+            planted = outcome.result["planted_groups"]
+        run_rows.append({
+            "run_id": outcome.run_id,
+            "role": run.role,
+            "tasks": list(run.tasks),
+            "seed": run.seed,
+            "status": outcome.status,
+            "error": outcome.error,
+            "metrics": values,
+        })
+
+    matrix = transfer_matrix(tasks, alone, pairs, higher, seeds=seeds)
+    delta_pairs = []
+    for a, b in itertools.combinations(tasks, 2):
+        summary = delta_m({a: pairs[(a, b)], b: pairs[(b, a)]}, {a: alone[a], b: alone[b]}, higher, seeds=seeds)
+        delta_pairs.append({"tasks": [a, b], **summary.to_dict()})
+    delta_all = None
+    if any(run.role == "all" for run in runs):
+        delta_all = {"tasks": list(tasks), **delta_m(joint_all, alone, higher, seeds=seeds).to_dict()}
+    cosine, cosine_source = _cosine_study(runs, outcomes, tasks)
+    affinity = _affinity_study(runs, outcomes, tasks) if spec.tag else None
+
+    study: dict[str, Any] = {
+        "format": STUDY_FORMAT,
+        "group_id": group_id,
+        "tasks": list(tasks),
+        "seeds": list(seeds),
+        "spec": spec.to_dict(),
+        "config": spec.base.to_dict(),
+        "metric": {
+            "source": "best_val_metric" if spec.metric == "best" else "final_val_metric",
+            "tasks": {task: {"name": specs[task].metric, "higher_is_better": higher[task]} for task in tasks},
+        },
+        "conventions": {
+            "transfer": "transfer[i][j] = transfer(i ← j): relative change of task i's validation metric when "
+                        "trained with task j vs alone, same seed; positive = j helps i. Mean, 95 % t CI and "
+                        "paired t-test p-value over seeds; diagonal null.",
+            "delta_m": "Δm % = 100 · mean over the tasks of the signed relative change vs single-task, same "
+                       "seeds; positive = better than single-task.",
+            "affinity": "affinity[i][j] = TAG Z_{i→j} = 1 − L_j(after a step on task i) / L_j(before); "
+                        "positive = a step for task i helps task j.",
+            "cosine": "cosine[i][j] = mean cosine of the gradients of tasks i and j on the shared parameters.",
+            "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
+                         "group mates' scores for it (0 when alone); score = mean over tasks.",
+        },
+        "transfer": matrix.to_dict(),
+        "cosine": nan_to_none(cosine) if cosine is not None else None,
+        "cosine_source": cosine_source,
+        "delta_m": {"pairs": delta_pairs, "all": delta_all},
+        "n_runs": len(runs),
+        "n_failed": sum(1 for outcome in outcomes if outcome.status != "done"),
+        "runs": run_rows,
+    }
+    notes = []
+    finished = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome.status == "done"]
+    if cosine is None and any(run.config.probe_interval > 0 for run in finished):
+        notes.append("no gradient-cosine probe record: the runs had no shared parameters or fewer steps "
+                     f"than the probe interval ({spec.probe_interval})")
+    if spec.tag:
+        study["affinity"] = nan_to_none(affinity) if affinity is not None else None
+        if affinity is None and any(run.config.tag for run in finished):
+            notes.append("no TAG affinity record: the all-tasks runs had fewer steps than TAG's lookahead interval")
+    study["notes"] = notes
+    if planted is not None:
+        study["planted_groups"] = [[t for t in group if t in tasks] for group in planted]
+        study["planted_groups"] = [group for group in study["planted_groups"] if group]
+    study["groupings"] = {
+        source: [grouping.to_dict() for grouping in best_groupings(scores, tasks)]
+        for source, scores in grouping_sources(study).items()
+    }
+    if seconds is not None:
+        study["timings"] = {"seconds": round(seconds, 3), "runs": len(runs)}
+    return nan_to_none(study)
+
+
+def _default_group_id(prefix: str = "study") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def run_study(
+    spec: StudySpec,
+    executor: StudyExecutor | None = None,
+    progress: ProgressCallback | None = None,
+    group_id: str | None = None,
+) -> dict[str, Any]:
+    """Plan, execute (default: :class:`PoolExecutor`) and collect a study; returns ``study.json``'s
+    content. ``progress(done, total)`` reports runs finished."""
+    spec = spec.validated()
+    runs = plan_study(spec)
+    group_id = group_id or _default_group_id()
+    started = time.perf_counter()
+    outcomes = (executor or PoolExecutor()).execute([run.config for run in runs], group_id=group_id, progress=progress)
+    return collect_study(spec, runs, outcomes, group_id, seconds=time.perf_counter() - started)
+
+
+# --- training a chosen grouping ---------------------------------------------------------------------------
+
+
+def evaluate_grouping(
+    study: Mapping[str, Any],
+    groups: Sequence[Sequence[str]],
+    source: str = "transfer",
+    executor: StudyExecutor | None = None,
+    progress: ProgressCallback | None = None,
+    group_id: str | None = None,
+) -> dict[str, Any]:
+    """Train ``groups`` (every group of two or more tasks, for each of the study's seeds, with the
+    study's config) and compare each task's measured relative change against alone (the study's
+    own alone runs, same seeds) with the predicted score from ``source``'s matrix.
+
+    Predicted and measured are in the same units only for ``source="transfer"``.
+    """
+    tasks = list(study["tasks"])
+    flat = [task for group in groups for task in group]
+    if sorted(flat) != sorted(tasks):
+        raise ConfigError("groups", f"a partition of the study's tasks ({', '.join(tasks)})", [list(g) for g in groups])
+    sources = grouping_sources(study)
+    if source not in sources:
+        raise ConfigError("source", f"one of {', '.join(sources) or 'no available source'}", source)
+    from .analysis.grouping import task_scores
+
+    predicted = task_scores(sources[source], groups, tasks)
+    spec_data = study["spec"]
+    base = TrainConfig.from_dict(spec_data["config"])
+    seeds = [int(s) for s in study["seeds"]]
+    metric = spec_data.get("metric", "best")
+    higher = {task: bool(info["higher_is_better"]) for task, info in study["metric"]["tasks"].items()}
+    alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    for row in study["runs"]:
+        if row["role"] == "alone":
+            value = row["metrics"].get(row["tasks"][0])
+            alone[row["tasks"][0]][int(row["seed"])] = math.nan if value is None else float(value)
+    trained = [tuple(group) for group in groups if len(group) >= 2]
+    configs, keys = [], []
+    for seed in seeds:
+        for group in trained:
+            name = f"grouping {'+'.join(group)} seed {seed}"
+            configs.append(base.replace(tasks=group, seed=seed, probe_interval=0, tag=False, name=name).validated())
+            keys.append((group, seed))
+    outcomes = (executor or PoolExecutor()).execute(
+        configs, group_id=group_id or _default_group_id("grouping"), progress=progress
+    )
+    joint: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    for (group, seed), outcome in zip(keys, outcomes, strict=True):
+        values = _run_metrics(outcome.result if outcome.status == "done" else None, group, metric)
+        for task in group:
+            joint[task][seed] = values[task]
+    per_task = {}
+    per_seed_changes = []
+    for task in tasks:
+        if any(task in group for group in trained):
+            changes = relative_change([joint[task].get(s, math.nan) for s in seeds],
+                                      [alone[task].get(s, math.nan) for s in seeds], higher[task])
+        else:
+            changes = np.zeros(len(seeds))  # alone: the baseline itself
+        per_seed_changes.append(changes)
+        per_task[task] = {"predicted": predicted[task], **summarize_seeds(changes).to_dict()}
+    overall = summarize_seeds(np.mean(np.vstack(per_seed_changes), axis=0))
+    return nan_to_none({
+        "groups": [list(group) for group in groups],
+        "source": source,
+        "seeds": seeds,
+        "predicted_score": float(np.mean(list(predicted.values()))),
+        "measured_score": overall.to_dict(),
+        "tasks": per_task,
+        "runs": [{"run_id": o.run_id, "tasks": list(g), "seed": s, "status": o.status, "error": o.error}
+                 for (g, s), o in zip(keys, outcomes, strict=True)],
+    })
