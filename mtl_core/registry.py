@@ -22,6 +22,7 @@ class Registry(Generic[T]):
     def __init__(self, family: str) -> None:
         self.family = family
         self._entries: dict[str, T] = {}
+        self._lookup_hooks: list[Callable[[str], object]] = []
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -32,7 +33,19 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry ``name`` (for entries that come and go, e.g. user suites)."""
+        return self._entries.pop(name)
+
+    def add_lookup_hook(self, hook: Callable[[str], object]) -> None:
+        """Call ``hook(name)`` when :meth:`get` misses ``name``, before it gives up; the hook may
+        register entries (e.g. a user suite saved by another process since this one started)."""
+        self._lookup_hooks.append(hook)
+
     def get(self, name: str, field: str | None = None) -> T:
+        if name not in self._entries:
+            for hook in self._lookup_hooks:
+                hook(name)
         try:
             return self._entries[name]
         except KeyError:

@@ -19,3 +19,8 @@ def make_suite(name: str, **options: object) -> Suite:
 from .._autoload import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)
+
+# User suites (CSV imports in $MTL_LAB_HOME/suites) last, so that a built-in name always wins.
+from .user_csv import refresh_user_suites  # noqa: E402
+
+refresh_user_suites()

@@ -1,0 +1,116 @@
+"""``python -m mtl_core lessons``: the workshop lessons; ``lessons show ID`` prints one (story, question,
+what to expect, its runs and checks), ``lessons check`` validates every lesson file, and ``lessons run
+ID`` trains the lesson's preset in this process and says whether its expected observation holds (exit
+status 0 if it does, 1 if not).
+
+Lessons are YAML files in ``assets/lessons`` (or in ``$MTL_LAB_LESSONS``); see :mod:`mtl_core.lessons`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lessons", help="list, validate and run the workshop lessons", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(handler=list_command)
+    commands = parser.add_subparsers(dest="lessons_command", metavar="ACTION", parser_class=type(parser))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    show = commands.add_parser("show", parents=[common], help="print one lesson")
+    show.add_argument("lesson", metavar="ID")
+    show.set_defaults(handler=show_command)
+
+    check = commands.add_parser("check", parents=[common], help="validate every lesson file")
+    check.set_defaults(handler=check_command)
+
+    run = commands.add_parser("run", parents=[common], help="train a lesson's preset here and check its observation")
+    run.add_argument("lesson", metavar="ID")
+    run.set_defaults(handler=run_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from ..lessons import load_lessons
+
+    lessons = load_lessons()
+    if args.json:
+        print(json.dumps([lesson.to_dict() for lesson in lessons], indent=2))
+        return 0
+    for lesson in lessons:
+        print(f"{lesson.order}. {lesson.id}: {lesson.title} ({lesson.n_runs()} runs)")
+    return 0
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="  ")
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from ..lessons import get_lesson
+
+    lesson = get_lesson(args.lesson)
+    if args.json:
+        print(json.dumps(lesson.to_dict(), indent=2))
+        return 0
+    print(f"{lesson.order}. {lesson.title} [{lesson.id}]")
+    for heading, text in (("Story", lesson.story), ("Question", lesson.question), ("Expect", lesson.expect),
+                          ("Look at", lesson.look_at)):
+        if text:
+            print(f"{heading}:\n{_wrap(text)}")
+    print("Runs:")
+    for label in lesson.labels:
+        runs = [run for run in lesson.runs if run.label == label]
+        config = runs[0].config
+        seeds = ", ".join(str(run.seed) for run in runs)
+        print(f"  {label}: {config.suite} {dict(config.suite_options)} · {config.strategy} · {config.method} · "
+              f"{config.epochs} epochs · seeds {seeds}")
+    if lesson.study is not None:
+        print(f"  study: {lesson.study_size()} runs (every task alone and every pair, seeds "
+              f"{', '.join(map(str, lesson.study.seeds))})")
+    print("Checks:")
+    for spec in lesson.checks:
+        print(f"  {spec.describe()}")
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from ..lessons import load_lessons
+
+    lessons = load_lessons()
+    if args.json:
+        print(json.dumps({"valid": [lesson.id for lesson in lessons]}))
+    else:
+        print(f"{len(lessons)} lesson files are valid: {', '.join(lesson.id for lesson in lessons)}")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from ..lessons import evaluate_check, get_lesson, run_lesson_headless
+
+    lesson = get_lesson(args.lesson)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\rtraining {done}/{total} runs", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    results = run_lesson_headless(lesson, progress=progress)
+    passed, explanation = evaluate_check(lesson, results)
+    if args.json:
+        print(json.dumps({"lesson": lesson.id, "passed": passed, "explanation": explanation.splitlines(),
+                          "cpu_seconds": round(results.cpu_seconds or 0.0, 2),
+                          "wall_seconds": round(results.wall_seconds or 0.0, 2)}, indent=2))
+    else:
+        print(explanation)
+        verdict = "holds" if passed else "does NOT hold"
+        print(f"The expected observation {verdict} ({results.cpu_seconds:.1f} s CPU).")
+    return 0 if passed else 1

@@ -1,0 +1,1167 @@
+"""Your own data: a CSV file turned into a named task suite.
+
+:func:`inspect_csv` reads a CSV file and describes its columns (type, missing values, the kind of
+task each could be); :func:`import_csv` validates the chosen feature and target columns, encodes them
+(one-hot categorical features; classification targets as class indices, the class names kept),
+handles missing values (rows dropped, or values imputed / labels masked, with counts) and saves the
+cleaned numeric dataset under ``$MTL_LAB_HOME/suites/<name>/``:
+
+* ``data.npz``: plain numeric arrays written by numpy and read back with ``allow_pickle=False``;
+* ``spec.json``: the columns, the tasks, the class names and the import report.
+
+The saved suite is registered in :data:`mtl_core.suites.SUITES` (see :mod:`mtl_core.suites.user_csv`)
+and is usable everywhere a built-in suite is: the trainer, the CLI, the dashboard.
+
+The file is parsed as data only: cells are strings or numbers, never evaluated (a cell ``=1+1`` is
+the text ``=1+1``), nothing is unpickled, and nothing is written outside the MTL Lab home folder.
+Every problem the file or the choices can cause raises :class:`CsvError` with a message that names
+the column or setting, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+
+from .errors import MTLError
+from .store import lab_home
+
+__all__ = [
+    "CsvError",
+    "CsvLimits",
+    "ColumnInfo",
+    "CsvPreview",
+    "TargetReport",
+    "ImportReport",
+    "SPEC_FORMAT",
+    "NA_TOKENS",
+    "inspect_csv",
+    "import_csv",
+    "validate_suite_name",
+    "user_suites_dir",
+    "list_user_suites",
+    "remove_user_suite",
+    "read_spec",
+    "load_suite_arrays",
+]
+
+log = logging.getLogger(__name__)
+
+SPEC_FORMAT = "mtl_lab.csv_suite/1"
+"""The ``format`` field of a saved suite's ``spec.json``."""
+
+NA_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "?"})
+"""Cell texts (case-insensitive, surrounding spaces ignored) that mean "missing"."""
+
+_MB = 1_000_000
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_DELIMITERS = (",", ";", "\t", "|")
+_MAX_NAME_CHARS = 200
+_CLASSIFICATION_MAX_DISTINCT = 10
+_MISSING_CATEGORY = "(missing)"
+
+Kind = Literal["classification", "regression"]
+_KINDS = ("classification", "regression")
+_MISSING_STRATEGIES = ("drop", "impute")
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+
+
+class CsvError(MTLError, ValueError):
+    """A CSV file or an import choice cannot make a suite. ``column`` names the column concerned
+    (None when the problem is the whole file or a setting)."""
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        self.column = column
+        super().__init__(message)
+
+
+# --- limits ------------------------------------------------------------------------------------------
+
+
+def _env_number(variable: str, default: float, integer: bool) -> float:
+    text = os.environ.get(variable)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or (integer and not value.is_integer()):
+        kind = "a positive integer" if integer else "a positive number"
+        raise CsvError(f"`{variable}` must be {kind}, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CsvLimits:
+    """What a CSV import accepts. :meth:`from_env` reads ``MTL_LAB_MAX_CSV_MB``,
+    ``MTL_LAB_MAX_CSV_ROWS`` and ``MTL_LAB_MAX_CSV_COLUMNS``."""
+
+    max_bytes: int = 50 * _MB
+    max_rows: int = 1_000_000
+    max_columns: int = 1_000
+    max_classes: int = 100
+    """Classes of one classification target."""
+    max_categories: int = 50
+    """Distinct values of one categorical (text) feature, each one-hot encoded."""
+    max_inputs: int = 2_000
+    """Input dimension after encoding."""
+    min_rows: int = 10
+    """Rows left after missing values are handled (a 60/20/20 split needs a few)."""
+
+    @classmethod
+    def from_env(cls) -> CsvLimits:
+        defaults = cls()
+        return cls(
+            max_bytes=int(_env_number("MTL_LAB_MAX_CSV_MB", defaults.max_bytes / _MB, integer=False) * _MB),
+            max_rows=int(_env_number("MTL_LAB_MAX_CSV_ROWS", defaults.max_rows, integer=True)),
+            max_columns=int(_env_number("MTL_LAB_MAX_CSV_COLUMNS", defaults.max_columns, integer=True)),
+        )
+
+
+def _megabytes(size: float) -> str:
+    """A size in MB for messages: ``73.2``, ``50``, ``0.024``."""
+    value = size / _MB
+    if value == round(value) and value >= 1:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def _size(size: float) -> str:
+    value = size / _MB
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+# --- reading the bytes --------------------------------------------------------------------------------
+
+
+def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str | None]:
+    """The file's bytes (at most ``max_bytes``) and its file name when known."""
+    too_big = "the file is {size} MB; the limit is {limit} MB (set MTL_LAB_MAX_CSV_MB)"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        filename = None
+        if len(data) > max_bytes:
+            raise CsvError(too_big.format(size=_size(len(data)), limit=_megabytes(max_bytes)))
+        return data, filename
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        try:
+            if path.is_dir():
+                raise CsvError(f"`{path}` is a folder, not a CSV file")
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise CsvError(too_big.format(size=_size(size), limit=_megabytes(max_bytes)))
+            with open(path, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise CsvError(f"no such file: `{path}`") from None
+        except OSError as exc:
+            raise CsvError(f"`{path}` cannot be read: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:  # it grew while we looked
+            raise CsvError(too_big.format(size=f"more than {_size(max_bytes)}", limit=_megabytes(max_bytes)))
+        return data, path.name
+    if hasattr(source, "read"):
+        size = getattr(source, "size", None)
+        if isinstance(size, int) and size > max_bytes:
+            raise CsvError(too_big.format(size=_size(size), limit=_megabytes(max_bytes)))
+        try:
+            if getattr(source, "seekable", lambda: False)():
+                source.seek(0)  # an upload read before (e.g. by inspect_csv) is read again from its start
+            chunk = source.read(max_bytes + 1)
+        except (OSError, ValueError) as exc:
+            raise CsvError(f"the uploaded file cannot be read: {exc}") from None
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise CsvError(f"the uploaded file must give bytes, got {type(chunk).__name__}")
+        if len(chunk) > max_bytes:
+            raise CsvError(too_big.format(size=f"more than {_size(max_bytes)}", limit=_megabytes(max_bytes)))
+        name = getattr(source, "name", None)
+        return bytes(chunk), Path(name).name if isinstance(name, str) and name else None
+    raise CsvError(f"`source` must be a file path, bytes or a binary file object, got {type(source).__name__}")
+
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?); save it as CSV first"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Office document; save it as CSV first"),
+    (b"\x1f\x8b", "gzip-compressed; decompress it first"),
+    (b"BZh", "bzip2-compressed; decompress it first"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\x93NUMPY", "a numpy array file"),
+)
+
+
+def _decode(data: bytes) -> str:
+    """The file as text, or :class:`CsvError` when it is empty, binary or not UTF-8."""
+    if not data.strip():
+        raise CsvError("the file is empty")
+    for magic, what in _SIGNATURES:
+        if data.startswith(magic):
+            raise CsvError(f"the file is not CSV text: it is {what}")
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise CsvError("the file is not CSV text: it looks like a Python pickle (MTL Lab never loads pickles)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CsvError("the file is not CSV text (binary data / not UTF-8): it is UTF-16 text; save it as UTF-8 CSV")
+    if b"\x00" in data:
+        raise CsvError("the file is not CSV text (binary data / not UTF-8): it contains NUL bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(
+            "the file is not CSV text (binary data / not UTF-8): byte "
+            f"0x{data[exc.start]:02x} at position {exc.start} is not valid UTF-8; save the file as UTF-8 CSV"
+        ) from None
+    controls = sum(1 for char in text[:100_000] if ord(char) < 32 and char not in "\t\n\r\x0b\x0c")
+    if controls > max(2, len(text[:100_000]) // 100):
+        raise CsvError("the file is not CSV text (binary data / not UTF-8): it is full of control characters")
+    if not text.strip():
+        raise CsvError("the file is empty")
+    return text
+
+
+def _guess_delimiter(text: str) -> str:
+    """The most frequent of , ; tab | on the first line (comma when none)."""
+    first = text.lstrip("\r\n").split("\n", 1)[0]
+    counts = {d: first.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] > 0 else ","
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Column:
+    """One column of the file: stripped cell texts, which are missing, and their numbers."""
+
+    name: str
+    position: int  # 1-based
+    named: bool
+    texts: np.ndarray  # object array of str
+    missing: np.ndarray  # bool
+    numbers: np.ndarray  # float64, NaN where missing or not a finite number
+
+    @property
+    def n_missing(self) -> int:
+        return int(self.missing.sum())
+
+    @property
+    def present(self) -> np.ndarray:
+        return ~self.missing
+
+    def first_non_numeric(self) -> tuple[int, str] | None:
+        """(1-based data row, text) of the first present cell that is not a finite number."""
+        bad = np.flatnonzero(self.present & np.isnan(self.numbers))
+        if bad.size == 0:
+            return None
+        return int(bad[0]) + 1, str(self.texts[bad[0]])
+
+    @property
+    def numeric(self) -> bool:
+        return bool(self.present.any()) and self.first_non_numeric() is None
+
+
+@dataclass
+class _Table:
+    columns: list[_Column]
+    n_rows: int
+    delimiter: str
+    filename: str | None
+    size_bytes: int
+
+    def column(self, name: str) -> _Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _parser_message(exc: Exception, n_header: int) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if fields:
+        return (f"the rows do not match the header: line {fields.group(2)} has {fields.group(3)} fields; "
+                f"the header has {n_header}")
+    quote = re.search(r"EOF inside string starting (?:at|with) (?:row|line) (\d+)", text)
+    if quote:
+        return f"a quoted field is never closed: the quote opened on row {int(quote.group(1)) + 1} has no closing \""
+    return f"the file could not be parsed as CSV: {text}"
+
+
+def _read_header(text: str, delimiter: str) -> list[str]:
+    """The first non-blank record, read with the csv module (before pandas could rename anything)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    try:
+        for record in reader:
+            if record:
+                return record
+    except csv.Error as exc:
+        raise CsvError(f"the header line could not be read as CSV: {exc}") from None
+    raise CsvError("the file is empty")
+
+
+def _header_names(raw: Sequence[str], limits: CsvLimits) -> tuple[list[str], list[bool]]:
+    """Unique column names, with runs of white space (line breaks and tabs included) made one space
+    and the ends stripped; unnamed columns become ``column_<k>``."""
+    if len(raw) > limits.max_columns:
+        raise CsvError(f"the file has {len(raw)} columns; the limit is {limits.max_columns} "
+                       "(set MTL_LAB_MAX_CSV_COLUMNS)")
+    names = [_clean_name(name) for name in raw]
+    for position, name in enumerate(names, start=1):
+        if len(name) > _MAX_NAME_CHARS:
+            raise CsvError(f"column names must be at most {_MAX_NAME_CHARS} characters; column {position}'s "
+                           f"name has {len(name)} (is the first line a header?)")
+    counts = Counter(name for name in names if name)
+    for name, count in counts.items():
+        if count > 1:
+            times = "twice" if count == 2 else f"{count} times"
+            raise CsvError(f"column names must be unique; `{name}` appears {times}", column=name)
+    named = [bool(name) for name in names]
+    taken = set(names)
+    for index, name in enumerate(names):
+        if not name:
+            candidate = f"column_{index + 1}"
+            while candidate in taken:
+                candidate += "_"
+            names[index] = candidate
+            taken.add(candidate)
+    return names, named
+
+
+def _parse(data: bytes, filename: str | None, limits: CsvLimits, delimiter: str | None) -> _Table:
+    import pandas as pd
+
+    text = _decode(data)
+    if delimiter is None:
+        delimiter = _guess_delimiter(text)
+    elif len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise CsvError(f"`delimiter` must be one character (not a quote or a line break), got {delimiter!r}")
+    names, named = _header_names(_read_header(text, delimiter), limits)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, header=None, dtype=object, na_filter=False,
+            keep_default_na=False, engine="c", skip_blank_lines=True, quotechar='"', doublequote=True,
+            on_bad_lines="error", low_memory=False,
+        )
+    except pd.errors.EmptyDataError:
+        raise CsvError("the file is empty") from None
+    except (pd.errors.ParserError, ValueError, OverflowError, csv.Error, UnicodeError, IndexError) as exc:
+        raise CsvError(_parser_message(exc, len(names))) from None
+    if frame.shape[1] != len(names):
+        raise CsvError(f"the rows do not match the header: the header has {len(names)} fields, "
+                       f"the rows have up to {frame.shape[1]}")
+    n_rows = frame.shape[0] - 1
+    if n_rows <= 0:
+        raise CsvError("the file has a header but no data rows")
+    if n_rows > limits.max_rows:
+        raise CsvError(f"the file has {n_rows} rows; the limit is {limits.max_rows} (set MTL_LAB_MAX_CSV_ROWS)")
+    columns = [_column(name, index + 1, named[index], frame.iloc[1:, index]) for index, name in enumerate(names)]
+    return _Table(columns, n_rows, delimiter, filename, len(data))
+
+
+def _column(name: str, position: int, named: bool, series: Any) -> _Column:
+    """Numbers first (vectorised; surrounding spaces allowed); only the cells that are not finite
+    numbers are looked at as text (missing-value tokens or categories)."""
+    import pandas as pd
+
+    raw = pd.Series(series.to_numpy(dtype=object), dtype=object).fillna("")
+    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    numbers = np.array(numbers, dtype=np.float64)
+    numbers[~np.isfinite(numbers)] = np.nan
+    failing = np.flatnonzero(np.isnan(numbers))
+    texts = np.array(raw.to_numpy(dtype=object), dtype=object)
+    missing = np.zeros(len(texts), dtype=bool)
+    if failing.size:
+        stripped = raw.iloc[failing].astype(str).str.strip()
+        missing[failing] = stripped.str.lower().isin(NA_TOKENS).to_numpy(dtype=bool)
+        if missing[failing].all():
+            texts[failing] = stripped.to_numpy(dtype=object)
+        else:  # a text column: every cell is compared as stripped text
+            texts = raw.astype(str).str.strip().to_numpy(dtype=object)
+    return _Column(name, position, named, texts, missing, numbers)
+
+
+def _load(source: Source, limits: CsvLimits, delimiter: str | None) -> _Table:
+    data, filename = _read_source(source, limits.max_bytes)
+    return _parse(data, filename, limits, delimiter)
+
+
+# --- inspection ----------------------------------------------------------------------------------
+
+
+def _is_integer_valued(values: np.ndarray) -> bool:
+    return bool(np.all(values == np.round(values)))
+
+
+def _suggest_kind(column: _Column) -> Kind | None:
+    """The task a column could be, or None (no values, or a single value)."""
+    present = column.present
+    if not present.any():
+        return None
+    if column.numeric:
+        values = column.numbers[present]
+        distinct = np.unique(values)
+        if distinct.size < 2:
+            return None
+        if distinct.size <= _CLASSIFICATION_MAX_DISTINCT and _is_integer_valued(distinct):
+            return "classification"
+        return "regression"
+    if len(set(column.texts[present].tolist())) < 2:
+        return None
+    numbers = column.numbers[present]
+    numeric = numbers[~np.isnan(numbers)]
+    if numeric.size >= 0.8 * numbers.size and np.unique(numeric).size > _CLASSIFICATION_MAX_DISTINCT:
+        return "regression"  # numbers with a few stray texts: a regression target with typos, most likely
+    return "classification"
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column as :func:`inspect_csv` sees it. ``dtype`` is ``number``, ``text`` or ``empty``;
+    ``suggested_kind`` is the task it would make as a target (None: it cannot be one)."""
+
+    name: str
+    position: int
+    dtype: str
+    n_missing: int
+    n_distinct: int
+    suggested_kind: str | None
+    examples: tuple[str, ...]
+    named: bool = True
+
+
+@dataclass(frozen=True)
+class CsvPreview:
+    """What :func:`inspect_csv` found: the columns, the first rows and the file's facts."""
+
+    columns: tuple[ColumnInfo, ...]
+    n_rows: int
+    delimiter: str
+    size_bytes: int
+    filename: str | None
+    head: tuple[tuple[str, ...], ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return {c.name: c.dtype for c in self.columns}
+
+    @property
+    def missing(self) -> dict[str, int]:
+        return {c.name: c.n_missing for c in self.columns}
+
+    @property
+    def suggested_kinds(self) -> dict[str, str | None]:
+        return {c.name: c.suggested_kind for c in self.columns}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["columns"] = [asdict(c) for c in self.columns]
+        out["head"] = [list(row) for row in self.head]
+        out["warnings"] = list(self.warnings)
+        for column in out["columns"]:
+            column["examples"] = list(column["examples"])
+        return out
+
+
+def _column_info(column: _Column) -> ColumnInfo:
+    present = column.present
+    if not present.any():
+        dtype = "empty"
+        distinct = 0
+    elif column.numeric:
+        dtype = "number"
+        distinct = int(np.unique(column.numbers[present]).size)
+    else:
+        dtype = "text"
+        distinct = len(set(column.texts[present].tolist()))
+    examples: list[str] = []
+    for text in column.texts[present]:
+        if text not in examples:
+            examples.append(str(text).strip()[:60])
+        if len(examples) == 5:
+            break
+    return ColumnInfo(column.name, column.position, dtype, column.n_missing, distinct, _suggest_kind(column),
+                      tuple(examples), column.named)
+
+
+def inspect_csv(
+    source: Source,
+    max_bytes: int | None = None,
+    *,
+    limits: CsvLimits | None = None,
+    delimiter: str | None = None,
+    head_rows: int = 5,
+) -> CsvPreview:
+    """Read a CSV file (a path, its bytes, or a binary file object such as an upload) and describe
+    its columns: type guess, missing counts, distinct values, the task kind each would make.
+
+    Raises :class:`CsvError` for a file that cannot be a dataset (too big, empty, not CSV text,
+    duplicate column names, ragged rows, too many rows or columns).
+    """
+    limits = limits or CsvLimits.from_env()
+    if max_bytes is not None:
+        limits = _replace_limits(limits, max_bytes=max_bytes)
+    table = _load(source, limits, delimiter)
+    head = tuple(tuple(str(c.texts[i]) for c in table.columns) for i in range(min(head_rows, table.n_rows)))
+    warnings = tuple(
+        f"column {c.position} has no name; it is called `{c.name}` here" for c in table.columns if not c.named
+    )
+    return CsvPreview(
+        columns=tuple(_column_info(c) for c in table.columns),
+        n_rows=table.n_rows,
+        delimiter=table.delimiter,
+        size_bytes=table.size_bytes,
+        filename=table.filename,
+        head=head,
+        warnings=warnings,
+    )
+
+
+def _replace_limits(limits: CsvLimits, **changes: Any) -> CsvLimits:
+    values = asdict(limits)
+    values.update(changes)
+    for key, value in changes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CsvError(f"`{key}` must be a positive integer, got {value!r}")
+    return CsvLimits(**values)
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """One target column → one task."""
+
+    name: str
+    kind: str
+    n_outputs: int
+    detected_kind: str | None
+    classes: tuple[str, ...] | None = None
+    n_unlabelled: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["classes"] = list(self.classes) if self.classes is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What :func:`import_csv` did: rows read and used, missing cells per column and what happened
+    to them, the encoded inputs, the tasks, and where the suite was saved."""
+
+    name: str
+    directory: str
+    source_file: str | None
+    description: str
+    n_rows_read: int
+    n_rows_used: int
+    n_rows_dropped: int
+    missing: str
+    missing_counts: dict[str, int]
+    imputed: dict[str, int]
+    features: tuple[str, ...]
+    inputs: tuple[str, ...]
+    targets: tuple[TargetReport, ...]
+    stratify: str | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "directory": self.directory,
+            "source_file": self.source_file,
+            "description": self.description,
+            "n_rows_read": self.n_rows_read,
+            "n_rows_used": self.n_rows_used,
+            "n_rows_dropped": self.n_rows_dropped,
+            "missing": self.missing,
+            "missing_counts": dict(self.missing_counts),
+            "imputed": dict(self.imputed),
+            "features": list(self.features),
+            "inputs": list(self.inputs),
+            "targets": [t.to_dict() for t in self.targets],
+            "stratify": self.stratify,
+            "warnings": list(self.warnings),
+        }
+
+    def lines(self) -> list[str]:
+        """A human-readable summary, one fact per line."""
+        out = [
+            f"suite `{self.name}` saved in {self.directory}",
+            f"rows: {self.n_rows_read} read, {self.n_rows_used} used, {self.n_rows_dropped} dropped",
+            f"features: {len(self.features)} columns → {len(self.inputs)} inputs",
+        ]
+        counted = {k: v for k, v in self.missing_counts.items() if v}
+        if counted:
+            missing = ", ".join(f"{k}: {v}" for k, v in counted.items())
+            out.append(f"missing values ({self.missing}): {missing}")
+        if any(self.imputed.values()):
+            out.append("imputed: " + ", ".join(f"{k}: {v}" for k, v in self.imputed.items() if v))
+        for target in self.targets:
+            detail = f"{target.n_outputs} classes" if target.kind == "classification" else "standardised"
+            unlabelled = f", {target.n_unlabelled} rows unlabelled" if target.n_unlabelled else ""
+            out.append(f"task {target.name}: {target.kind} ({detail}{unlabelled})")
+        out.extend(f"warning: {w}" for w in self.warnings)
+        return out
+
+
+def _number_name(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
+
+
+def _encode_classification(column: _Column, rows: np.ndarray, limits: CsvLimits, dropped_note: str
+                           ) -> tuple[np.ndarray, list[str]]:
+    """Class indices (-1 where missing) for ``rows``, and the class names in index order."""
+    present = column.present[rows]
+    if column.numeric:
+        values = column.numbers[rows]
+        distinct = np.unique(values[present])
+        classes = [_number_name(v) for v in distinct]
+        labels = np.full(rows.size, -1, dtype=np.int64)
+        labels[present] = np.searchsorted(distinct, values[present])
+    else:
+        texts = column.texts[rows]
+        classes = sorted(set(texts[present].tolist()))
+        index = {name: k for k, name in enumerate(classes)}
+        labels = np.fromiter((index.get(t, -1) if p else -1 for t, p in zip(texts, present)), dtype=np.int64,
+                             count=rows.size)
+    if len(classes) < 2:
+        if not classes:
+            raise CsvError(f"target `{column.name}` has no values{dropped_note}", column=column.name)
+        raise CsvError(f"target `{column.name}` has one class ({classes[0]!r}){dropped_note}; a classification "
+                       "target needs at least 2", column=column.name)
+    if len(classes) > limits.max_classes:
+        raise CsvError(f"classification target `{column.name}` has {len(classes)} classes; at most "
+                       f"{limits.max_classes} are allowed (is it a regression target? choose regression for it)",
+                       column=column.name)
+    return labels, classes
+
+
+def _encode_regression(column: _Column, rows: np.ndarray, dropped_note: str) -> np.ndarray:
+    bad = column.first_non_numeric()
+    if bad is not None:
+        row, text = bad
+        raise CsvError(f"regression target `{column.name}` must be numeric; row {row} has {text!r}",
+                       column=column.name)
+    values = column.numbers[rows]
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        raise CsvError(f"target `{column.name}` has no values{dropped_note}", column=column.name)
+    if np.unique(present).size < 2:
+        raise CsvError(f"regression target `{column.name}` has the same value ({_number_name(present[0])}) in "
+                       f"every row{dropped_note}; it cannot be learned", column=column.name)
+    return values
+
+
+def _encode_feature(column: _Column, rows: np.ndarray, limits: CsvLimits, impute: bool
+                    ) -> tuple[np.ndarray, list[str], list[str]]:
+    """Input columns (n × k float64; NaN = missing number, imputed at build time), their names,
+    and warnings."""
+    present = column.present[rows]
+    warnings: list[str] = []
+    if column.numeric:
+        values = column.numbers[rows]
+        if np.unique(values[present]).size < 2:
+            warnings.append(f"feature `{column.name}` has a single value; it carries no information")
+        return values.reshape(-1, 1), [column.name], warnings
+    texts = column.texts[rows]
+    categories = sorted(set(texts[present].tolist()))
+    if len(categories) > limits.max_categories:
+        hint = ""
+        share = float(np.mean(~np.isnan(column.numbers[column.present]))) if column.present.any() else 0.0
+        bad = column.first_non_numeric()
+        if share >= 0.5 and bad is not None:
+            hint = f"; most values are numbers but row {bad[0]} has {bad[1]!r}"
+        raise CsvError(f"categorical feature `{column.name}` has {len(categories)} distinct values; at most "
+                       f"{limits.max_categories} are allowed (leave it out of the features{hint})", column=column.name)
+    if len(categories) < 2:
+        warnings.append(f"feature `{column.name}` has a single value; it carries no information")
+    names = [f"{column.name}={c}" for c in categories]
+    index = {c: k for k, c in enumerate(categories)}
+    missing_rows = ~present
+    width = len(categories) + (1 if impute and missing_rows.any() else 0)
+    encoded = np.zeros((rows.size, width), dtype=np.float64)
+    for row, (text, is_present) in enumerate(zip(texts, present)):
+        encoded[row, index[text] if is_present else len(categories)] = 1.0
+    if width > len(categories):
+        names.append(f"{column.name}={_MISSING_CATEGORY}")
+    return encoded, names, warnings
+
+
+def _split_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [_clean_name(part) for part in value.split(",") if part.strip()]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise CsvError(f"`{what}` must be a list of column names, got {value!r}")
+    return [_clean_name(v) for v in value]
+
+
+def _clean_name(name: str) -> str:
+    """A column name as the header reader keeps it: white-space runs made one space, ends stripped."""
+    return " ".join(name.split())
+
+
+def _check_selection(table: _Table, targets: list[str], features: list[str] | None,
+                     kinds: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """The target and feature columns, checked; and warnings."""
+    known = table.names
+    shown = ", ".join(known[:20]) + (", …" if len(known) > 20 else "")
+    if len(targets) < 2:
+        raise CsvError(f"`targets` must name at least 2 columns (each target is a task), got {targets!r}")
+    for what, names in (("target", targets), ("feature", features or [])):
+        for name in names:
+            if name not in known:
+                raise CsvError(f"{what} `{name}` is not a column of the file (columns: {shown})", column=name)
+        repeated = [n for n, c in Counter(names).items() if c > 1]
+        if repeated:
+            raise CsvError(f"{what} `{repeated[0]}` is listed twice", column=repeated[0])
+    for name in targets:
+        if "," in name:
+            raise CsvError(f"target `{name}` cannot be a task name: it contains a comma; rename the column",
+                           column=name)
+    for name, kind in kinds.items():
+        if name not in targets:
+            raise CsvError(f"`kinds` names `{name}`, which is not a target (targets: {', '.join(targets)})",
+                           column=name)
+        if kind not in _KINDS:
+            raise CsvError(f"the kind of target `{name}` must be classification or regression, got {kind!r}",
+                           column=name)
+    warnings = []
+    if features is None:
+        features = [c.name for c in table.columns if c.name not in targets and c.named]
+        warnings = [f"column {c.position} has no name; it was left out of the features (call it `{c.name}` "
+                    "in the features to use it)" for c in table.columns if not c.named and c.name not in targets]
+    else:
+        both = [name for name in features if name in targets]
+        if both:
+            raise CsvError(f"column `{both[0]}` cannot be both a feature and a target", column=both[0])
+    if not features:
+        raise CsvError("no feature columns: every column is a target (a suite needs at least one input column)")
+    return features, warnings
+
+
+def import_csv(
+    source: Source,
+    name: str,
+    targets: str | Sequence[str],
+    features: str | Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    missing: str = "drop",
+    limits: CsvLimits | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    replace: bool = False,
+    delimiter: str | None = None,
+    filename: str | None = None,
+) -> ImportReport:
+    """Turn a CSV file into the task suite ``name`` saved under ``$MTL_LAB_HOME/suites/<name>/``.
+
+    ``targets`` (a list, or comma-separated text) are the columns to predict, one task each, at least
+    two; ``features`` the input columns (default: every other named column). A target's kind
+    (classification or regression) is detected from its values — text, or at most 10 distinct
+    integers, is classification — and ``kinds`` overrides it. Text features are one-hot encoded;
+    classification targets become class indices with the class names kept.
+
+    ``missing="drop"`` drops every row with a missing value in a used column; ``"impute"`` keeps
+    them: a missing number is replaced at build time by the training-split mean, a missing category
+    gets its own ``(missing)`` category, and a missing target leaves that row unlabelled for that task
+    (rows with no target at all are dropped). The report counts every case.
+
+    ``replace`` overwrites an existing user suite of that name. The suite is registered at once
+    (usable in this process). Raises :class:`CsvError` for anything that prevents a suite.
+    """
+    limits = limits or CsvLimits.from_env()
+    name = validate_suite_name(name)
+    if missing not in _MISSING_STRATEGIES:
+        raise CsvError(f"`missing` must be drop or impute, got {missing!r}")
+    target_names = _split_names(targets, "targets") or []
+    feature_names = _split_names(features, "features")
+    if kinds is not None and not isinstance(kinds, Mapping):
+        raise CsvError(f"`kinds` must map target names to classification or regression, got {kinds!r}")
+    kinds = {_clean_name(str(k)): v for k, v in (kinds or {}).items()}
+    destination = _destination(name, home, replace)
+
+    table = _load(source, limits, delimiter)
+    source_file = filename or table.filename
+    feature_names, warnings = _check_selection(table, target_names, feature_names, kinds)
+    used = [table.column(n) for n in feature_names + target_names]
+    for column in used:
+        if not column.present.any():
+            role = "target" if column.name in target_names else "feature"
+            raise CsvError(f"{role} `{column.name}` has no values (all {table.n_rows} rows are missing)",
+                           column=column.name)
+    missing_counts = {c.name: c.n_missing for c in used}
+
+    detected = {n: _suggest_kind(table.column(n)) for n in target_names}
+    chosen: dict[str, str] = {}
+    for target in target_names:
+        column = table.column(target)
+        kind = kinds.get(target) or detected[target] or ("regression" if column.numeric else "classification")
+        chosen[target] = kind
+
+    impute = missing == "impute"
+    if impute:
+        labelled = np.zeros(table.n_rows, dtype=bool)
+        for target in target_names:
+            labelled |= table.column(target).present
+        keep = labelled
+    else:
+        keep = np.ones(table.n_rows, dtype=bool)
+        for column in used:
+            keep &= column.present
+    rows = np.flatnonzero(keep)
+    n_dropped = table.n_rows - rows.size
+    dropped_note = ""
+    if n_dropped:
+        dropped_note = f" (after dropping {n_dropped} rows with missing values)"
+    if rows.size < limits.min_rows:
+        if n_dropped:
+            hint = " (try imputing missing values)" if not impute else ""
+            raise CsvError(f"after dropping rows with missing values, {rows.size} of {table.n_rows} rows remain; "
+                           f"a suite needs at least {limits.min_rows}{hint}")
+        rows_text = "1 data row" if table.n_rows == 1 else f"{table.n_rows} data rows"
+        raise CsvError(f"the file has {rows_text}; a suite needs at least {limits.min_rows}")
+
+    arrays: dict[str, np.ndarray] = {}
+    target_reports = []
+    for index, target in enumerate(target_names):
+        column = table.column(target)
+        if chosen[target] == "classification":
+            labels, classes = _encode_classification(column, rows, limits, dropped_note)
+            arrays[f"y{index}"] = labels
+            unlabelled = int((labels < 0).sum())
+            target_reports.append(TargetReport(target, "classification", len(classes), detected[target],
+                                               tuple(classes), unlabelled))
+        else:
+            values = _encode_regression(column, rows, dropped_note)
+            arrays[f"y{index}"] = values.astype(np.float64)
+            target_reports.append(TargetReport(target, "regression", 1, detected[target], None,
+                                               int(np.isnan(values).sum())))
+
+    blocks, inputs = [], []
+    imputed: dict[str, int] = {}
+    for feature in feature_names:
+        column = table.column(feature)
+        block, names, notes = _encode_feature(column, rows, limits, impute)
+        blocks.append(block)
+        inputs.extend(names)
+        warnings.extend(notes)
+        if impute:
+            imputed[feature] = int(column.missing[rows].sum())
+        if len(inputs) > limits.max_inputs:
+            raise CsvError(f"the features encode to more than {limits.max_inputs} inputs (one per number, one per "
+                           f"category of a text column); `{feature}` went over: leave some columns out",
+                           column=feature)
+    arrays["x"] = np.concatenate(blocks, axis=1)
+
+    stratify = next((t.name for t in target_reports if t.kind == "classification"), None)
+    report = ImportReport(
+        name=name,
+        directory=str(destination),
+        source_file=source_file,
+        description=_describe(source_file, rows.size, n_dropped, feature_names, inputs, target_reports, stratify,
+                              missing),
+        n_rows_read=table.n_rows,
+        n_rows_used=int(rows.size),
+        n_rows_dropped=int(n_dropped),
+        missing=missing,
+        missing_counts=missing_counts,
+        imputed=imputed,
+        features=tuple(feature_names),
+        inputs=tuple(inputs),
+        targets=tuple(target_reports),
+        stratify=stratify,
+        warnings=tuple(warnings),
+    )
+    spec = {
+        "format": SPEC_FORMAT,
+        "name": name,
+        "description": report.description,
+        "source_file": source_file,
+        "created_at": time.time(),
+        "n_rows": int(rows.size),
+        "features": list(feature_names),
+        "inputs": list(inputs),
+        "targets": [
+            {"name": t.name, "kind": t.kind, "n_outputs": t.n_outputs,
+             "classes": list(t.classes) if t.classes is not None else None,
+             "description": _task_description(t, source_file)}
+            for t in target_reports
+        ],
+        "stratify": stratify,
+        "missing": missing,
+        "report": {k: v for k, v in report.to_dict().items() if k != "directory"},
+    }
+    _save(destination, spec, arrays, replace)
+    from .suites.user_csv import refresh_user_suites
+
+    refresh_user_suites(home)
+    return report
+
+
+def _describe(source_file: str | None, n_rows: int, n_dropped: int, features: Sequence[str], inputs: Sequence[str],
+              targets: Sequence[TargetReport], stratify: str | None, missing: str) -> str:
+    tasks = ", ".join(
+        f"{t.name} ({t.kind}{', ' + str(t.n_outputs) + ' classes' if t.kind == 'classification' else ''})"
+        for t in targets
+    )
+    where = f"`{source_file}`" if source_file else "an uploaded CSV file"
+    dropped = f" ({n_dropped} rows with missing values dropped)" if n_dropped and missing == "drop" else ""
+    if missing == "impute":
+        dropped = " (missing numbers imputed with training means, missing labels masked)"
+    split = f"stratified by {stratify}" if stratify else "at random"
+    return (f"Your data: {where}, {n_rows} rows{dropped}. From {len(features)} feature columns ({len(inputs)} inputs "
+            f"after one-hot encoding, standardised with training statistics) it predicts: {tasks}. Regression targets "
+            f"are standardised. Split 60/20/20 by seed, {split}.")
+
+
+def _task_description(target: TargetReport, source_file: str | None) -> str:
+    where = f" of {source_file}" if source_file else ""
+    if target.kind == "classification" and target.classes is not None:
+        shown = ", ".join(target.classes[:8]) + (", …" if len(target.classes) > 8 else "")
+        return f"Column `{target.name}`{where}: {target.n_outputs} classes ({shown})."
+    return f"Column `{target.name}`{where}, standardised with training statistics."
+
+
+# --- where suites live -----------------------------------------------------------------------------
+
+
+def user_suites_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<MTL Lab home>/suites``: one folder per user suite."""
+    return lab_home(home) / "suites"
+
+
+def validate_suite_name(name: object) -> str:
+    """``name`` if it is a safe suite name (1–40 letters, digits, ``_``, ``-``; not a built-in
+    suite's), else :class:`CsvError`. Such a name cannot leave the suites folder."""
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise CsvError(f"`name` must be 1–40 letters, digits, `_` or `-`, starting with a letter or digit, got {name!r}")
+    built_in = _built_in_names()
+    clash = next((b for b in built_in if b.lower() == name.lower()), None)
+    if clash is not None:
+        raise CsvError(f"`name` must not be a built-in suite's name, got {name!r} (built-in: {clash})")
+    return name
+
+
+def _built_in_names() -> list[str]:
+    from .suites import SUITES
+
+    return [n for n, cls in SUITES.items() if not getattr(cls, "user_defined", False)]
+
+
+def _destination(name: str, home: str | os.PathLike[str] | None, replace: bool) -> Path:
+    root = lab_home(home)
+    suites = user_suites_dir(home)
+    destination = suites / name
+    try:
+        resolved_root = root.resolve()
+        if suites.exists() and not suites.resolve().is_relative_to(resolved_root):
+            raise CsvError(f"{suites} points outside the MTL Lab home {root}; nothing was written")
+        if destination.exists() and not destination.resolve().is_relative_to(resolved_root):
+            raise CsvError(f"{destination} points outside the MTL Lab home {root}; nothing was written")
+    except OSError as exc:
+        raise CsvError(f"the MTL Lab home {root} cannot be used: {exc.strerror or exc}") from None
+    clash = next((n for n in _existing_names(suites) if n.lower() == name.lower()), None)
+    if clash is not None and clash != name:
+        raise CsvError(f"a suite named `{clash}` already exists (names differing only in case clash); "
+                       "choose another name")
+    if clash is not None and not replace:
+        raise CsvError(f"a suite named `{clash}` already exists; choose another name or replace it (--replace)")
+    return destination
+
+
+def _existing_names(suites: Path) -> list[str]:
+    try:
+        return [p.name for p in suites.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _save(destination: Path, spec: dict[str, Any], arrays: dict[str, np.ndarray], replace: bool) -> None:
+    suites = destination.parent
+    staging: Path | None = None
+    try:
+        suites.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".import-{destination.name}-", dir=suites))
+        np.savez_compressed(staging / "data.npz", **arrays)
+        (staging / "spec.json").write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
+        if destination.exists():
+            if not replace:
+                raise CsvError(f"a suite named `{destination.name}` already exists; choose another name or "
+                               "replace it (--replace)")
+            retired = suites / f".old-{destination.name}-{uuid.uuid4().hex[:8]}"
+            destination.rename(retired)
+            staging.rename(destination)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(destination)
+        staging = None
+    except OSError as exc:
+        raise CsvError(f"the suite cannot be saved in {suites}: {exc.strerror or exc}") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- reading saved suites ----------------------------------------------------------------------------
+
+
+def read_spec(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked ``spec.json`` of a saved suite, or :class:`CsvError` naming what is wrong."""
+    path = Path(directory) / "spec.json"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CsvError(f"{path} does not exist") from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise CsvError(f"{path} is unreadable: {exc}") from None
+    problem = _spec_problem(spec, Path(directory).name)
+    if problem:
+        raise CsvError(f"{path} is not a valid suite spec: {problem}")
+    return spec
+
+
+def _spec_problem(spec: Any, folder: str) -> str | None:
+    if not isinstance(spec, dict):
+        return "it is not a JSON object"
+    if spec.get("format") != SPEC_FORMAT:
+        return f"`format` must be {SPEC_FORMAT!r}, got {spec.get('format')!r}"
+    if spec.get("name") != folder or not _NAME_PATTERN.fullmatch(str(folder)):
+        return f"`name` must be the folder's name {folder!r}, got {spec.get('name')!r}"
+    inputs = spec.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        return "`inputs` must be a non-empty list of names"
+    n_rows = spec.get("n_rows")
+    if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
+        return f"`n_rows` must be a positive integer, got {n_rows!r}"
+    targets = spec.get("targets")
+    if not isinstance(targets, list) or not targets:
+        return "`targets` must be a non-empty list"
+    names = set()
+    for index, target in enumerate(targets):
+        if not isinstance(target, dict) or not isinstance(target.get("name"), str) or not target["name"]:
+            return f"`targets[{index}]` must have a name"
+        if target["name"] in names:
+            return f"target `{target['name']}` appears twice"
+        names.add(target["name"])
+        if target.get("kind") not in _KINDS:
+            return f"`targets[{index}].kind` must be classification or regression, got {target.get('kind')!r}"
+        classes = target.get("classes")
+        n_outputs = target.get("n_outputs")
+        if target["kind"] == "classification":
+            if not isinstance(classes, list) or len(classes) < 2 or n_outputs != len(classes):
+                return f"`targets[{index}]` must list at least 2 classes, as many as `n_outputs`"
+        elif n_outputs != 1:
+            return f"`targets[{index}].n_outputs` must be 1 for regression, got {n_outputs!r}"
+    stratify = spec.get("stratify")
+    if stratify is not None and stratify not in names:
+        return f"`stratify` must be a target, got {stratify!r}"
+    if not isinstance(spec.get("description", ""), str):
+        return "`description` must be text"
+    return None
+
+
+def load_suite_arrays(directory: str | os.PathLike[str], spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of ``data.npz`` (read without pickle), checked against ``spec``."""
+    path = Path(directory) / "data.npz"
+    name = spec.get("name")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise CsvError(f"user suite `{name}` has no data file {path}; import the CSV again") from None
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise CsvError(f"user suite `{name}`: {path} is unreadable ({exc}); import the CSV again") from None
+    n_rows, n_inputs = spec["n_rows"], len(spec["inputs"])
+    x = arrays.get("x")
+    if x is None or x.dtype != np.float64 or x.shape != (n_rows, n_inputs):
+        raise CsvError(f"user suite `{name}`: {path} does not match its spec (inputs); import the CSV again")
+    for index, target in enumerate(spec["targets"]):
+        y = arrays.get(f"y{index}")
+        expected = np.int64 if target["kind"] == "classification" else np.float64
+        if y is None or y.dtype != expected or y.shape != (n_rows,):
+            raise CsvError(f"user suite `{name}`: {path} does not match its spec (target `{target['name']}`); "
+                           "import the CSV again")
+        if target["kind"] == "classification" and y.size and (y.min() < -1 or y.max() >= target["n_outputs"]):
+            raise CsvError(f"user suite `{name}`: target `{target['name']}` has class indices out of range")
+    return arrays
+
+
+def list_user_suites(home: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The saved user suites (valid ones), as their specs plus ``directory``; sorted by name."""
+    out = []
+    for directory in sorted(_suite_dirs(user_suites_dir(home))):
+        try:
+            spec = read_spec(directory)
+        except CsvError as exc:
+            log.warning("skipping user suite in %s: %s", directory, exc)
+            continue
+        out.append({**spec, "directory": str(directory)})
+    return out
+
+
+def _suite_dirs(suites: Path) -> list[Path]:
+    try:
+        return [p for p in suites.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def remove_user_suite(name: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """Delete the user suite ``name`` (its folder) and unregister it; returns the removed folder."""
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise CsvError(f"`name` must be 1–40 letters, digits, `_` or `-`, starting with a letter or digit, got {name!r}")
+    if name in _built_in_names():
+        raise CsvError(f"`{name}` is a built-in suite; only suites imported from CSV files can be removed")
+    suites = user_suites_dir(home)
+    directory = suites / name
+    if not directory.is_dir():
+        existing = ", ".join(sorted(_existing_names(suites))) or "none"
+        raise CsvError(f"no user suite named `{name}` (user suites: {existing})")
+    try:
+        retired = suites / f".old-{name}-{uuid.uuid4().hex[:8]}"
+        directory.rename(retired)
+        shutil.rmtree(retired)
+    except OSError as exc:
+        raise CsvError(f"user suite `{name}` cannot be removed: {exc.strerror or exc}") from None
+    from .suites.user_csv import refresh_user_suites
+
+    refresh_user_suites(home)
+    return directory

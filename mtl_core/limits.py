@@ -1,0 +1,220 @@
+"""Presenter limits: caps a workshop host sets on what each participant may queue.
+
+The limits live in a small YAML file — ``$MTL_LAB_LIMITS`` if set, else ``$MTL_LAB_HOME/limits.yaml``
+(no file: no limits)::
+
+    # limits.yaml
+    max_epochs: 40                       # per run
+    max_concurrent_runs_per_session: 40  # queued + running runs of one session (owner) at a time
+    max_tasks: 6                         # tasks trained together in one run
+    max_samples: 5000                    # training rows (the suite option n_samples)
+
+Every key is optional; ``null`` means no cap. Whoever queues runs (the dashboard, the CLI) calls
+:func:`check_limits` first: it raises :class:`LimitError` with a message that says which cap, its
+value, where it was set and what the request asked for. The file is read on every call, so a host
+can change it during a workshop without restarting anything.
+
+Counting "concurrent" runs: a session's runs that are ``queued`` or ``running`` in the run store,
+plus the ones being queued. A lesson queues all its runs at once (see each lesson's run count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .errors import ConfigError, MTLError
+
+__all__ = [
+    "LIMITS_ENV",
+    "LIMITS_FILE",
+    "Limits",
+    "LimitError",
+    "LimitsFileError",
+    "limits_path",
+    "load_limits",
+    "check_limits",
+]
+
+#: Environment variable naming the limits file (it must exist when set).
+LIMITS_ENV = "MTL_LAB_LIMITS"
+#: The limits file's name inside ``$MTL_LAB_HOME``.
+LIMITS_FILE = "limits.yaml"
+_UNFINISHED = ("queued", "running")
+
+
+class LimitError(MTLError):
+    """A request exceeds a presenter limit; the message names the cap and what was asked."""
+
+
+class LimitsFileError(MTLError, ValueError):
+    """The limits file is unreadable or invalid; the message names the file and the field."""
+
+    def __init__(self, path: Path | str, field: str, expected: str, got: object) -> None:
+        self.path = str(path)
+        self.field = field
+        self.expected = expected
+        self.got = got
+        super().__init__(f"limits file {path}: `{field}` must be {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The caps in force (None = no cap) and the file they came from (None = no file)."""
+
+    max_epochs: int | None = None
+    max_concurrent_runs_per_session: int | None = None
+    max_tasks: int | None = None
+    max_samples: int | None = None
+    source: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any cap is set."""
+        return any(getattr(self, name) is not None for name in _FIELDS)
+
+    def describe(self) -> list[str]:
+        """One phrase per cap in force, for a page ("at most 40 epochs per run" …)."""
+        phrases = {
+            "max_epochs": "at most {} epochs per run",
+            "max_concurrent_runs_per_session": "at most {} queued or running runs per session",
+            "max_tasks": "at most {} tasks per run",
+            "max_samples": "at most {} training rows (n_samples) per run",
+        }
+        return [phrases[name].format(getattr(self, name)) for name in _FIELDS if getattr(self, name) is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = ("max_epochs", "max_concurrent_runs_per_session", "max_tasks", "max_samples")
+
+
+def limits_path(home: str | os.PathLike[str] | None = None) -> Path | None:
+    """The limits file in force: ``$MTL_LAB_LIMITS`` (raises :class:`LimitsFileError` if it names
+    no file), else ``<lab home>/limits.yaml`` when it exists, else None."""
+    from .store import lab_home
+
+    custom = os.environ.get(LIMITS_ENV, "").strip()
+    if custom:
+        path = Path(custom).expanduser()
+        if not path.is_file():
+            raise LimitsFileError(path, LIMITS_ENV, "the path of an existing limits file", custom)
+        return path
+    path = lab_home(home) / LIMITS_FILE
+    return path if path.is_file() else None
+
+
+def load_limits(path: str | os.PathLike[str] | None = None, home: str | os.PathLike[str] | None = None) -> Limits:
+    """Read the limits of ``path`` (default :func:`limits_path`); no file gives no limits."""
+    import yaml
+
+    resolved = Path(path) if path is not None else limits_path(home)
+    if resolved is None:
+        return Limits()
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LimitsFileError(resolved, "file", "a readable UTF-8 YAML file", exc.__class__.__name__) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LimitsFileError(resolved, "file", "valid YAML", f"a syntax error{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise LimitsFileError(resolved, "(top level)", f"a mapping of limits ({', '.join(_FIELDS)})",
+                              type(data).__name__)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise LimitsFileError(resolved, str(key), f"a known limit ({', '.join(_FIELDS)})", key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LimitsFileError(resolved, str(key), "a positive integer or null", value)
+        values[key] = value
+    return Limits(**values, source=str(resolved))
+
+
+def _as_config(config: TrainConfig | Mapping[str, Any], index: int) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return config
+    try:
+        return TrainConfig.from_dict(config)
+    except ConfigError as exc:
+        raise ConfigError(f"configs[{index}].{exc.field}", exc.expected, exc.got) from None
+
+
+def _suite_facts(config: TrainConfig) -> tuple[int, int | None]:
+    """The number of tasks the run trains and its ``n_samples`` suite option (given or the suite's
+    default; None for a suite without one). Builds the suite object only (no data)."""
+    from .suites import make_suite
+
+    suite = make_suite(config.suite, **dict(config.suite_options))
+    n_tasks = len(config.tasks) if config.tasks is not None else len(suite.task_specs())
+    samples = suite.settings.get("n_samples")
+    return n_tasks, (int(samples) if samples is not None else None)
+
+
+def _run_name(index: int, total: int) -> str:
+    return "this run" if total == 1 else f"run {index + 1} of {total}"
+
+
+def check_limits(
+    configs: TrainConfig | Mapping[str, Any] | Sequence[TrainConfig | Mapping[str, Any]],
+    owner: str | None,
+    store: Any = None,
+    limits: Limits | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> None:
+    """Raise :class:`LimitError` if queueing ``configs`` for ``owner`` (a session or user id; None
+    = the store's default owner) would break a presenter limit; return None otherwise.
+
+    ``store`` is the run store to count the owner's unfinished runs in (default: the one of
+    ``home``); ``limits`` defaults to :func:`load_limits`. A bad limits file raises
+    :class:`LimitsFileError`.
+    """
+    limits = limits if limits is not None else load_limits(home=home)
+    if not limits.active:
+        return
+    if isinstance(configs, (TrainConfig, Mapping)):
+        configs = [configs]
+    parsed = [_as_config(config, index) for index, config in enumerate(configs)]
+    where = f", set in {limits.source}" if limits.source else ""
+    total = len(parsed)
+    for index, config in enumerate(parsed):
+        name = _run_name(index, total)
+        if limits.max_epochs is not None and config.epochs > limits.max_epochs:
+            raise LimitError(f"This workshop allows at most {limits.max_epochs} epochs per run (max_epochs{where}); "
+                             f"{name} asks for {config.epochs}. Lower the epochs.")
+        if limits.max_tasks is None and limits.max_samples is None:
+            continue
+        count, samples = _suite_facts(config)
+        if limits.max_tasks is not None and count > limits.max_tasks:
+            raise LimitError(f"This workshop allows at most {limits.max_tasks} tasks per run (max_tasks{where}); "
+                             f"{name} trains {count}. Choose fewer tasks.")
+        if limits.max_samples is not None:
+            if samples is not None and samples > limits.max_samples:
+                raise LimitError(f"This workshop allows at most {limits.max_samples} training rows per run "
+                                 f"(max_samples{where}); {name} asks for n_samples = {samples}. Lower n_samples.")
+    cap = limits.max_concurrent_runs_per_session
+    if cap is not None:
+        from .store import DEFAULT_OWNER
+
+        if store is None:
+            from .workers import open_store
+
+            store = open_store(home)
+        who = owner or DEFAULT_OWNER
+        unfinished = store.count_runs(status=_UNFINISHED, owner=who)
+        if unfinished + total > cap:
+            have = f"you have {unfinished} queued or running" if unfinished else "you have none queued or running"
+            raise LimitError(f"This workshop allows {cap} queued or running runs per session "
+                             f"(max_concurrent_runs_per_session{where}): {have}, and this would add {total}. "
+                             "Wait for your runs to finish, or cancel some on the Runs page.")
