@@ -5,7 +5,7 @@ tasks; UPGrad and PCGrad aggregation; the median of repeated steps of the real t
 (`Trainer._train_step`), next to a plain `ew` step (one backward of the summed loss). When
 `torchjd` is importable, its `mtl_backward` with its UPGrad aggregator on the same model is timed too.
 
-    python benchmarks/jacobian.py [--repeats 30] [--device cpu|cuda]
+    python benchmarks/jacobian.py [--rounds 15] [--block 4] [--threads 1] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -52,29 +52,43 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(step, repeats: int, device: str) -> float:
-    for _ in range(3):
-        step()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
-def time_trainer(n_tasks: int, method: str, mode: str, repeats: int, device: str) -> float:
+def step_of_trainer(n_tasks: int, method: str, mode: str, device: str):
     trainer = make_trainer(n_tasks, method, mode, device)
     x, y, m = batch(trainer)
-    return time_steps(lambda: trainer._train_step(x, y, m, epoch=1), repeats, device)
+    return lambda: trainer._train_step(x, y, m, epoch=1)
 
 
-def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
+def interleaved_medians(steps: dict[str, object], rounds: int, block: int, device: str) -> dict[str, float]:
+    """Median ms per step of each contestant, timed in blocks of ``block`` steps, round-robin in a
+    shuffled order every round, so drifts of a shared machine hit every contestant alike."""
+    import random
+
+    rng = random.Random(0)
+    for step in steps.values():  # warm-up (allocator, autograd caches)
+        for _ in range(3):
+            step()
+    sync(device)
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            step = steps[name]
+            start = time.perf_counter()
+            for _ in range(block):
+                step()
+            sync(device)
+            samples[name].append((time.perf_counter() - start) / block * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def torchjd_step(n_tasks: int, device: str):
     try:
         from torchjd.aggregation import UPGrad
-    except ImportError:
+
+        aggregator = UPGrad()  # needs torchjd's optional qpsolvers + quadprog
+    except ImportError as exc:
+        print(f"(torchjd not timed: {exc})")
         return None
     from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
 
@@ -82,7 +96,7 @@ def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)
     x, y, m = batch(trainer)
-    model, aggregator = trainer.model, UPGrad()
+    model = trainer.model
 
     def step() -> None:
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -94,29 +108,42 @@ def time_torchjd(n_tasks: int, repeats: int, device: str) -> float | None:
         jac_to_grad(trainer.shared, aggregator)
         trainer.optimizer.step()
 
-    return time_steps(step, repeats, device)
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of interleaved timing blocks")
+    parser.add_argument("--block", type=int, default=4, help="steps per timing block")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tasks", default="2,4,8")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (workers use 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()}")
-    header = f"{'T':>2} {'method':<7} {'ew ms':>8} " + " ".join(f"{m + ' ms':>17}" for m in MODES) + f" {'auto→':>15} {'torchjd ms':>11}"
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"rounds={args.rounds} block={args.block}")
+    header = (f"{'T':>2} {'method':<7} {'ew ms':>8} " + " ".join(f"{m + ' ms':>17}" for m in MODES)
+              + f" {'auto→':>15} {'auto/fastest':>12} {'torchjd ms':>11} {'torchjd/auto':>12}")
     print(header)
     for n_tasks in [int(t) for t in args.tasks.split(",")]:
-        ew = time_trainer(n_tasks, "ew", "auto", args.repeats, args.device)
-        jd = time_torchjd(n_tasks, args.repeats, args.device)
         for method in ("upgrad", "pcgrad"):
-            timings = {mode: time_trainer(n_tasks, method, mode, args.repeats, args.device) for mode in MODES}
+            steps = {"ew": step_of_trainer(n_tasks, "ew", "auto", args.device)}
+            steps.update({mode: step_of_trainer(n_tasks, method, mode, args.device) for mode in MODES})
+            jd = torchjd_step(n_tasks, args.device) if method == "upgrad" else None
+            if jd is not None:
+                steps["torchjd"] = jd
+            timings = interleaved_medians(steps, args.rounds, args.block, args.device)
             auto_mode = make_trainer(n_tasks, method, "auto", args.device).jacobian_mode
-            fastest = min(timings.values())
+            fastest = min(timings[m] for m in MODES)
             cells = " ".join(f"{timings[m]:>9.2f} ({timings[m] / fastest:4.2f}×)" for m in MODES)
-            jd_cell = f"{jd:>11.2f}" if (jd is not None and method == "upgrad") else f"{'—':>11}"
-            print(f"{n_tasks:>2} {method:<7} {ew:>8.2f} {cells} {auto_mode:>15} {jd_cell}")
+            auto_ratio = timings[auto_mode] / fastest
+            if "torchjd" in timings:
+                jd_cells = f"{timings['torchjd']:>11.2f} {timings['torchjd'] / timings[auto_mode]:>11.2f}×"
+            else:
+                jd_cells = f"{'—':>11} {'—':>12}"
+            print(f"{n_tasks:>2} {method:<7} {timings['ew']:>8.2f} {cells} {auto_mode:>15} {auto_ratio:>11.2f}× {jd_cells}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -95,13 +95,13 @@ def task_jacobian(
         return TaskGradients(shared=matrix, own=own_grads)
     if mode not in ("loop", "batched"):
         raise ValueError(f"`mode` must be loop or batched, got {mode!r}")
-    rows_list: list[torch.Tensor] = []
     own_grads = []
     n_shared = len(shared)
+    # Each task's row is written in place (no per-task vector, no final stack: one copy fewer).
+    matrix = torch.zeros(n_tasks, sum(p.numel() for p in shared), device=device, dtype=losses.dtype)
     for i in range(n_tasks):
         inputs = shared + list(own[i])
         if not inputs or not losses[i].requires_grad:
-            rows_list.append(torch.zeros(sum(p.numel() for p in shared), device=device, dtype=losses.dtype))
             own_grads.append([torch.zeros_like(p) for p in own[i]])
             continue
         grads = torch.autograd.grad(
@@ -111,6 +111,12 @@ def task_jacobian(
             allow_unused=True,
             materialize_grads=True,
         )
-        rows_list.append(flatten(grads[:n_shared]).to(losses.dtype) if n_shared else losses.new_zeros(0))
+        if n_shared:
+            row = matrix[i]
+            offset = 0
+            for g in grads[:n_shared]:
+                n = g.numel()
+                row[offset : offset + n].copy_(g.reshape(-1))
+                offset += n
         own_grads.append(list(grads[n_shared:]))
-    return TaskGradients(shared=torch.stack(rows_list), own=own_grads)
+    return TaskGradients(shared=matrix, own=own_grads)
