@@ -1,11 +1,71 @@
-"""MTL Lab — the Streamlit entry point: sets the page and the navigation, nothing else."""
+"""MTL Lab — the Streamlit entry point: page setup, navigation, the worker pool; nothing else.
+
+Run it with ``streamlit run app/main.py`` (``mtl_core`` must be importable: ``pip install -e .``).
+"""
 
 from __future__ import annotations
 
+import time
+
+import service
 import streamlit as st
+from state import StateKeys, init_state
+from views._lessons import lesson_aside
 
-st.set_page_config(page_title="MTL Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="MTL Lab", page_icon=":material/science:", layout="wide")
+init_state()
 
-home = st.Page("pages/home.py", title="Home", icon="🏠", default=True)
-navigation = st.navigation([home])
-navigation.run()
+PAGES = {
+    "train": st.Page("views/train.py", title="Train", icon=":material/rocket_launch:", url_path="train", default=True),
+    "run": st.Page("views/run_view.py", title="Run view", icon=":material/monitoring:", url_path="run"),
+    "relationships": st.Page("views/relationships.py", title="Relationships", icon=":material/hub:", url_path="relationships"),
+    "groupings": st.Page("views/groupings.py", title="Groupings", icon=":material/workspaces:", url_path="groupings"),
+    "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    "runs": st.Page("views/runs.py", title="Runs", icon=":material/list:", url_path="runs"),
+    "learn": st.Page("views/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
+    "playground": st.Page("views/playground.py", title="Playground", icon=":material/explore:", url_path="playground"),
+    "data": st.Page("views/data.py", title="Your data", icon=":material/upload_file:", url_path="data"),
+}
+page = st.navigation({
+    "Experiment": [PAGES[k] for k in ("train", "run", "relationships", "groupings", "compare", "runs")],
+    "Data": [PAGES["data"]],
+    "Workshop": [PAGES["learn"], PAGES["playground"]],
+})
+
+problem = service.check_store()
+if problem is not None:
+    st.error(f"The run store cannot be used: {problem}")
+    st.stop()
+
+# The pool is started once per session (it exits by itself when idle), and again whenever queued
+# runs wait with no pool to take them (e.g. after a reboot).
+if not st.session_state[StateKeys.POOL_CHECKED]:
+    service.ensure_workers(always=True)
+    service.warm_up()
+    st.session_state[StateKeys.POOL_CHECKED] = True
+else:
+    service.ensure_workers()
+
+# A deep link to the home address (``/?run=7``) opens the run view.
+if page is PAGES["train"] and "run" in st.query_params:
+    st.switch_page(PAGES["run"], query_params={"run": st.query_params["run"]})
+
+
+@st.fragment(run_every=5.0)
+def store_summary() -> None:
+    counts = service.run_counts()
+    st.caption(
+        f"{counts['running']} running · {counts['queued']} queued · {counts['total']} runs in "
+        f"`{service.store_path()}`"
+    )
+
+
+with st.sidebar:
+    store_summary()
+lesson_aside()  # the active lesson's question beside the plots (nothing when none is active)
+
+started = time.perf_counter()
+try:
+    page.run()
+finally:
+    service.record_render(page.title, time.perf_counter() - started)

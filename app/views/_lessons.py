@@ -1,0 +1,47 @@
+"""Lesson helpers shared by the pages: the session's owner id and the lesson shown beside the plots.
+
+``lesson_aside()`` draws, in the sidebar, the active lesson's title and question, with what to expect
+folded away: it is the lesson named by the address (``?lesson=ID``, set by the Learn page when it
+opens the run view) or, after navigating elsewhere, the one this session started last. Call it once
+per script run (the entry script, before ``page.run()``, or any page).
+"""
+
+from __future__ import annotations
+
+import service
+import streamlit as st
+from state import StateKeys, session_owner
+
+__all__ = ["SESSION_OWNER", "ACTIVE_LESSON", "CLOSE_LESSON", "session_owner", "lesson_aside"]
+
+SESSION_OWNER = StateKeys.SESSION_OWNER
+ACTIVE_LESSON = StateKeys.ACTIVE_LESSON
+CLOSE_LESSON = StateKeys.CLOSE_LESSON
+
+
+def _close() -> None:
+    st.session_state[ACTIVE_LESSON] = None
+    if service.LESSON_PARAM in st.query_params:
+        del st.query_params[service.LESSON_PARAM]
+
+
+def lesson_aside() -> None:
+    """The active lesson's question in the sidebar (nothing when no lesson is active)."""
+    lesson_id = st.query_params.get(service.LESSON_PARAM) or st.session_state.get(ACTIVE_LESSON)
+    if not lesson_id:
+        return
+    lesson = service.get_lesson(lesson_id)
+    with st.sidebar:
+        if lesson is None:
+            st.session_state[ACTIVE_LESSON] = None
+            st.warning(f"`{service.LESSON_PARAM}` in the address must name a lesson of the Learn page, got "
+                       f"{str(lesson_id)!r}.")
+            return
+        st.session_state[ACTIVE_LESSON] = lesson["id"]
+        st.markdown(f"#### :material/school: {lesson['title']}")
+        st.info(f"**Question.** {lesson['question']}")
+        if lesson.get("look_at"):
+            st.caption(f"Where to look: {lesson['look_at']}")
+        with st.expander("What you should see"):
+            st.markdown(lesson["expect"])
+        st.button("Close lesson", key=CLOSE_LESSON, on_click=_close, icon=":material/close:")

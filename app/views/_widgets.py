@@ -1,0 +1,114 @@
+"""Small drawing helpers shared by the pages (no engine access: data come from ``service``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import service
+import streamlit as st
+from state import StateKeys, figure_download_key, option_key
+
+__all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps", "figure_downloads"]
+
+_STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/directions_run:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/stop_circle:",
+}
+
+
+def status_badge(status: str) -> str:
+    return f"{_STATUS_ICONS.get(status, '')} {status}"
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def option_inputs(family: str, owner: str, options: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One input per declared option (``Option.to_dict()`` records); returns name → value.
+
+    Numbers get number inputs bounded by the option's range, booleans a checkbox, choices a select
+    box; lists and "or none" values a text box (blank = none) that the engine parses and checks.
+    """
+    values: dict[str, Any] = {}
+    for option in options:
+        name, kind, default = option["name"], option["kind"], option["default"]
+        key = option_key(family, owner, name)
+        label, help_text = name, option.get("help") or None
+        low, high = option.get("low"), option.get("high")
+        if option.get("choices"):
+            choices = list(option["choices"])
+            values[name] = st.selectbox(label, choices, index=choices.index(default) if default in choices else 0,
+                                        key=key, help=help_text)
+        elif kind == "bool":
+            values[name] = st.checkbox(label, value=bool(default), key=key, help=help_text)
+        elif kind == "int":
+            values[name] = int(st.number_input(
+                label, value=int(default), step=1,
+                min_value=None if low is None else int(low), max_value=None if high is None else int(high),
+                key=key, help=help_text,
+            ))
+        elif kind == "float":
+            step = max(abs(float(default)) / 10, 1e-4) if default else 0.01
+            values[name] = float(st.number_input(
+                label, value=float(default), step=step, format="%g",
+                min_value=None if low is None else float(low), max_value=None if high is None else float(high),
+                key=key, help=help_text,
+            ))
+        else:
+            hint = " Leave blank for none." if kind.endswith("_or_none") else ""
+            if kind.startswith("floats"):
+                hint = " Comma-separated numbers." + hint
+            values[name] = st.text_input(label, value=_as_text(default), key=key, help=(help_text or "") + hint)
+    return values
+
+
+def flash(message: str) -> None:
+    """Show ``message`` on the next page drawn (e.g. after a page switch)."""
+    st.session_state[StateKeys.FLASH] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.get(StateKeys.FLASH)
+    if message:
+        st.success(message)
+        st.session_state[StateKeys.FLASH] = None
+
+
+def first_steps() -> None:
+    """What a newcomer should do first (shown on pages that have nothing to show yet)."""
+    st.info(
+        "**No runs yet.** Open **Train**, keep the defaults (the *planted* suite: synthetic tasks with a "
+        "known group structure), tick one or two balancing methods, and press **Start training**. "
+        "A run takes well under a minute; its charts fill in while it trains."
+    )
+    st.page_link("views/train.py", label="Go to Train", icon=":material/rocket_launch:")
+
+
+def figure_downloads(fig: Any, name: str, key: str) -> None:
+    """Download buttons for a chart: interactive HTML (works offline), and PNG when a static image
+    exporter is installed. ``name`` is the file name without suffix; ``key`` the chart's key (the
+    buttons' keys add ``_html`` / ``_png``).
+
+    The files are built only when a button is clicked (``data`` is a callable), so a page that
+    refreshes every second pays nothing for them; a click does not rerun the page."""
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            "HTML", data=lambda: service.figure_html(fig), file_name=f"{name}.html", mime="text/html",
+            key=figure_download_key(key, "html"), on_click="ignore", type="tertiary", icon=":material/download:",
+            help="This chart as an interactive web page (zoom, hover; opens offline in any browser).",
+        )
+        if service.png_export_available():
+            st.download_button(
+                "PNG", data=lambda: service.figure_png(fig), file_name=f"{name}.png", mime="image/png",
+                key=figure_download_key(key, "png"), on_click="ignore", type="tertiary", icon=":material/image:",
+                help="This chart as a PNG image.",
+            )

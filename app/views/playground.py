@@ -1,0 +1,144 @@
+"""Gradient playground: two or three task gradients set by sliders, and what every gradient method makes
+of them. The address holds the configuration (``?d=2&n=2&a1=10&l1=1&a2=135&l2=2``), so a shared link
+restores it."""
+
+from __future__ import annotations
+
+import figures
+import pandas as pd
+import service
+import streamlit as st
+from state import init_state
+
+init_state()
+st.title("Gradient playground")
+st.markdown(
+    "Two or three tasks pull the shared weights in the directions of their gradients **g₁, g₂, g₃** (grey "
+    "arrows). A balancing method turns them into one update **d** (coloured arrows). A step along d lowers "
+    "task i's loss when **d·gᵢ > 0** and raises it when d·gᵢ < 0: the shaded area is the **conflict "
+    "region**, where a direction hurts at least one task. Move the sliders and watch which methods keep "
+    "their update out of it."
+)
+
+#: Widget keys (stable, for AppTest); the session keys of the last address written, of the last
+#: state (widget values are dropped while another page is shown) and of the warnings to show.
+DIM, COUNT, METHODS = "pg_d", "pg_n", "pg_methods"
+LAST_QUERY = "pg_last_query"
+SAVED_STATE = "pg_state"
+WARNINGS = "pg_warnings"
+
+
+def angle_key(i: int) -> str:
+    return f"pg_a{i}"
+
+
+def length_key(i: int) -> str:
+    return f"pg_l{i}"
+
+
+def elevation_key(i: int) -> str:
+    return f"pg_e{i}"
+
+
+_ADDRESS_KEYS = set(service.PLAYGROUND_DEFAULTS) | {"m"}
+
+
+def _address() -> dict[str, str]:
+    return {key: value for key, value in st.query_params.to_dict().items() if key in _ADDRESS_KEYS}
+
+
+def _apply(state: dict) -> None:
+    """Put a playground state into the widgets' session state (before they are drawn)."""
+    st.session_state[DIM] = int(state["d"])
+    st.session_state[COUNT] = int(state["n"])
+    for i in (1, 2, 3):
+        st.session_state[angle_key(i)] = int(state[f"a{i}"])
+        st.session_state[length_key(i)] = float(state[f"l{i}"])
+        st.session_state[elevation_key(i)] = int(state[f"e{i}"])
+    st.session_state[METHODS] = list(state["methods"])
+
+
+with st.spinner("Loading the methods…"):
+    method_names = [m["name"] for m in service.gradient_methods()]
+
+# The address is the source of truth when it changed outside this page (a shared link); coming back
+# from another page (which clears the address) restores the last configuration of this session.
+address = _address()
+if address and address != st.session_state.get(LAST_QUERY):
+    state, problems = service.playground_state(address)
+    _apply(state)
+    st.session_state[WARNINGS] = problems
+elif DIM not in st.session_state:
+    _apply(st.session_state.get(SAVED_STATE) or service.playground_state({})[0])
+for problem in st.session_state.pop(WARNINGS, []) or []:
+    st.warning(f"{problem} The rest of the link was applied.", icon=":material/link_off:")
+
+controls, picture = st.columns([1, 2])
+with controls:
+    top = st.columns(2)
+    top[0].radio("Space", [2, 3], format_func=lambda d: f"{d}-D", key=DIM, horizontal=True)
+    top[1].radio("Gradients", [2, 3], key=COUNT, horizontal=True)
+    dimension, count = int(st.session_state[DIM]), int(st.session_state[COUNT])
+    names = [f"g{'₁₂₃'[i - 1]}" for i in (1, 2, 3)]
+    for i in range(1, count + 1):
+        st.markdown(f"**{names[i - 1]}**")
+        row = st.columns(3 if dimension == 3 else 2)
+        row[0].slider("angle (°)", -180, 180, step=1, key=angle_key(i), help="Direction in the x₁–x₂ plane.")
+        row[1].slider("length", 0.0, 3.0, step=0.1, key=length_key(i), help="The gradient's norm.")
+        if dimension == 3:
+            row[2].slider("elevation (°)", -90, 90, step=1, key=elevation_key(i), help="Angle above the x₁–x₂ plane.")
+    st.multiselect("Methods shown", method_names, key=METHODS,
+                   help="Every gradient method of the engine; equal weights (the plain sum) is always shown.")
+
+state = {"d": dimension, "n": count, "methods": list(st.session_state[METHODS])}
+for i in (1, 2, 3):
+    state[f"a{i}"] = int(st.session_state[angle_key(i)])
+    state[f"l{i}"] = float(st.session_state[length_key(i)])
+    state[f"e{i}"] = int(st.session_state[elevation_key(i)])
+
+# Write the configuration to the address (only what changed), so that the link can be shared.
+query = service.playground_query(state)
+if query != address:
+    for key in set(address) - set(query):
+        del st.query_params[key]
+    for key, value in query.items():
+        if address.get(key) != value:
+            st.query_params[key] = value
+st.session_state[LAST_QUERY] = query
+st.session_state[SAVED_STATE] = state
+
+gradients = service.playground_vectors(state)
+result = service.playground(gradients, state["methods"] or None)
+with picture:
+    figure = figures.gradient_arrows(gradients, result["outputs"], result["names"])
+    figure.update_layout(height=540)
+    st.plotly_chart(figure, key="pg_figure",
+                    config={"displaylogo": False})
+    st.caption("Grey: the task gradients. Coloured: each method's update d (hover for its cosine with every "
+               "gradient). Shaded: the conflict region, directions d with d·gᵢ < 0 for some task"
+               + (" (in 3-D, the planes d·gᵢ = 0 bound it)." if dimension == 3 else "."))
+
+st.subheader("How the gradients relate")
+rows = []
+labels = result["names"]
+for i in range(count):
+    for j in range(i + 1, count):
+        cosine = result["cosines"][i][j]
+        rows.append({
+            "pair": f"{labels[i]}, {labels[j]}",
+            "cosine": cosine,
+            "relation": "—" if cosine is None else ("conflict (cos < 0)" if cosine < 0 else "agree (cos ≥ 0)"),
+        })
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+st.subheader("What each method did")
+for method, sentence in result["sentences"].items():
+    if method in result["errors"]:
+        st.markdown(f"- **{method}** — :red[{sentence}]")
+    else:
+        st.markdown(f"- **{method}** — {sentence}")
+st.caption("PCGrad, GradVac and GradDrop draw random numbers; the playground fixes their seed, so a link "
+           "always shows the same arrows. Some methods return a sum of (adjusted) gradients, others a mean: "
+           "compare directions more than lengths.")
+st.markdown("**Share this configuration:** copy the address bar, or this link's query part:")
+st.code("?" + "&".join(f"{key}={value}" for key, value in query.items()), language=None)

@@ -1,0 +1,184 @@
+"""Relationships: launch a transfer study and read its heatmaps (transfer, TAG affinity, gradient cosine)."""
+
+from __future__ import annotations
+
+import figures
+import numpy as np
+import service
+import streamlit as st
+from state import StateKeys, init_state, session_owner
+from views._widgets import figure_downloads, flash, option_inputs, show_flash
+
+init_state()
+st.title("Task relationships")
+show_flash()
+st.markdown(
+    "Which tasks help which? A **transfer study** trains every task alone and every pair of tasks "
+    "together, over several seeds, and measures **transfer(i ← j)**: how much task i's validation "
+    "metric changes when it is trained together with task j instead of alone — **positive (blue) = "
+    "j helps i, negative (red) = j hurts i**."
+)
+
+studies = service.list_studies()
+
+
+# --- launching ------------------------------------------------------------------------------------------
+def _launch_form() -> None:
+    with st.spinner("Loading the engine…"):
+        catalog = service.catalog()
+    suites = list(catalog["suites"])
+    if st.session_state.get(StateKeys.STUDY_SUITE) not in suites:
+        st.session_state[StateKeys.STUDY_SUITE] = "planted" if "planted" in suites else suites[0]
+    cols = st.columns(2)
+    suite = cols[0].selectbox("Task suite", suites, key=StateKeys.STUDY_SUITE)
+    with cols[0].expander("Suite options"):
+        suite_options = option_inputs("study_suite", suite, catalog["suites"][suite]["options"])
+    try:
+        task_names = [t["name"] for t in service.suite_tasks(suite, suite_options)]
+    except service.MTLError as exc:
+        st.error(service.explain(exc))
+        return
+    chosen = st.session_state.get(StateKeys.STUDY_TASKS)
+    if chosen is None or not set(chosen) <= set(task_names):
+        st.session_state[StateKeys.STUDY_TASKS] = task_names[: min(4, len(task_names))]
+    tasks = cols[1].multiselect("Tasks (2 or more)", task_names, key=StateKeys.STUDY_TASKS,
+                                help="Every pair is trained, so the number of runs grows with the square of this.")
+    seeds = cols[1].number_input("Seeds", min_value=1, max_value=10, value=2, step=1, key=StateKeys.STUDY_SEEDS,
+                                 help="With 2 or more seeds each cell gets a confidence interval and a test.")
+    epochs = cols[1].number_input("Epochs per run", min_value=1, max_value=500, value=5, step=1,
+                                  key=StateKeys.STUDY_EPOCHS)
+    tag = cols[1].checkbox("Also measure TAG affinity and gradient cosines (one all-tasks run per seed)",
+                           value=True, key=StateKeys.STUDY_TAG)
+    form = service.StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, seeds=int(seeds),
+                             epochs=int(epochs), include_all=bool(tag), tag=bool(tag))
+    try:
+        size = service.study_size(form)
+    except service.MTLError as exc:
+        st.error(f"**Can't start yet.** {service.explain(exc)}", icon=":material/warning:")
+        size = None
+    if size is not None:
+        note = " That is a lot for a laptop; fewer tasks or seeds go faster." if size > service.STUDY_RUN_WARNING else ""
+        st.markdown(f"This study queues **{size} runs** (hard sharing, equal weights).{note}")
+    if st.button("Start the study", type="primary", key=StateKeys.STUDY_START, disabled=size is None):
+        try:
+            group_id = service.launch_study(form, owner=session_owner())
+        except service.MTLError as exc:
+            st.error(f"**Nothing was queued.** {service.explain(exc)}")
+            return
+        st.session_state[StateKeys.STUDY_PICK] = group_id
+        flash(f"Queued the study's {size} runs; the heatmaps fill in as they finish.")
+        st.rerun()
+
+
+with st.expander("Launch a transfer study", expanded=not studies):
+    _launch_form()
+
+if not studies:
+    st.info("No study yet. Launch one above: with the defaults (4 planted tasks, 2 seeds, 5 epochs) it takes a "
+            "minute or two, and the planted groups should show up as blue blocks.")
+    st.stop()
+
+# --- reading a study ----------------------------------------------------------------------------------------
+ids = [s.group_id for s in studies]
+if st.session_state.get(StateKeys.STUDY_PICK) not in ids:
+    st.session_state[StateKeys.STUDY_PICK] = ids[0]
+labels = {s.group_id: s.label for s in studies}
+picked = st.selectbox("Study", ids, format_func=lambda g: labels.get(g, g), key=StateKeys.STUDY_PICK)
+initial = service.get_study(picked)
+if initial is None:
+    st.warning("This study's manifest is gone.")
+    st.stop()
+
+
+def _heatmaps(info: service.StudyInfo) -> None:
+    result = service.study_result(info)
+    data = service.study_heatmaps(result)
+    tasks = data["tasks"]
+    order = figures.cluster_order(data["order_basis"]) if data["order_basis"] is not None else None
+    top, bottom = st.columns(2), st.columns(2)
+    columns = [top[0], top[1], bottom[0]]
+    with columns[0]:
+        transfer = data["transfer"]
+        figure = figures.transfer_heatmap(transfer["mean"], transfer["ci_low"], transfer["ci_high"],
+                                          transfer["p_value"], tasks, order=order)
+        st.plotly_chart(figure, key=f"transfer_{info.group_id}")
+        figure_downloads(figure, f"{info.group_id}_transfer", f"transfer_{info.group_id}")
+        st.caption("Row i, column j: transfer(i ← j) in %, the change of task i's validation metric when "
+                   "trained with j instead of alone; positive = j helps i. Starred cells have a 95 % "
+                   "confidence interval over seeds that excludes 0 (hover for the interval).")
+    with columns[1]:
+        if data["affinity"] is not None:
+            figure = figures.affinity_heatmap(data["affinity"], tasks, order)
+            st.plotly_chart(figure, key=f"affinity_{info.group_id}")
+            figure_downloads(figure, f"{info.group_id}_affinity", f"affinity_{info.group_id}")
+        else:
+            st.plotly_chart(figures.empty_figure("Inter-task affinity (TAG)",
+                                                 "Not measured" if info.finished else "No data yet"),
+                            key=f"affinity_{info.group_id}")
+        st.caption("TAG affinity: row i, column j = how much one training step on task i alone lowers task j's "
+                   "loss (positive = i helps j), measured inside the all-tasks runs.")
+    with columns[2]:
+        if data["cosine"] is not None:
+            permutation = order or list(range(len(tasks)))
+            matrix = np.asarray(data["cosine"], dtype=float)[np.ix_(permutation, permutation)]
+            figure = figures.cosine_heatmap(matrix.tolist(), [tasks[i] for i in permutation],
+                                            title="Mean gradient cosine")
+            st.plotly_chart(figure, key=f"cosine_{info.group_id}")
+            figure_downloads(figure, f"{info.group_id}_cosine", f"cosine_{info.group_id}")
+        else:
+            st.plotly_chart(figures.empty_figure("Mean gradient cosine",
+                                                 "Not measured" if info.finished else "No data yet"),
+                            key=f"cosine_{info.group_id}")
+        st.caption("Mean cosine between the task gradients on the shared weights during training: blue (> 0) "
+                   "the tasks pull the same way, red (< 0) they conflict.")
+    notes = []
+    if data["planted_groups"]:
+        notes.append("The planted suite hid these groups: " +
+                     " · ".join("{" + ", ".join(g) + "}" for g in data["planted_groups"]) + ".")
+    overall = (data["delta_m"] or {}).get("all")
+    if overall and overall.get("mean") is not None:
+        notes.append(f"All tasks together: Δm = {overall['mean']:+.2f} % against single-task "
+                     "(positive = better than training each task alone).")
+    with bottom[1]:
+        if notes:
+            st.markdown(" ".join(notes))
+        st.caption("Tasks are ordered by a hierarchical clustering of the first available matrix, so that tasks "
+                   "that help each other form blocks. Next: **Groupings** turns these scores into task groups.")
+        _study_downloads(info, result)
+
+
+def _study_downloads(info: service.StudyInfo, result: dict) -> None:
+    """The study's analysis as JSON and its transfer cells as CSV, built when clicked."""
+    if not service.study_exportable(result):
+        return
+    partial = "" if info.finished else " (so far)"
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            f"Study as JSON{partial}", data=lambda: service.study_json(result), file_name=f"{info.group_id}.json",
+            mime="application/json", key=StateKeys.STUDY_DOWNLOAD_JSON, on_click="ignore", icon=":material/download:",
+            help="The whole analysis (study.json): transfer statistics, affinity, cosines, Δm, groupings.",
+        )
+        st.download_button(
+            f"Transfer cells as CSV{partial}", data=lambda: service.study_csv(result),
+            file_name=f"{info.group_id}.csv", mime="text/csv", key=StateKeys.STUDY_DOWNLOAD_CSV, on_click="ignore",
+            icon=":material/download:", help="One row per ordered task pair: target, partner, mean transfer, "
+            "confidence interval, p-value, seeds, metric, cosine, affinity.",
+        )
+
+
+@st.fragment(run_every=2.0 if not initial.finished else None)
+def study_view() -> None:
+    info = service.get_study(picked)
+    if info is None:
+        return
+    if info.finished != initial.finished:
+        st.rerun()
+    done = info.done + info.failed
+    st.progress(done / max(info.total, 1),
+                text=f"{info.done} of {info.total} runs done" + (f", {info.failed} failed" if info.failed else ""))
+    if info.done == 0:
+        st.info("The study's runs are queued; the first results arrive when the first pair has finished.")
+    _heatmaps(info)
+
+
+study_view()

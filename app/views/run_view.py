@@ -1,0 +1,423 @@
+"""Run view (``?run=ID``): status, progress and cancel; live curves and gradient probes; final results."""
+
+from __future__ import annotations
+
+import math
+
+import figures
+import numpy as np
+import pandas as pd
+import service
+import streamlit as st
+from state import StateKeys, init_state, run_key, session_owner
+from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
+
+init_state()
+st.title("Run view")
+show_flash()
+
+recent = service.list_runs(limit=200)
+if not recent:
+    first_steps()
+    st.stop()
+
+# --- which run: the address (?run=ID) is the source of truth ----------------------------------------------
+problem = None
+run = None
+raw = st.query_params.get("run")
+if raw is not None:
+    try:
+        run = service.get_run(service.parse_run_id(raw))
+        if run is None:
+            problem = f"Run {service.parse_run_id(raw)} does not exist in the store (it may have been deleted)."
+    except ValueError as exc:
+        problem = str(exc)
+if problem:
+    st.error(f"{problem} Pick a run below.", icon=":material/search:")
+
+options = [r.id for r in recent]
+if run is not None and run.id not in options:
+    options.insert(0, run.id)
+labels = {r.id: r.label for r in recent}
+if run is not None:
+    labels[run.id] = run.label
+    st.session_state[StateKeys.RUN_PICK] = run.id
+elif st.session_state.get(StateKeys.RUN_PICK) not in options:
+    st.session_state[StateKeys.RUN_PICK] = options[0]
+
+
+def _pick() -> None:
+    st.query_params["run"] = str(st.session_state[StateKeys.RUN_PICK])
+
+
+picked = st.selectbox("Run", options, format_func=lambda i: labels.get(i, f"#{i}"), key=StateKeys.RUN_PICK,
+                      on_change=_pick)
+if problem:
+    st.stop()
+if run is None:
+    run = service.get_run(picked)
+    if run is None:
+        st.stop()
+    st.query_params["run"] = str(run.id)
+
+group = service.group_runs(run)
+cache: dict = st.session_state[StateKeys.LIVE_CACHE]
+if len(group) > 1:
+    shown = group[:8]
+    links = st.columns([1] + [1] * len(shown))
+    links[0].caption("Queued together:")
+    for column, member in zip(links[1:], shown):
+        column.page_link("views/run_view.py", label=f"#{member.id} {member.method} · seed {member.seed}",
+                         query_params={"run": str(member.id)}, disabled=member.id == run.id)
+
+play_key = run_key(StateKeys.COSINE_PLAY, run.id)
+log_key = run_key(StateKeys.LOG_Y, run.id)
+watching = group if len(group) > 1 else [run]
+live_runs = any(not member.finished for member in watching)
+playing = bool(st.session_state.get(play_key))
+interval = 0.7 if playing else 1.0 if live_runs else None
+
+EXPLAIN_COSINE = (
+    "Each cell is the cosine between two tasks' gradients on the shared weights: **blue (> 0)** the "
+    "tasks pull the same way and help each other, **red (< 0)** they conflict — a step that lowers one "
+    "task's loss raises the other's."
+)
+
+
+def _tasks(current: service.RunSummary, live: service.LiveRun) -> list[str]:
+    return list(current.tasks or live.tasks)
+
+
+def _metrics_meta(current: service.RunSummary) -> dict[str, dict]:
+    return {t["name"]: {"metric": t["metric"], "higher_is_better": t["higher_is_better"]}
+            for t in current.task_specs or []}
+
+
+def _chart(fig, key: str, download: str | None = None) -> None:
+    """Draw a chart; with ``download`` (a file name), offer it as HTML (and PNG) below it."""
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    if download:
+        figure_downloads(fig, download, key)
+
+
+def _header(current: service.RunSummary, live: service.LiveRun) -> None:
+    fraction = service.progress(current, live)
+    cols = st.columns([2, 2, 2, 2, 1])
+    cols[0].metric("Status", current.status)
+    steps = f"{live.last_step or 0} / {current.total_steps}" if current.total_steps else "—"
+    cols[1].metric("Steps", steps)
+    epochs_done = len(live.history)
+    cols[2].metric("Epochs", f"{epochs_done} / {current.epochs}")
+    duration = current.duration
+    cols[3].metric("Time", "—" if duration is None else f"{duration:.0f} s")
+    if not current.finished:
+        cols[4].button("Cancel", key=run_key(StateKeys.CANCEL, current.id), on_click=_cancel, args=(current.id,),
+                       disabled=current.cancel_requested, help="Stop this run; its metrics so far are kept.")
+    if fraction is not None:
+        st.progress(fraction, text=f"{100 * fraction:.0f} %")
+    if current.status == "queued":
+        st.info("Waiting for a worker. The first run of a session waits a few seconds while a worker "
+                "process loads PyTorch.", icon=":material/hourglass_empty:")
+    elif current.status == "failed":
+        st.error(f"This run failed: {current.error or 'no reason recorded'}", icon=":material/error:")
+    elif current.status == "cancelled":
+        st.warning(f"This run was cancelled{': ' + current.error if current.error else ''}. "
+                   "The charts show what it recorded until then.", icon=":material/stop_circle:")
+    elif current.cancel_requested:
+        st.info("Cancel requested: the run stops after its current step.")
+
+
+def _cancel(run_id: int) -> None:
+    flash(service.cancel_run(run_id))
+
+
+def _loss_view(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool, key: str,
+               download: bool = False) -> None:
+    losses = {task: live.step_losses.get(task, []) for task in _tasks(current, live)}
+    smoothing = 0.8 if len(live.steps) > 100 else 0.0
+    _chart(figures.step_loss_curves(live.steps, losses, log_y, smoothing=smoothing, colors=colors), key,
+           download=f"run{current.id}_step_losses" if download else None)
+
+
+def _cosine_at_latest(current: service.RunSummary, live: service.LiveRun, key: str, download: bool = False) -> None:
+    steps, matrices = live.probe("cosine")
+    if not steps:
+        _no_probe_message(current)
+        return
+    _chart(figures.cosine_heatmap(matrices[-1], _tasks(current, live), step=steps[-1]), key,
+           download=f"run{current.id}_cosine_step{steps[-1]}" if download else None)
+
+
+def _no_probe_message(current: service.RunSummary) -> None:
+    if current.strategy == "single":
+        st.info("A single-task baseline shares no weights between tasks, so there are no shared gradients "
+                "to compare.")
+    elif not current.config.get("probe_interval"):
+        st.info("Gradient probes are off for this run (probe interval 0). Start a run with "
+                "“Probe every (steps)” > 0 to see how task gradients agree or conflict.")
+    elif current.finished:
+        st.info("This run recorded no gradient probe.")
+    else:
+        st.info("Waiting for the first gradient probe…")
+
+
+def _overview(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool) -> None:
+    left, right = st.columns(2)
+    with left:
+        _loss_view(current, live, colors, log_y, f"overview_loss_{current.id}", download=True)
+        st.caption("Training loss of each task at every step (faint: raw; solid: smoothed). Lower is better.")
+    with right:
+        _cosine_at_latest(current, live, f"overview_cosine_{current.id}", download=True)
+        st.caption(EXPLAIN_COSINE)
+
+
+def _losses_and_metrics(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool) -> None:
+    left, right = st.columns(2)
+    with left:
+        _chart(figures.loss_curves(live.history, log_y, colors=colors), f"epoch_loss_{current.id}",
+               download=f"run{current.id}_epoch_losses")
+        st.caption("Mean training loss (solid) and validation loss (dashed) per epoch. A validation curve "
+                   "that turns up while training keeps falling means the task over-fits.")
+    with right:
+        meta = _metrics_meta(current)
+        if meta and live.history:
+            _chart(figures.metric_curves(live.history, meta, colors=colors), f"metric_{current.id}")
+        else:
+            _chart(figures.empty_figure("Validation metric per task"), f"metric_{current.id}")
+        st.caption("Validation metric of each task per epoch; each axis says whether higher or lower is better.")
+    _loss_view(current, live, colors, log_y, f"step_loss_{current.id}")
+
+
+def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict) -> None:
+    steps, matrices = live.probe("cosine")
+    if not steps:
+        _no_probe_message(current)
+        return
+    tasks = _tasks(current, live)
+    step_key = run_key(StateKeys.COSINE_STEP, current.id)
+    follow_key = run_key(StateKeys.COSINE_FOLLOW, current.id)
+    controls = st.columns([1, 1, 4])
+    follow = controls[0].toggle("Follow latest", value=not current.finished, key=follow_key,
+                                help="Show the newest probe as it arrives.")
+    play = controls[1].toggle("Play", key=play_key, help="Step through the probes over time.")
+    chosen = st.session_state.get(step_key)
+    if play:
+        position = steps.index(chosen) + 1 if chosen in steps else 0
+        st.session_state[step_key] = steps[position % len(steps)]
+    elif follow or chosen not in steps:
+        st.session_state[step_key] = steps[-1]
+    if len(steps) > 1:
+        step = controls[2].select_slider("Probe step", options=steps, key=step_key, on_change=_stop_following,
+                                         args=(follow_key, play_key))
+    else:
+        step = steps[0]
+    left, right = st.columns(2)
+    with left:
+        _chart(figures.cosine_heatmap(matrices[steps.index(step)], tasks, step=step), f"cosine_{current.id}",
+               download=f"run{current.id}_cosine_step{step}")
+        st.caption(EXPLAIN_COSINE)
+    with right:
+        _chart(figures.cosine_timeseries(steps, matrices, tasks), f"cosine_series_{current.id}")
+        st.caption("The same cosines over time, one line per task pair; the shaded band below 0 is conflict.")
+    norm_steps, norms = live.probe("norms")
+    if norm_steps:
+        _chart(figures.norm_ratio_timeseries(norm_steps, norms, tasks, colors=colors), f"norms_{current.id}")
+        st.caption("Each task's gradient norm divided by the mean over tasks (log scale): a task far above 1 "
+                   "dominates the shared update, one far below 1 is barely heard.")
+
+
+def _stop_following(follow_key: str, play_key_: str) -> None:
+    """The user picked a step: stop jumping to the newest probe (and stop playing)."""
+    st.session_state[follow_key] = False
+    st.session_state[play_key_] = False
+
+
+def _weights(current: service.RunSummary, live: service.LiveRun, colors: dict) -> None:
+    steps, weights = live.task_weights()
+    if not steps:
+        st.info("No task weights recorded yet." if not current.finished else
+                "This method records no task weights.")
+        return
+    _chart(figures.weights_timeseries(steps, weights, _tasks(current, live), colors=colors), f"weights_{current.id}")
+    st.caption(f"The weight **{current.method}** gives each task's loss (or gradient) at every step: equal "
+               "weights mean no task is favoured; a growing weight means the method is boosting that task.")
+
+
+def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
+    steps, matrices = live.probe("affinity")
+    if not current.config.get("tag"):
+        st.info("TAG affinity is off for this run. Tick **TAG affinity** on the Train page (hard sharing) to "
+                "measure how much a step on one task lowers the others' losses.")
+        return
+    if not steps:
+        st.info("Waiting for the first epoch's affinity…" if not current.finished else "No affinity recorded.")
+        return
+    tasks = _tasks(current, live)
+    mean = np.nanmean(np.asarray(matrices, dtype=float), axis=0).tolist()
+    order = figures.cluster_order(mean)
+    left, right = st.columns(2)
+    with left:
+        _chart(figures.affinity_heatmap(mean, tasks, order, title="Inter-task affinity (TAG), mean over epochs"),
+               f"affinity_mean_{current.id}")
+    with right:
+        _chart(figures.affinity_heatmap(matrices[-1], tasks, order,
+                                        title=f"Inter-task affinity (TAG), epoch {len(steps)}"),
+               f"affinity_last_{current.id}")
+    st.caption("Row i, column j: how much one look-ahead step on task i alone lowers task j's loss "
+               "(positive, blue = i helps j; negative, red = i hurts j). Tasks are ordered so that groups "
+               "that help each other form blocks.")
+
+
+def _downloads(current: service.RunSummary) -> None:
+    """The run as JSON (everything stored) and its metric series as CSV, built when clicked."""
+    run_id = current.id
+    partial = "" if current.finished else " (so far)"
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            f"Run as JSON{partial}", data=lambda: service.run_json(run_id), file_name=f"mtl_run_{run_id}.json",
+            mime="application/json", key=run_key(StateKeys.RUN_DOWNLOAD_JSON, run_id), on_click="ignore",
+            icon=":material/download:", help="Everything stored about this run: its settings, status, metric "
+            "series, gradient probes and final result (what `python -m mtl_core export run` writes).",
+        )
+        st.download_button(
+            f"Metrics as CSV{partial}", data=lambda: service.run_csv(run_id), file_name=f"mtl_run_{run_id}.csv",
+            mime="text/csv", key=run_key(StateKeys.RUN_DOWNLOAD_CSV, run_id), on_click="ignore",
+            icon=":material/download:", help="The metric series, one row per value: run_id, step, epoch, task, "
+            "key, value.",
+        )
+
+
+def _results(current: service.RunSummary) -> None:
+    _downloads(current)
+    if not current.finished:
+        st.info("Final test metrics appear here when the run has finished.")
+        return
+    final = service.final_metrics(current.id)
+    if not final:
+        st.info("This run stored no final metrics." if current.status != "failed" else
+                "A failed run has no final metrics.")
+        return
+    baseline = service.find_baseline(current)
+    base_metrics = service.final_metrics(baseline.id) if baseline is not None else None
+    rows = []
+    for task, entry in final.items():
+        row = {
+            "task": task,
+            "metric": f"{entry.get('metric')} {'↑' if entry.get('higher_is_better') else '↓'}",
+            "test value": entry.get("value"),
+            "test loss": entry.get("loss"),
+        }
+        if base_metrics and task in base_metrics:
+            reference = base_metrics[task].get("value")
+            row["single-task"] = reference
+            one = service.delta_m({task: entry}, {task: base_metrics[task]})
+            row["Δ vs single-task %"] = math.nan if one is None else one
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if current.strategy == "single":
+        st.caption("This run is a single-task baseline: every task has its own network.")
+        return
+    if base_metrics:
+        value = service.delta_m(final, base_metrics)
+        st.metric("Δm vs single-task", "n/a" if value is None else f"{value:+.2f} %",
+                  help=f"Against single-task run #{baseline.id} (seed {baseline.seed}).")
+        st.caption("Δm is the mean over tasks of the relative change of the test metric against training each "
+                   "task alone; **positive = multi-task training is better than single-task**.")
+        return
+    pending = [r for r in service.list_runs(group_id=f"baseline-of-{current.id}") if not r.finished]
+    if pending:
+        st.info(f"Its single-task baseline (run #{pending[0].id}) is {pending[0].status}; Δm appears when it is done.")
+        return
+    st.info(f"No single-task baseline with seed {current.seed} on the same tasks exists yet, so Δm "
+            "(multi-task vs single-task, positive = better) cannot be computed.")
+    st.button("Queue the single-task baseline", key=run_key(StateKeys.QUEUE_BASELINE, current.id),
+              on_click=_queue_baseline, args=(current.id,))
+
+
+def _queue_baseline(run_id: int) -> None:
+    current = service.get_run(run_id)
+    if current is None:
+        return
+    try:
+        ids = service.queue_baseline(current, owner=session_owner())
+    except service.MTLError as exc:
+        flash(f"Could not queue the baseline: {service.explain(exc)}")
+    else:
+        flash(f"Queued the single-task baseline as run #{ids[0]}.")
+
+
+SIDE_BY_SIDE_LIMIT = 6
+
+
+def _side_by_side(members: list[service.RunSummary], log_y: bool) -> None:
+    if len(members) > SIDE_BY_SIDE_LIMIT:
+        st.caption(f"Showing the first {SIDE_BY_SIDE_LIMIT} of {len(members)} runs queued together; the "
+                   "**Compare** page puts any runs side by side.")
+        members = members[:SIDE_BY_SIDE_LIMIT]
+    per_row = min(len(members), 3)
+    for start in range(0, len(members), per_row):
+        columns = st.columns(per_row)
+        for column, member in zip(columns, members[start:start + per_row]):
+            with column:
+                current = service.get_run(member.id) or member
+                live = service.live_run(cache, member.id)
+                fraction = service.progress(current, live)
+                st.markdown(f"**#{current.id} {current.method}** · seed {current.seed} · "
+                            f"{status_badge(current.status)}")
+                st.progress(fraction or 0.0)
+                if current.status == "failed":
+                    st.error(current.error or "failed")
+                colors = figures.task_colors(_tasks(current, live)) if _tasks(current, live) else None
+                _loss_view(current, live, colors, log_y, f"side_loss_{current.id}")
+                _cosine_at_latest(current, live, f"side_cosine_{current.id}")
+
+
+@st.fragment(run_every=interval)
+def live_area() -> None:
+    current = service.get_run(run.id)
+    if current is None:
+        st.warning(f"Run {run.id} was deleted.")
+        return
+    members = [service.get_run(m.id) or m for m in watching]
+    still_live = any(not m.finished for m in members)
+    now_playing = bool(st.session_state.get(play_key))
+    if still_live != live_runs or now_playing != playing:
+        st.rerun()  # switch the polling on or off
+    live = service.live_run(cache, current.id)
+    _header(current, live)
+    tasks = _tasks(current, live)
+    colors = figures.task_colors(tasks) if tasks else None
+    log_y = st.session_state.get(log_key, False)
+    names = ["Overview", "Side by side", "Losses & metrics", "Gradients", "Task weights", "TAG affinity", "Results"]
+    if len(group) < 2:
+        names.remove("Side by side")
+    tabs = dict(zip(names, st.tabs(names, key=run_key("run_tab", run.id), on_change="rerun",
+                                   default="Side by side" if len(group) > 1 else "Overview"), strict=True))
+    with tabs["Overview"]:
+        if tabs["Overview"].open is not False:
+            _overview(current, live, colors, log_y)
+    if "Side by side" in tabs:
+        with tabs["Side by side"]:
+            if tabs["Side by side"].open is not False:
+                _side_by_side(members, log_y)
+                st.caption("One column per run queued together. " + EXPLAIN_COSINE)
+    with tabs["Losses & metrics"]:
+        if tabs["Losses & metrics"].open is not False:
+            _losses_and_metrics(current, live, colors, log_y)
+    with tabs["Gradients"]:
+        if tabs["Gradients"].open is not False:
+            _gradients(current, live, colors)
+    with tabs["Task weights"]:
+        if tabs["Task weights"].open is not False:
+            _weights(current, live, colors)
+    with tabs["TAG affinity"]:
+        if tabs["TAG affinity"].open is not False:
+            _affinity(current, live)
+    with tabs["Results"]:
+        if tabs["Results"].open is not False:
+            _results(current)
+
+
+st.toggle("Log-scale losses", key=log_key, help="Show losses on a logarithmic axis (useful when they span "
+          "orders of magnitude).")
+live_area()

@@ -1,0 +1,493 @@
+"""AppTest checks of every dashboard page, on an empty store and on a store seeded with real runs.
+
+Runs are trained in this process (tiny *planted* configs) into a template store once per session, and
+each test gets a copy in its own ``MTL_LAB_HOME``. The pages run with ``MTL_LAB_APP_AUTOSTART=0`` so
+that they queue runs without starting the worker pool, except in the test of the pool start itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mtl_core import workers
+from mtl_core.store import RunStore, lab_home
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app"
+MAIN = str(APP / "main.py")
+PAGES = ["train", "run_view", "relationships", "groupings", "compare", "runs", "learn", "playground"]
+TINY = {
+    "suite": "planted",
+    "suite_options": {"n_samples": 150, "dim": 6, "n_tasks": 4},
+    "strategy": "hard",
+    "strategy_options": {"hidden": 8},
+    "epochs": 3,
+    "batch_size": 32,
+    "probe_interval": 1,
+}
+
+sys.path.insert(0, str(APP))
+import service  # noqa: E402  (app/ is a script folder, not a package)
+
+STUDY = service.StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
+                          epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
+
+
+# --- fixtures ------------------------------------------------------------------------------------------------
+def _train_queued(store: RunStore) -> None:
+    while (run := store.claim_next()) is not None:
+        workers.execute_run(store, run)
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lab home with finished runs — #1 EW (with TAG), #2 PCGrad, #3 the single-task baseline, #4 a
+    failed run — and a finished transfer study of three tasks over two seeds (runs #5-#18)."""
+    home = tmp_path_factory.mktemp("seeded_home")
+    store = RunStore.at_home(home)
+    ids = workers.submit(
+        [dict(TINY, method="ew", tag=True), dict(TINY, method="pcgrad"), dict(TINY, strategy="single", method="ew")],
+        home=home, start=False, group_id="seeded",
+    )
+    _train_queued(store)
+    assert [store.get_run(i).status for i in ids] == ["done", "done", "done"]
+    failed = store.create_run(dict(TINY, method="ew", seed=5))
+    store.claim_run(failed)
+    store.set_status(failed, "failed", error="ValueError: the loss became NaN at step 3",
+                     traceback="Traceback (most recent call last):\n  File ...\nValueError: NaN")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MTL_LAB_HOME", str(home))
+        patch.setenv(service.AUTOSTART_ENV, "0")
+        service.launch_study(STUDY)
+        _train_queued(store)
+    store.close()
+    return home
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(service.AUTOSTART_ENV, "0")
+    return lab_home()
+
+
+@pytest.fixture
+def seeded(app_env: Path, seeded_template: Path) -> RunStore:
+    shutil.copytree(seeded_template, app_env, dirs_exist_ok=True)
+    store = RunStore.at_home(app_env)
+    yield store
+    store.close()
+
+
+def _open(page: str, **query: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    if page == "run_view":
+        # Its url_path ("run") is not its file name: AppTest maps the file to the page only once
+        # st.navigation has registered the pages, i.e. after a first run.
+        at.run()
+    at.switch_page(f"views/{page}.py")
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        titles.append(spec["layout"].get("title", {}).get("text", ""))
+    return titles
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+# --- every page renders ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_an_empty_store(app_env: Path, page: str) -> None:
+    at = _open(page)
+    assert not at.exception, at.exception
+    if page in ("run_view", "runs", "compare"):
+        assert "No runs yet" in _texts(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_a_seeded_store(seeded: RunStore, page: str) -> None:
+    at = _open(page)
+    assert not at.exception, at.exception
+    if page == "runs":
+        table = at.dataframe[0].value
+        assert sorted(table["id"]) == list(range(1, 19))
+        assert set(table["status"]) == {"done", "failed"}
+    if page == "compare":
+        assert "Test metric per task (mean ± 95 % CI)" in _chart_titles(at)
+    if page == "relationships":
+        assert _chart_titles(at) == ["Pairwise transfer", "Inter-task affinity (TAG)", "Mean gradient cosine"]
+    if page == "groupings":
+        assert "Your grouping" in _chart_titles(at)
+
+
+# --- Train --------------------------------------------------------------------------------------------------------
+def _set_tiny(at: AppTest) -> None:
+    at.number_input(key="opt_suite_planted_n_samples").set_value(150)
+    at.number_input(key="opt_suite_planted_dim").set_value(6)
+    at.number_input(key="opt_strategy_hard_hidden").set_value(8)
+
+
+def test_train_queues_one_run_per_method_and_seed_with_the_chosen_settings(app_env: Path) -> None:
+    at = _open("train")
+    assert at.selectbox(key="train_suite").value == "planted"
+    _set_tiny(at)
+    at.multiselect(key="train_tasks").set_value(["t1", "t2", "t4"])
+    at.multiselect(key="train_methods").set_value(["ew", "pcgrad"])
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_seeds").set_value(2)
+    at.number_input(key="train_probe_interval").set_value(3)
+    at.toggle(key="train_tag").set_value(True)
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    assert "4 runs" in _texts(at)
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+
+    runs = sorted(RunStore.at_home(app_env).list_runs(), key=lambda r: r.id)
+    assert [(r.method, r.config["seed"]) for r in runs] == [("ew", 0), ("ew", 1), ("pcgrad", 0), ("pcgrad", 1)]
+    for run in runs:
+        assert run.status == "queued"
+        assert run.config["tasks"] == ["t1", "t2", "t4"]
+        assert run.config["suite_options"]["n_samples"] == 150 and run.config["suite_options"]["dim"] == 6
+        assert run.config["strategy_options"]["hidden"] == 8
+        assert (run.config["epochs"], run.config["probe_interval"], run.config["tag"]) == (2, 3, True)
+    assert len({r.group_id for r in runs}) == 1
+    # The app went on to the run view of the first run.
+    assert at.query_params["run"] == [str(runs[0].id)] or at.query_params["run"] == str(runs[0].id)
+    assert "Queued runs #1, #2, #3, #4" in _texts(at)
+
+
+def test_train_runs_carry_the_session_owner_and_respect_presenter_limits(app_env: Path) -> None:
+    (app_env / "limits.yaml").write_text("max_epochs: 2\nmax_concurrent_runs_per_session: 3\n", encoding="utf-8")
+    at = _open("train")
+    _set_tiny(at)
+    at.multiselect(key="train_methods").set_value(["ew", "pcgrad"])
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_seeds").set_value(2)  # 4 runs > 3 allowed at a time
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Nothing was queued" in errors and "3" in errors, errors
+    assert RunStore.at_home(app_env).count_runs() == 0
+
+    at.number_input(key="train_seeds").set_value(1)
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    runs = RunStore.at_home(app_env).list_runs()
+    assert len(runs) == 2
+    assert {r.owner for r in runs} == {at.session_state["session_owner"]}
+    assert at.session_state["session_owner"].startswith("session-")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"train_strategy": "mmoe", "train_tag": True}, "TAG affinity needs a hard-sharing run"),
+        ({"train_strategy": "soft", "train_methods": ["graddrop"]}, "one shared representation"),
+        ({"train_tasks": []}, "Tasks must be at least one task"),
+        ({"train_methods": []}, "Balancing method must be at least one balancing method"),
+        ({"opt_suite_planted_dim": 3}, "Suite option `dim` must be an integer ≥ n_tasks"),
+    ],
+)
+def test_train_explains_bad_settings_and_queues_nothing(app_env: Path, change: dict, expected: str) -> None:
+    at = _open("train")
+    for key, value in change.items():
+        if key in ("train_strategy",):
+            at.selectbox(key=key).select(value)
+        elif key in ("train_tasks", "train_methods"):
+            at.multiselect(key=key).set_value(value)
+        elif key == "train_tag":
+            at.toggle(key=key).set_value(value)
+        else:
+            at.number_input(key=key).set_value(value)
+    at.run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Can't start yet" in errors and expected.lower() in errors.lower(), errors
+    assert at.button(key="train_start").disabled
+    assert RunStore.at_home(app_env).count_runs() == 0
+
+
+def test_train_offers_every_registered_suite_strategy_and_method(app_env: Path) -> None:
+    at = _open("train")
+    catalog = service.catalog()
+    assert at.selectbox(key="train_suite").options == list(catalog["suites"])
+    assert at.selectbox(key="train_strategy").options == list(catalog["strategies"])
+    assert len(at.multiselect(key="train_methods").options) == len(catalog["methods"])
+    at.selectbox(key="train_suite").select("penguins").run()
+    assert at.multiselect(key="train_tasks").value == [t["name"] for t in catalog["suites"]["penguins"]["tasks"]]
+
+
+# --- Run view ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "message"), [("abc", "must be a run number"), ("999", "Run 999 does not exist")])
+def test_run_view_explains_a_bad_address(seeded: RunStore, value: str, message: str) -> None:
+    at = _open("run_view", run=value)
+    assert not at.exception, at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("plotly_chart")
+
+
+def test_run_view_shows_curves_probes_and_results_of_a_finished_run(seeded: RunStore) -> None:
+    at = _open("run_view", run="1")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"].endswith("done") and metrics["Steps"] == "15 / 15"
+    # Side by side (the run was queued with two others): one loss chart and one heatmap per run.
+    titles = _chart_titles(at)
+    assert titles.count("Training loss per step") == 3
+    assert "Gradient cosine similarity (step 15)" in titles
+    expected = {
+        "Overview": ["Training loss per step", "Gradient cosine similarity (step 15)"],
+        "Gradients": ["Gradient cosine similarity (step 15)", "Gradient cosine per task pair", "Gradient norms per task"],
+        "TAG affinity": ["Inter-task affinity (TAG), mean over epochs", "Inter-task affinity (TAG), epoch 3"],
+        "Task weights": ["Task weights"],
+        "Losses & metrics": ["Loss per task", "Validation metric per task", "Training loss per step"],
+    }
+    for tab, charts in expected.items():
+        at.session_state["run_tab_1"] = tab
+        at.run()
+        assert not at.exception, at.exception
+        assert _chart_titles(at) == charts, tab
+    at.session_state["run_tab_1"] = "Results"
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["task"]) == ["t1", "t2", "t3", "t4"]
+    delta = {m.label: m.value for m in at.metric}["Δm vs single-task"]
+    result = seeded.get_result(1)["final_metrics"]
+    baseline = seeded.get_result(3)["final_metrics"]
+    expected_dm = 100 * sum(-(result[t]["value"] - baseline[t]["value"]) / baseline[t]["value"] for t in result) / 4
+    assert delta == f"{expected_dm:+.2f} %"
+
+
+def test_run_view_cosine_slider_and_play_step_through_the_probes(seeded: RunStore) -> None:
+    at = _open("run_view", run="2")
+    at.session_state["run_tab_2"] = "Gradients"
+    at.run()
+    slider = at.select_slider(key="run_cosine_step_2")
+    assert slider.options == [str(s) for s in range(1, 16)] and slider.value == 15
+    slider.set_value(4).run()
+    assert "Gradient cosine similarity (step 4)" in _chart_titles(at)
+    at.toggle(key="run_cosine_play_2").set_value(True).run()
+    assert "Gradient cosine similarity (step 5)" in _chart_titles(at)
+    at.run()  # the fragment's timer would do this in a browser
+    assert "Gradient cosine similarity (step 6)" in _chart_titles(at)
+
+
+def test_failed_run_shows_its_error_message_not_a_traceback(seeded: RunStore) -> None:
+    at = _open("run_view", run="4")
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any("the loss became NaN at step 3" in e for e in errors), errors
+    assert "Traceback" not in _texts(at)
+
+
+def test_run_view_reads_a_live_run_incrementally(seeded: RunStore) -> None:
+    run_id = seeded.create_run(dict(TINY, method="ew", seed=7))
+    at = _open("run_view", run=str(run_id))
+    assert "Waiting for a worker" in _texts(at)
+    live = at.session_state["live_cache"][run_id]
+    assert live.steps == []
+    _train_queued(seeded)
+    at.run()  # what the fragment's timer does in a browser
+    assert not at.exception, at.exception
+    live = at.session_state["live_cache"][run_id]
+    assert live.steps == list(range(1, 16)) and live.last_metric_step == 15
+    assert "Gradient cosine similarity (step 15)" in _chart_titles(at)
+    assert live.refresh(seeded) == 0  # nothing new: the next read asks only for rows after step 15
+
+
+def test_results_offer_to_queue_the_missing_single_task_baseline(seeded: RunStore) -> None:
+    other = seeded.create_run(dict(TINY, method="ew", seed=3))
+    _train_queued(seeded)
+    at = _open("run_view", run=str(other))
+    at.session_state[f"run_tab_{other}"] = "Results"
+    at.run()
+    assert "No single-task baseline with seed 3" in _texts(at)
+    at.button(key=f"run_queue_baseline_{other}").click().run()
+    assert not at.exception, at.exception
+    queued = seeded.list_runs(status="queued")
+    assert len(queued) == 1
+    baseline = queued[0].config
+    assert (baseline["strategy"], baseline["seed"], baseline["suite_options"]["n_samples"]) == ("single", 3, 150)
+    assert "is queued" in _texts(at)
+
+
+def test_cancel_button_cancels_a_queued_run(seeded: RunStore) -> None:
+    run_id = seeded.create_run(dict(TINY, method="ew", seed=8))
+    at = _open("run_view", run=str(run_id))
+    at.button(key=f"run_cancel_{run_id}").click().run()
+    assert not at.exception, at.exception
+    assert seeded.get_run(run_id).status == "cancelled"
+
+
+# --- Runs --------------------------------------------------------------------------------------------------------
+def test_runs_page_deletes_the_selected_runs(seeded: RunStore) -> None:
+    at = _open("runs")
+    at.multiselect(key="runs_delete_pick").set_value([2, 4]).run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception, at.exception
+    assert sorted(r.id for r in seeded.list_runs())[:3] == [1, 3, 5]
+    assert "Deleted 2 runs" in _texts(at)
+    assert 2 not in set(at.dataframe[0].value["id"]) and 4 not in set(at.dataframe[0].value["id"])
+
+
+# --- Compare ------------------------------------------------------------------------------------------------------
+def test_compare_table_has_mean_ci_and_delta_m(seeded: RunStore) -> None:
+    at = _open("compare")
+    at.multiselect(key="compare_runs").set_value([1, 2, 3]).run()
+    per_task, settings = at.dataframe[0].value, at.dataframe[1].value
+    assert set(per_task["setting"]) == {"planted · hard · ew", "planted · hard · pcgrad", "planted · single · ew"}
+    row = settings.set_index("setting").loc["planted · hard · ew"]
+    assert re.fullmatch(r"[+-]\d+(\.\d+)?", row["Δm % ± CI"])
+    assert row["Δm % ± CI"] == f"{service.delta_m(seeded.get_result(1)['final_metrics'], seeded.get_result(3)['final_metrics']):+.4g}"
+    assert len(at.get("download_button")) == 2
+
+
+# --- the service layer -----------------------------------------------------------------------------------------------
+def test_delta_m_is_positive_when_better_than_single_task() -> None:
+    base = {"a": {"value": 0.5, "higher_is_better": True}, "b": {"value": 2.0, "higher_is_better": False}}
+    better = {"a": {"value": 0.6, "higher_is_better": True}, "b": {"value": 1.0, "higher_is_better": False}}
+    assert service.delta_m(better, base) == pytest.approx(100 * (0.2 + 0.5) / 2)
+    assert service.delta_m(base, better) == pytest.approx(100 * ((0.5 - 0.6) / 0.6 + (1.0 - 2.0) / 1.0) / 2)
+    assert service.delta_m(better, {}) is None
+
+
+def test_mean_ci_matches_the_t_interval() -> None:
+    mean, low, high = service.mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
+    assert service.mean_ci([4.0]) == (4.0, None, None)
+
+
+@pytest.mark.parametrize("text", ["abc", "", "-3", "0", "1.5"])
+def test_parse_run_id_rejects_what_is_not_a_run_number(text: str) -> None:
+    with pytest.raises(ValueError, match="must be a run number"):
+        service.parse_run_id(text)
+
+
+def test_the_app_starts_the_worker_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    home = lab_home()
+    monkeypatch.setenv("MTL_LAB_POOL_IDLE_EXIT", "5")
+    try:
+        at = AppTest.from_file(MAIN, default_timeout=120).run()
+        assert not at.exception, at.exception
+        deadline = time.monotonic() + 60
+        while not workers.pool_running(home) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the supervisor takes its lock once its interpreter has started
+        assert workers.pool_running(home)
+    finally:
+        workers.stop_pool(home)
+
+
+def test_app_modules_do_not_import_torch() -> None:
+    sources = sorted(APP.rglob("*.py"))
+    assert sources
+    for path in sources:
+        assert not re.search(r"^\s*(import|from)\s+torch\b", path.read_text(), re.MULTILINE), path
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import service, state, figures, views._widgets; "
+        "service.list_runs(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(APP)], check=True, timeout=120)
+
+
+# --- Relationships and Groupings ------------------------------------------------------------------------------
+def test_relationships_launches_a_study_with_the_chosen_settings(app_env: Path) -> None:
+    at = _open("relationships")
+    assert "No study yet" in _texts(at)
+    at.number_input(key="opt_study_suite_planted_n_samples").set_value(150)
+    at.number_input(key="opt_study_suite_planted_dim").set_value(6)
+    at.multiselect(key="study_tasks").set_value(["t1", "t2", "t4"])
+    at.number_input(key="study_seeds").set_value(3)
+    at.number_input(key="study_epochs").set_value(2)
+    at.run()
+    assert "This study queues **21 runs**" in _texts(at)  # 3 seeds × (3 alone + 3 pairs + 1 all-tasks)
+    at.button(key="study_start").click().run()
+    assert not at.exception, at.exception
+    runs = RunStore.at_home(app_env).list_runs()
+    assert len(runs) == 21 and len({r.group_id for r in runs}) == 1
+    assert sorted({tuple(r.config["tasks"]) for r in runs}) == [
+        ("t1",), ("t1", "t2"), ("t1", "t2", "t4"), ("t1", "t4"), ("t2",), ("t2", "t4"), ("t4",)]
+    assert {r.config["seed"] for r in runs} == {0, 1, 2} and {r.config["epochs"] for r in runs} == {2}
+    assert "Pairwise transfer" in _chart_titles(at)
+
+
+def test_relationships_heatmaps_are_ordered_by_clustering_and_mark_significance(seeded: RunStore) -> None:
+    at = _open("relationships")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    transfer, affinity, cosine = (chart["data"][0] for chart in charts)
+    assert sorted(transfer["x"]) == ["t1", "t2", "t3"]
+    assert transfer["x"] == affinity["x"] == cosine["x"]  # one clustering order for the three
+    assert transfer["zmid"] == 0 and cosine["zmin"] == -1 and cosine["zmax"] == 1
+    study = service.list_studies()[0]
+    result = service.study_result(study)
+    order = service.study_heatmaps(result)["tasks"]
+    positions = [order.index(t) for t in transfer["x"]]
+    expected = [[100 * v if v is not None else None for v in result["transfer"]["mean"][i]] for i in positions]
+    got = [[cell for cell in row] for row in transfer["z"]]
+    for row_expected, row_got in zip(expected, got, strict=True):
+        for a, b in zip([row_expected[p] for p in positions], row_got, strict=True):
+            assert (a is None and b is None) or a == pytest.approx(b)
+    assert "The planted suite hid these groups" in _texts(at)
+
+
+def test_groupings_edits_and_trains_a_grouping(seeded: RunStore) -> None:
+    at = _open("groupings")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["k (at most)"]) == [1, 2, 3]
+    # Edit it into the partition {t1, t3} · {t2}.
+    if len([m for m in at.multiselect if m.key.startswith("group_edit_")]) < 2:
+        at.button(key="group_add").click().run()
+    editors = [m.key for m in at.multiselect if m.key.startswith("group_edit_")]
+    for key in editors:
+        at.multiselect(key=key).set_value({"group_edit_0": ["t1", "t3"], "group_edit_1": ["t2"]}.get(key, []))
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    assert {m.label: m.value for m in at.metric}["Predicted score of your grouping"]
+    at.multiselect(key="group_edit_1").set_value(["t2", "t3"]).run()
+    assert any("in several groups: t3" in e.value for e in at.error)
+    at.multiselect(key="group_edit_1").set_value(["t2"]).run()
+    before = {r.id for r in seeded.list_runs()}
+    at.button(key="group_train").click().run()
+    assert not at.exception, at.exception
+    queued = [r for r in seeded.list_runs() if r.id not in before]
+    assert sorted((tuple(r.config["tasks"]), r.config["seed"]) for r in queued) == [
+        (("t1", "t3"), 0), (("t1", "t3"), 1)]
+    _train_queued(seeded)
+    at.run()
+    assert any(t.startswith("Measured vs predicted") for t in _chart_titles(at))
+    assert "Measured mean gain over tasks" in _texts(at)
+
+
+def test_groupings_without_a_study_points_to_relationships(app_env: Path) -> None:
+    at = _open("groupings")
+    assert "Groupings come from a finished transfer study" in _texts(at)
+
+
+def test_a_deep_link_to_the_home_address_opens_the_run_view(seeded: RunStore) -> None:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params["run"] = "2"
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Run view"]
+    assert at.selectbox(key="run_pick").value == 2

@@ -1,0 +1,201 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against the app served on
+127.0.0.1 by this test, with real background training.
+
+Screenshots go to ``test-artifacts/e2e/``; with ``MTL_LAB_UPDATE_SCREENSHOTS=1`` they are also copied to
+``assets/screenshots/`` (the README's pictures). Without ``/usr/bin/chromium`` the tests skip, unless
+``MTL_LAB_REQUIRE_BROWSER=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mtl_core import workers
+from mtl_core.store import RunStore, lab_home
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+SCREENSHOTS = ROOT / "assets" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: Generous: on a busy machine a fresh worker needs tens of seconds to import PyTorch.
+SLOW = 240_000
+
+
+def _require_browser() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("MTL_LAB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{CHROMIUM} is missing and MTL_LAB_REQUIRE_BROWSER=1 (install Debian's chromium)")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """The app, served from this checkout for the test's MTL_LAB_HOME; stopped with its worker pool."""
+    _require_browser()
+    home = lab_home()
+    port = _free_port()
+    env = dict(os.environ, MTL_LAB_HOME=str(home), MTL_LAB_POOL_IDLE_EXIT="30", PYTHONUNBUFFERED="1")
+    log_path = ARTIFACTS / "streamlit.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log_path}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        workers.stop_pool(home)
+
+
+@pytest.fixture
+def page(server: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _shot(page, name: str, height: int = 1900) -> None:
+    """A screenshot of the whole page (Streamlit scrolls inside its main block, so the window is made
+    tall enough instead of relying on ``full_page``)."""
+    path = ARTIFACTS / f"{name}.png"
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    if os.environ.get("MTL_LAB_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / f"{name}.png")
+
+
+def _chart_titles(page) -> list[str]:
+    titles = page.locator("[data-testid='stPlotlyChart'] .gtitle")
+    return [t or "" for t in titles.evaluate_all("nodes => nodes.map(n => n.textContent)")]
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Add ``option`` to the multiselect (or choose it in the select box) labelled ``label``."""
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}\b")).first.click()
+    page.keyboard.press("Escape")
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/")
+    expect(page.get_by_role("heading", name=re.compile("Train a multi-task model"))).to_be_visible(timeout=SLOW)
+    expect(page.get_by_role("combobox", name="Task suite")).to_have_value("planted", timeout=SLOW)
+    _pick(page, "Balancing methods (one run each, shown side by side)", "pcgrad")
+    _set_number(page, "Epochs", 60)
+    expect(page.get_by_text("Ready: 2 runs").first).to_be_visible()
+    page.get_by_role("button", name="Start training").click()
+
+    page.wait_for_url(re.compile(r"/run\?run=1$"))
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts.locator(".main-svg").first).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(re.compile(r"Gradient cosine similarity \(step \d+\)")).first).to_be_visible(timeout=SLOW)
+
+    # The charts keep updating while the runs train: the heatmap's probe step moves on.
+    seen: set[str] = set()
+    deadline = time.monotonic() + SLOW / 1000
+    while len(seen) < 3 and time.monotonic() < deadline:
+        seen.update(t for t in _chart_titles(page) if t.startswith("Gradient cosine similarity (step"))
+        page.wait_for_timeout(300)
+    assert len(seen) >= 2, f"the cosine heatmap never changed: {seen}"
+    assert "Training loss per step" in _chart_titles(page)
+
+    store = RunStore.at_home(lab_home())
+    runs = sorted(store.list_runs(), key=lambda r: r.id)
+    assert [(r.method, r.config["epochs"]) for r in runs] == [("ew", 60), ("pcgrad", 60)]
+    workers.wait([r.id for r in runs], timeout=SLOW / 1000, home=lab_home())
+    page.reload()
+    expect(page.get_by_text(re.compile(r"Gradient cosine similarity \(step 960\)")).first).to_be_visible(timeout=SLOW)
+    _shot(page, "run_view")
+    assert store.get_run(runs[0].id).status == "done"
+
+    # Relationships: a small transfer study, live progress, then the heatmaps.
+    page.get_by_role("link", name="Relationships").click()
+    expect(page.get_by_text("No study yet").first).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(re.compile(r"This study queues 22 runs")).first).to_be_visible()
+    page.get_by_role("button", name="Start the study").click()
+    expect(page.get_by_text(re.compile(r"\d+ of 22 runs done")).first).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text("22 of 22 runs done").first).to_be_visible(timeout=SLOW)
+    titles = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        titles = _chart_titles(page)
+        if titles[:3] == ["Pairwise transfer", "Inter-task affinity (TAG)", "Mean gradient cosine"]:
+            break
+        page.wait_for_timeout(300)
+    assert titles[:3] == ["Pairwise transfer", "Inter-task affinity (TAG)", "Mean gradient cosine"], titles
+    expect(page.get_by_text("The planted suite hid these groups").first).to_be_visible()
+    _shot(page, "relationships", height=1750)
+
+    # A deep link opened in a fresh tab lands on the app's own navigation (not Streamlit's
+    # folder-based one) and shows the run.
+    fresh = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    fresh.goto(f"{server}/run?run={runs[1].id}")
+    expect(fresh.get_by_text(re.compile(r"Gradient cosine similarity \(step 960\)")).first).to_be_visible(timeout=SLOW)
+    sidebar = fresh.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_role("link", name="Playground")).to_be_visible(timeout=SLOW)
+    expect(sidebar.get_by_text(re.compile(r"\d+ running · \d+ queued")).first).to_be_visible(timeout=SLOW)
+    assert sidebar.get_by_role("link", name=re.compile(r"^_?(lessons|widgets)$", re.I)).count() == 0
+    fresh.close()
