@@ -6,7 +6,7 @@ import figures
 import service
 import streamlit as st
 from state import StateKeys, init_state
-from views._widgets import first_steps
+from views._widgets import figure_downloads, first_steps
 
 init_state()
 st.title("Compare runs")
@@ -63,7 +63,9 @@ key = controls[1].selectbox(
 )
 log_y = controls[2].toggle("Log scale", key=StateKeys.COMPARE_LOG_Y)
 if task is not None:
-    st.plotly_chart(figures.overlay_curves(histories, task, key, log_y=log_y), key="compare_curves")
+    curves = figures.overlay_curves(histories, task, key, log_y=log_y)
+    st.plotly_chart(curves, key="compare_curves")
+    figure_downloads(curves, f"mtl_compare_{task}_{key}", "compare_curves")
     st.caption("One line per run for the chosen task, per epoch.")
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -73,8 +75,9 @@ if table.empty:
     st.info("The chosen runs stored no final metrics.")
     st.stop()
 summary = service.aggregate_table(table)
-st.plotly_chart(figures.compare_bars(summary, group_column="setting", title="Test metric per task (mean ± 95 % CI)"),
-                key="compare_bars")
+bars = figures.compare_bars(summary, group_column="setting", title="Test metric per task (mean ± 95 % CI)")
+st.plotly_chart(bars, key="compare_bars")
+figure_downloads(bars, "mtl_compare_metrics", "compare_bars")
 per_task = summary.assign(
     **{
         "metric": [f"{m} {'↑' if h else '↓'}" for m, h in zip(summary["metric"], summary["higher_is_better"], strict=True)],

@@ -7,7 +7,7 @@ import pandas as pd
 import service
 import streamlit as st
 from state import StateKeys, group_edit_key, init_state, session_owner
-from views._widgets import flash, show_flash
+from views._widgets import figure_downloads, flash, show_flash
 
 init_state()
 st.title("Task groupings")
@@ -67,9 +67,10 @@ if st.session_state.get(StateKeys.GROUP_K) is None or not 1 <= st.session_state[
 with right:
     k = st.slider("Number of groups (at most)", 1, len(best), key=StateKeys.GROUP_K) if len(best) > 1 else 1
     chosen = best[k - 1]
-    st.plotly_chart(figures.groupings_figure(chosen["groups"], chosen["task_scores"],
-                                             title=f"Best grouping into at most {k} groups"),
-                    key="grouping_best")
+    best_figure = figures.groupings_figure(chosen["groups"], chosen["task_scores"],
+                                           title=f"Best grouping into at most {k} groups")
+    st.plotly_chart(best_figure, key="grouping_best")
+    figure_downloads(best_figure, f"mtl_best_grouping_k{k}", "grouping_best")
 
 # --- editing ------------------------------------------------------------------------------------------------
 st.subheader("Your grouping")
@@ -155,8 +156,9 @@ def evaluation_view() -> None:
         return
     predicted = {t: v["predicted"] for t, v in outcome["tasks"].items() if v.get("predicted") is not None}
     measured = {t: v["mean"] for t, v in outcome["tasks"].items() if v.get("mean") is not None and t in predicted}
-    st.plotly_chart(figures.measured_vs_predicted(predicted, measured, label="relative change vs alone"),
-                    key="grouping_measured")
+    measured_figure = figures.measured_vs_predicted(predicted, measured, label="relative change vs alone")
+    st.plotly_chart(measured_figure, key="grouping_measured")
+    figure_downloads(measured_figure, "mtl_grouping_measured_vs_predicted", "grouping_measured")
     score = outcome.get("measured_score") or {}
     if score.get("mean") is not None:
         st.markdown(f"Measured mean gain over tasks: **{100 * score['mean']:+.2f} %** against training each "

@@ -9,6 +9,7 @@ import pandas as pd
 import service
 import streamlit as st
 from state import init_state
+from views._widgets import figure_downloads
 
 init_state()
 st.title("Gradient playground")
@@ -114,6 +115,7 @@ with picture:
     figure.update_layout(height=540)
     st.plotly_chart(figure, key="pg_figure",
                     config={"displaylogo": False})
+    figure_downloads(figure, "mtl_playground", "pg_figure")
     st.caption("Grey: the task gradients. Coloured: each method's update d (hover for its cosine with every "
                "gradient). Shaded: the conflict region, directions d with d·gᵢ < 0 for some task"
                + (" (in 3-D, the planes d·gᵢ = 0 bound it)." if dimension == 3 else "."))
