@@ -943,7 +943,8 @@ def _describe(source_file: str | None, n_rows: int, n_dropped: int, features: Se
         for t in targets
     )
     where = f"`{source_file}`" if source_file else "an uploaded CSV file"
-    dropped = f" ({n_dropped} rows with missing values dropped)" if n_dropped and missing == "drop" else ""
+    dropped = (f" ({n_dropped} row{'s' if n_dropped != 1 else ''} with missing values dropped)"
+               if n_dropped and missing == "drop" else "")
     if missing == "impute":
         dropped = " (missing numbers imputed with training means, missing labels masked)"
     split = f"stratified by {stratify}" if stratify else "at random"

@@ -199,3 +199,33 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     expect(sidebar.get_by_text(re.compile(r"\d+ running · \d+ queued")).first).to_be_visible(timeout=SLOW)
     assert sidebar.get_by_role("link", name=re.compile(r"^_?(lessons|widgets)$", re.I)).count() == 0
     fresh.close()
+
+
+def test_upload_a_csv_save_it_as_a_suite_and_train_on_it(server: str, page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    rows = ["size,colour,weight,kind"]
+    for i in range(60):
+        colour = ("red", "green", "blue")[i % 3]
+        rows.append(f"{i % 7 + 0.5},{colour},{2.0 * (i % 7) + (i % 3):.2f},{'a' if i % 2 else 'b'}")
+    rows.append("3.5,,7.0,a")  # a missing feature value: dropped by default, reported
+    csv_file = tmp_path / "shapes.csv"
+    csv_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    page.goto(f"{server}/data")
+    expect(page.get_by_role("heading", name="Your data")).to_be_visible(timeout=SLOW)
+    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(csv_file))
+    expect(page.get_by_text(re.compile(r"shapes\.csv: 61 rows, 4 columns")).first).to_be_visible(timeout=SLOW)
+    _pick(page, "Target columns (each one is a task; at least two)", "weight")
+    _pick(page, "Target columns (each one is a task; at least two)", "kind")
+    name = page.get_by_role("textbox", name="Suite name")
+    name.fill("shapes")
+    name.press("Enter")
+    page.get_by_role("button", name="Save as suite").click()
+    expect(page.get_by_text(re.compile(r"Saved the suite shapes")).first).to_be_visible(timeout=SLOW)
+    assert (lab_home() / "suites" / "shapes" / "spec.json").exists()
+
+    page.get_by_role("button", name="Train on it").click()
+    expect(page.get_by_role("heading", name=re.compile("Train a multi-task model"))).to_be_visible(timeout=SLOW)
+    expect(page.get_by_role("combobox", name="Task suite")).to_have_value("shapes", timeout=SLOW)
+    _shot(page, "train_on_uploaded_suite")
