@@ -631,10 +631,19 @@ class RunStore:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def claim_next(self, pid: int | None = None, host: str | None = None) -> RunRecord | None:
-        """Atomically take the oldest queued run for a worker: it becomes ``running`` with this
-        worker's pid and a fresh heartbeat. None when the queue is empty."""
+        """Atomically take the next queued run for a worker: it becomes ``running`` with this
+        worker's pid and a fresh heartbeat. None when the queue is empty.
+
+        Fair share between owners (browser sessions in a workshop): the next run belongs to the
+        owner with the fewest runs running now, and is that owner's oldest queued run; ties go to
+        the oldest run. With one owner this is first in, first out. So a student who queues a
+        31-run lesson does not make the next student wait for all of it."""
         with self._write() as conn:
-            row = conn.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            row = conn.execute(
+                "SELECT q.id FROM runs AS q LEFT JOIN (SELECT owner, COUNT(*) AS n FROM runs "
+                "WHERE status = 'running' GROUP BY owner) AS r ON r.owner = q.owner "
+                "WHERE q.status = 'queued' ORDER BY COALESCE(r.n, 0), q.id LIMIT 1"
+            ).fetchone()
             if row is None:
                 return None
             self._mark_running(conn, row[0], pid, host)

@@ -176,6 +176,18 @@ def test_claim_takes_each_queued_run_exactly_once_across_threads(store: RunStore
     assert running.heartbeat_at is not None and running.worker_host == store.host
 
 
+def test_claims_share_the_workers_fairly_between_owners(store: RunStore) -> None:
+    lesson = store.create_runs([CONFIG] * 5, owner="alice")  # alice queues a whole lesson first
+    bob = store.create_runs([CONFIG] * 2, owner="bob")
+    carol = store.create_run(CONFIG, owner="carol")
+    order = [store.claim_next(pid=1).id for _ in range(5)]
+    # nobody waits for alice's five runs: one each, then the oldest of the owners with fewest running
+    assert order == [lesson[0], bob[0], carol, lesson[1], bob[1]]
+    store.set_status(lesson[0], "done")
+    store.set_status(lesson[1], "done")
+    assert store.claim_next(pid=1).id == lesson[2]  # within an owner: first in, first out
+
+
 def test_finish_cancel_and_delete_follow_the_run_state(store: RunStore) -> None:
     queued, running, done = store.create_runs([CONFIG] * 3)
     assert store.request_cancel(queued) == "cancelled"
