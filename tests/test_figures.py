@@ -346,6 +346,32 @@ def test_cosine_timeseries_invalid_and_empty() -> None:
     _assert_empty(figures.cosine_timeseries([0], [[[1.0]]], ["a"]), "Needs at least two tasks")
 
 
+def test_probe_series_smoothing_draws_the_ema_over_a_faint_raw_line() -> None:
+    steps = list(range(0, 50, 5))
+    raw = [0.5, -0.5] * 5
+    matrices = [[[1.0, v, 0.0], [v, 1.0, 0.0], [0.0, 0.0, 1.0]] for v in raw]
+    fig = figures.cosine_timeseries(steps, matrices, TASKS, smoothing=0.5)
+    first_raw, first = fig.data[0], fig.data[1]
+    assert first_raw.showlegend is False and first_raw.opacity < 1 and list(first_raw.y) == raw
+    expected, state = [], None
+    for value in raw:  # s = 0.5·s + 0.5·x, starting at the first value
+        state = value if state is None else 0.5 * state + 0.5 * value
+        expected.append(state)
+    assert first.name == "alpha · beta" and np.allclose(first.y, expected)
+    assert "EMA 0.5" in fig.layout.yaxis.title.text
+    # task weights: linear EMA; norm ratios: EMA of the logarithms (a geometric mean, symmetric on a log axis)
+    weights = figures.weights_timeseries(steps, [[1.0, 2.0, 3.0]] * 10, TASKS, smoothing=0.9)
+    assert [t.name for t in weights.data if t.showlegend is not False] == TASKS
+    assert np.allclose(weights.data[1].y, 1.0)
+    norms = [[10.0, 1.0, 1.0] if i % 2 else [0.1, 1.0, 1.0] for i in range(10)]
+    ratio = figures.norm_ratio_timeseries(steps, norms, TASKS, mode="raw", smoothing=0.5)
+    smoothed = np.array(ratio.data[1].y, dtype=float)
+    assert np.all(smoothed > 0.1) and np.all(smoothed < 10) and abs(np.log10(smoothed[-1])) < 0.5
+    for bad in (1.0, -0.1, "x"):
+        with pytest.raises(ValueError, match="smoothing"):
+            figures.cosine_timeseries(steps, matrices, TASKS, smoothing=bad)
+
+
 # ------------------------------------------------------------------------------- norms and weights
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "cell_font_size",
     "matrix_heatmap",
     "history_series",
+    "ema",
 ]
 
 # Tableau-10 first (readable and colour-blind friendlier than most for up to 10 tasks), then a long
@@ -379,3 +380,16 @@ def matrix_heatmap(
         fig.update_xaxes(constrain="domain")
     fig.update_xaxes(showgrid=False, type="category", tickangle=-30 if len(x_labels) > 5 else 0)
     return fig
+
+
+def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """Exponential moving average ``s = smoothing·s + (1 − smoothing)·x``, carried over NaN gaps."""
+    smoothed = np.full_like(values, math.nan)
+    state = math.nan
+    for index, value in enumerate(values):
+        if math.isnan(value):
+            smoothed[index] = state
+            continue
+        state = value if math.isnan(state) else smoothing * state + (1.0 - smoothing) * value
+        smoothed[index] = state
+    return smoothed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import plotly.graph_objects as go
@@ -13,10 +13,12 @@ from ._common import (
     CONFLICT_FILL,
     DIVERGING_SCALE,
     as_matrix,
+    as_number,
     as_steps,
     as_vector,
     check_colors,
     check_tasks,
+    ema,
     empty_figure,
     finish_layout,
     is_empty,
@@ -87,15 +89,76 @@ def _check_series(steps: Sequence[int], series: Sequence[object], name: str) -> 
     return step_array
 
 
+def _check_smoothing(smoothing: Any) -> float:
+    smoothing = as_number(smoothing, "smoothing")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"`smoothing` must lie in [0, 1), got {smoothing}")
+    return smoothing
+
+
+def _smoothed(values: np.ndarray, smoothing: float, log: bool = False) -> np.ndarray:
+    """The EMA of ``values`` (NaN gaps carried over); on a log axis the EMA of the logarithms, so a
+    ratio of 10 and one of 0.1 average to 1 rather than to 5."""
+    if smoothing <= 0:
+        return values
+    if not log:
+        return ema(values, smoothing)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+    return np.exp(ema(logs, smoothing))
+
+
+def _add_series(
+    fig: go.Figure,
+    x: list[int],
+    values: np.ndarray,
+    *,
+    name: str,
+    color: str,
+    hover: str,
+    smoothing: float,
+    log: bool = False,
+    customdata: list[float] | None = None,
+) -> None:
+    """One line per series: with ``smoothing`` > 0 the EMA drawn over a faint raw line (single probe
+    steps are noisy: one mini-batch each), otherwise the raw values."""
+
+    def clean(array: np.ndarray) -> list[float | None]:
+        return [float(v) if np.isfinite(v) and (not log or v > 0) else None for v in array]
+
+    if smoothing > 0:
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=clean(values), mode="lines", name=f"{name} (raw)", legendgroup=name, showlegend=False,
+                opacity=0.3, line={"color": color, "width": 1}, hoverinfo="skip",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=clean(_smoothed(values, smoothing, log)),
+            mode="lines+markers" if len(x) < 60 and smoothing <= 0 else "lines",
+            name=name,
+            legendgroup=name,
+            line={"color": color, "width": 2 if smoothing > 0 else 1.5},
+            marker={"size": 4},
+            customdata=customdata,
+            hovertemplate=hover,
+        )
+    )
+
+
 def cosine_timeseries(
     steps: Sequence[int],
     cosines: Sequence[Matrix],
     tasks: Sequence[str],
     *,
+    smoothing: float = 0.0,
     title: str = "Gradient cosine per task pair",
 ) -> go.Figure:
     """One line per task pair (i < j) of cos(gᵢ, gⱼ) over steps, with the conflict region (cos < 0)
-    shaded and a zero line."""
+    shaded and a zero line. ``smoothing`` in [0, 1): EMA factor (0 = raw), drawn over the raw line."""
+    smoothing = _check_smoothing(smoothing)
     step_array = _check_series(steps, cosines, "cosines")
     if len(step_array) == 0:
         return empty_figure(title)
@@ -114,17 +177,10 @@ def cosine_timeseries(
     fig = go.Figure()
     x = step_array.tolist()
     for (i, j), label in zip(pairs, labels):
-        values = [None if np.isnan(value) else float(np.clip(value, -1, 1)) for value in matrices[:, i, j]]
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=values,
-                mode="lines+markers" if len(x) < 60 else "lines",
-                name=label,
-                line={"color": palette[label]},
-                marker={"size": 4},
-                hovertemplate=f"cos(g<sub>{tasks[i]}</sub>, g<sub>{tasks[j]}</sub>) = %{{y:.3f}}<extra></extra>",
-            )
+        _add_series(
+            fig, x, np.clip(matrices[:, i, j], -1.0, 1.0), name=label, color=palette[label], smoothing=smoothing,
+            hover=(f"cos(g<sub>{tasks[i]}</sub>, g<sub>{tasks[j]}</sub>)"
+                   f"{' (EMA)' if smoothing > 0 else ''} = %{{y:.3f}}<extra></extra>"),
         )
     fig.add_hrect(
         y0=-1.05,
@@ -140,7 +196,7 @@ def cosine_timeseries(
         fig,
         title=title,
         x_title="step",
-        y_title="cos(gᵢ, gⱼ)",
+        y_title="cos(gᵢ, gⱼ)" + (f" (EMA {smoothing:g})" if smoothing > 0 else ""),
         hovermode="x unified",
         legend_title="task pair",
     )
@@ -163,6 +219,7 @@ def norm_ratio_timeseries(
     tasks: Sequence[str],
     *,
     mode: Literal["ratio", "raw"] = "ratio",
+    smoothing: float = 0.0,
     colors: Mapping[str, str] | None = None,
     title: str = "Gradient norms per task",
 ) -> go.Figure:
@@ -170,8 +227,10 @@ def norm_ratio_timeseries(
 
     ``mode="ratio"`` (default) plots ‖gᵢ‖ / meanⱼ ‖gⱼ‖ — 1 means the task pulls with average strength,
     10 means it dominates the update; ``mode="raw"`` plots ‖gᵢ‖ itself. The y-axis title says which.
-    Zero norms cannot sit on a log axis and show as gaps.
+    Zero norms cannot sit on a log axis and show as gaps. ``smoothing`` in [0, 1): EMA factor of the
+    logarithms (0 = raw), drawn over the raw line.
     """
+    smoothing = _check_smoothing(smoothing)
     if mode not in ("ratio", "raw"):
         raise ValueError(f"`mode` must be 'ratio' or 'raw', got {mode!r}")
     step_array = _check_series(steps, norms, "norms")
@@ -191,26 +250,21 @@ def norm_ratio_timeseries(
     else:
         shown = raw
         y_title = "‖gᵢ‖ (log scale)"
+    if smoothing > 0:
+        y_title = y_title.replace(" (log scale)", f" (EMA {smoothing:g}, log scale)")
     palette = check_colors(colors, tasks)
     fig = go.Figure()
     x = step_array.tolist()
+    ema_note = " (EMA)" if smoothing > 0 else ""
     for index, task in enumerate(tasks):
-        values = [float(value) if np.isfinite(value) and value > 0 else None for value in shown[:, index]]
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=values,
-                mode="lines+markers" if len(x) < 60 else "lines",
-                name=task,
-                line={"color": palette[task]},
-                marker={"size": 4},
-                customdata=raw[:, index].tolist(),
-                hovertemplate=(
-                    f"{task}: ratio %{{y:.3g}} (‖g‖ = %{{customdata:.3g}})<extra></extra>"
-                    if mode == "ratio"
-                    else f"{task}: ‖g‖ = %{{y:.3g}}<extra></extra>"
-                ),
-            )
+        _add_series(
+            fig, x, shown[:, index], name=task, color=palette[task], smoothing=smoothing, log=True,
+            customdata=raw[:, index].tolist(),
+            hover=(
+                f"{task}: ratio{ema_note} %{{y:.3g}} (‖g‖ = %{{customdata:.3g}})<extra></extra>"
+                if mode == "ratio"
+                else f"{task}: ‖g‖{ema_note} = %{{y:.3g}}<extra></extra>"
+            ),
         )
     if mode == "ratio":
         fig.add_hline(y=1.0, line={"color": "#555555", "width": 1, "dash": "dot"})
@@ -237,10 +291,13 @@ def weights_timeseries(
     weights: Sequence[Sequence[float]],
     tasks: Sequence[str],
     *,
+    smoothing: float = 0.0,
     colors: Mapping[str, str] | None = None,
     title: str = "Task weights",
 ) -> go.Figure:
-    """The balancing method's task weights (or αᵢ) over steps, one line per task."""
+    """The balancing method's task weights (or αᵢ) over steps, one line per task. ``smoothing`` in
+    [0, 1): EMA factor (0 = raw), drawn over the raw line."""
+    smoothing = _check_smoothing(smoothing)
     step_array = _check_series(steps, weights, "weights")
     if len(step_array) == 0:
         return empty_figure(title)
@@ -250,18 +307,12 @@ def weights_timeseries(
     fig = go.Figure()
     x = step_array.tolist()
     for index, task in enumerate(tasks):
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[None if np.isnan(value) else float(value) for value in values[:, index]],
-                mode="lines+markers" if len(x) < 60 else "lines",
-                name=task,
-                line={"color": palette[task]},
-                marker={"size": 4},
-                hovertemplate=f"{task}: weight %{{y:.4g}}<extra></extra>",
-            )
+        _add_series(
+            fig, x, values[:, index], name=task, color=palette[task], smoothing=smoothing,
+            hover=f"{task}: weight{' (EMA)' if smoothing > 0 else ''} %{{y:.4g}}<extra></extra>",
         )
+    y_title = "task weight" + (f" (EMA {smoothing:g})" if smoothing > 0 else "")
     finish_layout(
-        fig, title=title, x_title="step", y_title="task weight", hovermode="x unified", legend_title="task"
+        fig, title=title, x_title="step", y_title=y_title, hovermode="x unified", legend_title="task"
     )
     return fig

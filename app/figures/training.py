@@ -17,6 +17,7 @@ from ._common import (
     as_vector,
     check_colors,
     check_labels,
+    ema,
     empty_figure,
     finish_layout,
     history_series,
@@ -98,19 +99,6 @@ def loss_curves(
     return fig
 
 
-def _ema(values: np.ndarray, smoothing: float) -> np.ndarray:
-    """Exponential moving average ``s = smoothing·s + (1 − smoothing)·x``, carried over NaN gaps."""
-    smoothed = np.full_like(values, math.nan)
-    state = math.nan
-    for index, value in enumerate(values):
-        if math.isnan(value):
-            smoothed[index] = state
-            continue
-        state = value if math.isnan(state) else smoothing * state + (1.0 - smoothing) * value
-        smoothed[index] = state
-    return smoothed
-
-
 def _thin(length: int, max_points: int) -> np.ndarray:
     """Indices of at most ``max_points`` evenly spread points, first and last kept."""
     if length <= max_points:
@@ -176,7 +164,7 @@ def step_loss_curves(
                     hovertemplate=f"{task} raw: %{{y:.4g}}<extra></extra>",
                 )
             )
-        shown = _ema(raw, smoothing) if smoothing > 0 else raw
+        shown = ema(raw, smoothing) if smoothing > 0 else raw
         fig.add_trace(
             go.Scatter(
                 x=x,

@@ -93,6 +93,12 @@ def _metrics_meta(current: service.RunSummary) -> dict[str, dict]:
             for t in current.task_specs or []}
 
 
+def _smoothing(steps) -> float:
+    """EMA factor for probe time series: each probe is one mini-batch, so long series are smoothed
+    (drawn over the faint raw line); short ones are shown raw."""
+    return 0.8 if len(steps) >= 40 else 0.0
+
+
 def _chart(fig, key: str, download: str | None = None) -> None:
     """Draw a chart; with ``download`` (a file name), offer it as HTML (and PNG) below it."""
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
@@ -217,11 +223,11 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
                download=f"run{current.id}_cosine_step{step}")
         st.caption(EXPLAIN_COSINE)
     with right:
-        _chart(figures.cosine_timeseries(steps, matrices, tasks), f"cosine_series_{current.id}")
+        _chart(figures.cosine_timeseries(steps, matrices, tasks, smoothing=_smoothing(steps)), f"cosine_series_{current.id}")
         st.caption("The same cosines over time, one line per task pair; the shaded band below 0 is conflict.")
     norm_steps, norms = live.probe("norms")
     if norm_steps:
-        _chart(figures.norm_ratio_timeseries(norm_steps, norms, tasks, colors=colors), f"norms_{current.id}")
+        _chart(figures.norm_ratio_timeseries(norm_steps, norms, tasks, smoothing=_smoothing(norm_steps), colors=colors), f"norms_{current.id}")
         st.caption("Each task's gradient norm divided by the mean over tasks (log scale): a task far above 1 "
                    "dominates the shared update, one far below 1 is barely heard.")
 
@@ -238,7 +244,7 @@ def _weights(current: service.RunSummary, live: service.LiveRun, colors: dict) -
         st.info("No task weights recorded yet." if not current.finished else
                 "This method records no task weights.")
         return
-    _chart(figures.weights_timeseries(steps, weights, _tasks(current, live), colors=colors), f"weights_{current.id}")
+    _chart(figures.weights_timeseries(steps, weights, _tasks(current, live), smoothing=_smoothing(steps), colors=colors), f"weights_{current.id}")
     st.caption(f"The weight **{current.method}** gives each task's loss (or gradient) at every step: equal "
                "weights mean no task is favoured; a growing weight means the method is boosting that task.")
 
