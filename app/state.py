@@ -39,6 +39,7 @@ class StateKeys:
     COSINE_STEP = "run_cosine_step"
     COSINE_PLAY = "run_cosine_play"
     COSINE_FOLLOW = "run_cosine_follow"
+    COSINE_WINDOW = "run_cosine_window"  # how many probes the cosine heatmap averages (0: all so far)
     QUEUE_BASELINE = "run_queue_baseline"
     RUN_DOWNLOAD_JSON = "run_download_json"  # per run (run_key): the run as JSON
     RUN_DOWNLOAD_CSV = "run_download_csv"  # per run (run_key): its metric series as CSV

@@ -255,10 +255,11 @@ def test_run_view_shows_curves_probes_and_results_of_a_finished_run(seeded: RunS
     # Side by side (the run was queued with two others): one loss chart and one heatmap per run.
     titles = _chart_titles(at)
     assert titles.count("Training loss per step") == 3
-    assert "Gradient cosine similarity (step 15)" in titles
+    latest = "Gradient cosine similarity (step 15, mean of last 10 probes)"  # the default window: 10 probes
+    assert latest in titles
     expected = {
-        "Overview": ["Training loss per step", "Gradient cosine similarity (step 15)"],
-        "Gradients": ["Gradient cosine similarity (step 15)", "Gradient cosine per task pair", "Gradient norms per task"],
+        "Overview": ["Training loss per step", latest],
+        "Gradients": [latest, "Gradient cosine per task pair", "Gradient norms per task"],
         "TAG affinity": ["Inter-task affinity (TAG), mean over epochs", "Inter-task affinity (TAG), epoch 3"],
         "Task weights": ["Task weights"],
         "Losses & metrics": ["Loss per task", "Validation metric per task", "Training loss per step"],
@@ -286,6 +287,8 @@ def test_run_view_cosine_slider_and_play_step_through_the_probes(seeded: RunStor
     slider = at.select_slider(key="run_cosine_step_2")
     assert slider.options == [str(s) for s in range(1, 16)] and slider.value == 15
     slider.set_value(4).run()
+    assert "Gradient cosine similarity (step 4, mean of last 4 probes)" in _chart_titles(at)  # only 4 so far
+    at.selectbox(key="run_cosine_window").set_value(1).run()
     assert "Gradient cosine similarity (step 4)" in _chart_titles(at)
     at.toggle(key="run_cosine_play_2").set_value(True).run()
     assert "Gradient cosine similarity (step 5)" in _chart_titles(at)
@@ -312,7 +315,7 @@ def test_run_view_reads_a_live_run_incrementally(seeded: RunStore) -> None:
     assert not at.exception, at.exception
     live = at.session_state["live_cache"][run_id]
     assert live.steps == list(range(1, 16)) and live.last_metric_step == 15
-    assert "Gradient cosine similarity (step 15)" in _chart_titles(at)
+    assert "Gradient cosine similarity (step 15, mean of last 10 probes)" in _chart_titles(at)
     assert live.refresh(seeded) == 0  # nothing new: the next read asks only for rows after step 15
 
 

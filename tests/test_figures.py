@@ -318,6 +318,15 @@ def test_cosine_heatmap_invalid(matrix, tasks, message) -> None:
         figures.cosine_heatmap(matrix, tasks)
 
 
+def test_cosine_heatmap_title_says_how_many_probes_it_averages() -> None:
+    assert figures.cosine_heatmap(COSINES, TASKS, step=40).layout.title.text.endswith("(step 40)")
+    averaged = figures.cosine_heatmap(COSINES, TASKS, step=40, probes=10)
+    assert averaged.layout.title.text.endswith("(step 40, mean of last 10 probes)")
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="probes"):
+            figures.cosine_heatmap(COSINES, TASKS, step=40, probes=bad)
+
+
 def test_cosine_heatmap_empty() -> None:
     _assert_empty(figures.cosine_heatmap([], []))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import figures
 import numpy as np
@@ -145,12 +146,38 @@ def _loss_view(current: service.RunSummary, live: service.LiveRun, colors: dict,
            download=f"run{current.id}_step_losses" if download else None)
 
 
+#: Choices of the cosine heatmap's averaging window (number of probes; 0 = every probe so far).
+COSINE_WINDOWS = (1, 5, 10, 25, 0)
+DEFAULT_COSINE_WINDOW = 10
+
+
+def _window_label(window: int) -> str:
+    return {0: "all probes so far", 1: "this probe only"}.get(window, f"last {window} probes")
+
+
+def _cosine_window() -> int:
+    window = st.session_state.get(StateKeys.COSINE_WINDOW, DEFAULT_COSINE_WINDOW)
+    return window if window in COSINE_WINDOWS else DEFAULT_COSINE_WINDOW
+
+
+def _mean_cosines(matrices: list, end: int, window: int) -> tuple[np.ndarray, int]:
+    """Mean of the cosine matrices of the ``window`` probes ending at index ``end`` (0: all up to it),
+    and how many were averaged. One probe is one mini-batch, so a single heatmap is noisy."""
+    start = 0 if window == 0 else max(0, end + 1 - window)
+    stack = np.array([[[np.nan if v is None else v for v in row] for row in m] for m in matrices[start:end + 1]],
+                     dtype=float)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN cell (e.g. the diagonal) stays NaN
+        return np.nanmean(stack, axis=0), end + 1 - start
+
+
 def _cosine_at_latest(current: service.RunSummary, live: service.LiveRun, key: str, download: bool = False) -> None:
     steps, matrices = live.probe("cosine")
     if not steps:
         _no_probe_message(current)
         return
-    _chart(figures.cosine_heatmap(matrices[-1], _tasks(current, live), step=steps[-1]), key,
+    matrix, count = _mean_cosines(matrices, len(steps) - 1, _cosine_window())
+    _chart(figures.cosine_heatmap(matrix, _tasks(current, live), step=steps[-1], probes=count), key,
            download=f"run{current.id}_cosine_step{steps[-1]}" if download else None)
 
 
@@ -202,7 +229,7 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
     tasks = _tasks(current, live)
     step_key = run_key(StateKeys.COSINE_STEP, current.id)
     follow_key = run_key(StateKeys.COSINE_FOLLOW, current.id)
-    controls = st.columns([1, 1, 4])
+    controls = st.columns([1, 1, 2, 2])
     follow = controls[0].toggle("Follow latest", value=not current.finished, key=follow_key,
                                 help="Show the newest probe as it arrives.")
     play = controls[1].toggle("Play", key=play_key, help="Step through the probes over time.")
@@ -213,13 +240,20 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
     elif follow or chosen not in steps:
         st.session_state[step_key] = steps[-1]
     if len(steps) > 1:
-        step = controls[2].select_slider("Probe step", options=steps, key=step_key, on_change=_stop_following,
+        step = controls[3].select_slider("Probe step", options=steps, key=step_key, on_change=_stop_following,
                                          args=(follow_key, play_key))
     else:
         step = steps[0]
+    if StateKeys.COSINE_WINDOW not in st.session_state:
+        st.session_state[StateKeys.COSINE_WINDOW] = DEFAULT_COSINE_WINDOW
+    window = controls[2].selectbox(
+        "Heatmap averages", COSINE_WINDOWS, format_func=_window_label, key=StateKeys.COSINE_WINDOW,
+        help="Each probe measures the cosines on one mini-batch, so a single probe is noisy; the mean of "
+             "the last few shows the tasks' relationship at that point of training.")
+    matrix, count = _mean_cosines(matrices, steps.index(step), window)
     left, right = st.columns(2)
     with left:
-        _chart(figures.cosine_heatmap(matrices[steps.index(step)], tasks, step=step), f"cosine_{current.id}",
+        _chart(figures.cosine_heatmap(matrix, tasks, step=step, probes=count), f"cosine_{current.id}",
                download=f"run{current.id}_cosine_step{step}")
         st.caption(EXPLAIN_COSINE)
     with right:
