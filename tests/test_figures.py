@@ -169,7 +169,8 @@ def test_step_loss_curves_ema_smoothing() -> None:
     fig = figures.step_loss_curves([0, 1, 2, 3, 4], {"a": values}, smoothing=0.5)
     raw, smoothed = fig.data
     assert raw.showlegend is False and raw.opacity < 1
-    assert list(raw.y) == [4.0, 0.0, 2.0, None, 1.0]
+    # a gap is NaN in a numpy array (plotly draws it as a gap; lists would be validated per element)
+    assert np.array_equal(raw.y, [4.0, 0.0, 2.0, np.nan, 1.0], equal_nan=True)
     # EMA 0.5: 4 → 2 → 2 → (gap keeps 2) → 1.5
     assert list(smoothed.y) == pytest.approx([4.0, 2.0, 2.0, 2.0, 1.5])
     assert "EMA" in fig.layout.yaxis.title.text
@@ -390,7 +391,7 @@ def test_norm_ratio_timeseries_ratio_to_mean_on_log_axis() -> None:
     assert fig.layout.yaxis.type == "log"
     assert "mean" in fig.layout.yaxis.title.text
     assert list(fig.data[0].y) == pytest.approx([0.5, 2.0])
-    assert fig.data[1].y[1] is None  # a zero norm cannot sit on a log axis
+    assert np.isnan(fig.data[1].y[1])  # a zero norm cannot sit on a log axis: a gap
     raw = figures.norm_ratio_timeseries([0, 5], norms, TASKS, mode="raw")
     assert list(raw.data[2].y) == [3.0, 2.0]
     assert "mean" not in raw.layout.yaxis.title.text

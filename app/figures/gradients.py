@@ -116,7 +116,7 @@ def _smoothed(values: np.ndarray, smoothing: float, log: bool = False) -> np.nda
 
 def _add_series(
     fig: go.Figure,
-    x: list[int],
+    x: np.ndarray,
     values: np.ndarray,
     *,
     name: str,
@@ -129,8 +129,12 @@ def _add_series(
     """One line per series: with ``smoothing`` > 0 the EMA drawn over a faint raw line (single probe
     steps are noisy: one mini-batch each), otherwise the raw values."""
 
-    def clean(array: np.ndarray) -> list[float | None]:
-        return [float(v) if np.isfinite(v) and (not log or v > 0) else None for v in array]
+    def clean(array: np.ndarray) -> np.ndarray:
+        # numpy with NaN gaps rather than lists with None: plotly validates lists element by element
+        array = np.asarray(array, dtype=float)
+        with np.errstate(invalid="ignore"):
+            keep = np.isfinite(array) & (array > 0) if log else np.isfinite(array)
+        return np.where(keep, array, np.nan)
 
     if smoothing > 0:
         fig.add_trace(
@@ -181,7 +185,7 @@ def cosine_timeseries(
     labels = [f"{tasks[i]} · {tasks[j]}" for i, j in pairs]
     palette = series_colors(labels)
     fig = go.Figure()
-    x = step_array.tolist()
+    x = step_array
     for (i, j), label in zip(pairs, labels):
         _add_series(
             fig, x, np.clip(matrices[:, i, j], -1.0, 1.0), name=label, color=palette[label], smoothing=smoothing,
@@ -260,7 +264,7 @@ def norm_ratio_timeseries(
         y_title = y_title.replace(" (log scale)", f" (EMA {smoothing:g}, log scale)")
     palette = check_colors(colors, tasks)
     fig = go.Figure()
-    x = step_array.tolist()
+    x = step_array
     ema_note = " (EMA)" if smoothing > 0 else ""
     for index, task in enumerate(tasks):
         _add_series(
@@ -311,7 +315,7 @@ def weights_timeseries(
     values = _vectors_over_time(weights, "weights", len(tasks))
     palette = check_colors(colors, tasks)
     fig = go.Figure()
-    x = step_array.tolist()
+    x = step_array
     for index, task in enumerate(tasks):
         _add_series(
             fig, x, values[:, index], name=task, color=palette[task], smoothing=smoothing,
