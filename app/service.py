@@ -17,6 +17,7 @@ those of threads that have ended.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -45,6 +46,7 @@ from mtl_core.store import (
 )
 
 __all__ = [
+    "live_refresh_seconds",
     "MTLError",
     "ConfigError",
     "StoreError",
@@ -105,6 +107,32 @@ __all__ = [
 #: Set to ``0`` to stop the dashboard from starting the worker pool (runs are only queued; a pool
 #: started later, e.g. ``python -m mtl_core worker``, picks them up). Tests and benchmarks use it.
 AUTOSTART_ENV = "MTL_LAB_APP_AUTOSTART"
+#: Seconds between two refreshes of a live run view (default 1). On a small server shared by a whole
+#: class, 2-5 s keeps the server responsive: every open live view redraws its charts at this pace.
+LIVE_REFRESH_ENV = "MTL_LAB_LIVE_REFRESH"
+DEFAULT_LIVE_REFRESH = 1.0
+
+
+def live_refresh_seconds() -> float:
+    """The live view's refresh period: ``$MTL_LAB_LIVE_REFRESH`` clamped to [0.5, 60] s; the default
+    (1 s) when unset or not a number (the server log says so once)."""
+    text = os.environ.get(LIVE_REFRESH_ENV, "").strip()
+    if not text:
+        return DEFAULT_LIVE_REFRESH
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        if text not in _refresh_warned:
+            _refresh_warned.add(text)
+            logging.getLogger(__name__).warning(
+                "%s must be a number of seconds, got %r; using %g", LIVE_REFRESH_ENV, text, DEFAULT_LIVE_REFRESH)
+        return DEFAULT_LIVE_REFRESH
+    return min(60.0, max(0.5, value))
+
+
+_refresh_warned: set[str] = set()
 
 
 # --- the run store -----------------------------------------------------------------------------------

@@ -495,3 +495,14 @@ def test_a_deep_link_to_the_home_address_opens_the_run_view(seeded: RunStore) ->
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Run view"]
     assert at.selectbox(key="run_pick").value == 2
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(None, 1.0), ("3", 3.0), ("0.1", 0.5), ("600", 60.0), ("abc", 1.0),
+                                                ("nan", 1.0)])
+def test_live_refresh_period_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                                        seconds: float) -> None:
+    if value is None:
+        monkeypatch.delenv(service.LIVE_REFRESH_ENV, raising=False)
+    else:
+        monkeypatch.setenv(service.LIVE_REFRESH_ENV, value)
+    assert service.live_refresh_seconds() == seconds

@@ -76,7 +76,7 @@ log_key = run_key(StateKeys.LOG_Y, run.id)
 watching = group if len(group) > 1 else [run]
 live_runs = any(not member.finished for member in watching)
 playing = bool(st.session_state.get(play_key))
-interval = 0.7 if playing else 1.0 if live_runs else None
+interval = 0.7 if playing else service.live_refresh_seconds() if live_runs else None
 
 EXPLAIN_COSINE = (
     "Each cell is the cosine between two tasks' gradients on the shared weights: **blue (> 0)** the "
