@@ -47,6 +47,8 @@ from mtl_core.store import (
 
 __all__ = [
     "live_refresh_seconds",
+    "live_refresh_for",
+    "live_viewers",
     "MTLError",
     "ConfigError",
     "StoreError",
@@ -133,6 +135,33 @@ def live_refresh_seconds() -> float:
 
 
 _refresh_warned: set[str] = set()
+
+#: Server seconds one live-view refresh may cost on average (incremental read + two figures: about
+#: 0.12 s measured, more for side-by-side groups). The refresh period grows with the number of live
+#: viewers so that all of them together cost at most about one refresh at a time: the Streamlit server
+#: is one Python process, and a class of 40 watching live runs at 1 s each would swamp it.
+LIVE_SECONDS_PER_VIEWER = 0.15
+_LIVE_VIEWER_TTL = 15.0
+_live_viewers: dict[str, float] = {}
+_live_viewers_lock = threading.Lock()
+
+
+def live_viewers(viewer: str | None = None) -> int:
+    """How many sessions watched a live run in the last 15 s (noting ``viewer`` as one now)."""
+    now = time.monotonic()
+    with _live_viewers_lock:
+        if viewer is not None:
+            _live_viewers[viewer] = now
+        for key in [k for k, seen in _live_viewers.items() if now - seen > _LIVE_VIEWER_TTL]:
+            del _live_viewers[key]
+        return len(_live_viewers)
+
+
+def live_refresh_for(viewer: str) -> float:
+    """The refresh period of ``viewer``'s live view: ``$MTL_LAB_LIVE_REFRESH`` (default 1 s), stretched
+    to ``LIVE_SECONDS_PER_VIEWER`` × the number of live viewers when more sessions watch at once
+    (40 viewers: 6 s), so a class on one small server stays responsive."""
+    return round(max(live_refresh_seconds(), LIVE_SECONDS_PER_VIEWER * live_viewers(viewer)), 1)
 
 
 # --- the run store -----------------------------------------------------------------------------------

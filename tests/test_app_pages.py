@@ -506,3 +506,17 @@ def test_live_refresh_period_comes_from_the_environment(monkeypatch: pytest.Monk
     else:
         monkeypatch.setenv(service.LIVE_REFRESH_ENV, value)
     assert service.live_refresh_seconds() == seconds
+
+
+def test_the_live_refresh_slows_down_as_more_sessions_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(service.LIVE_REFRESH_ENV, raising=False)
+    monkeypatch.setattr(service, "_live_viewers", {})
+    assert service.live_refresh_for("student-0") == 1.0
+    for index in range(1, 40):
+        service.live_refresh_for(f"student-{index}")
+    assert service.live_viewers() == 40
+    assert service.live_refresh_for("student-0") == pytest.approx(40 * service.LIVE_SECONDS_PER_VIEWER)
+    # viewers who left (no refresh for 15 s) stop counting
+    stale = {key: seen - 60 for key, seen in service._live_viewers.items() if key != "student-0"}
+    service._live_viewers.update(stale)
+    assert service.live_refresh_for("student-0") == 1.0

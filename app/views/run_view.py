@@ -76,7 +76,7 @@ log_key = run_key(StateKeys.LOG_Y, run.id)
 watching = group if len(group) > 1 else [run]
 live_runs = any(not member.finished for member in watching)
 playing = bool(st.session_state.get(play_key))
-interval = 0.7 if playing else service.live_refresh_seconds() if live_runs else None
+interval = 0.7 if playing else service.live_refresh_for(session_owner()) if live_runs else None
 
 EXPLAIN_COSINE = (
     "Each cell is the cosine between two tasks' gradients on the shared weights: **blue (> 0)** the "
@@ -423,6 +423,10 @@ def live_area() -> None:
     now_playing = bool(st.session_state.get(play_key))
     if still_live != live_runs or now_playing != playing:
         st.rerun()  # switch the polling on or off
+    if interval is not None and not playing:
+        wanted = service.live_refresh_for(session_owner())  # also keeps this viewer counted
+        if abs(wanted - interval) > 0.25 * interval:
+            st.rerun()  # more (or fewer) sessions watch live runs now: refresh at the new pace
     live = service.live_run(cache, current.id)
     _header(current, live)
     tasks = _tasks(current, live)
