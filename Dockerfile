@@ -10,10 +10,13 @@ RUN useradd --create-home --uid 1000 mtl
 WORKDIR /app
 
 # Dependencies first (requirements.txt pins torch==2.13.0 and ends with `-e .`, so the project
-# files it needs are copied before installing).
+# files it needs are copied before installing). PyPI's Linux torch wheel is the multi-GB CUDA build,
+# so torch comes from PyTorch's CPU index first; the README's command then finds it satisfied.
 COPY --chown=mtl:mtl requirements.txt pyproject.toml README.md ./
 COPY --chown=mtl:mtl mtl_core ./mtl_core
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && /opt/venv/bin/pip install -r requirements.txt
 ENV PATH="/opt/venv/bin:$PATH"
 
 COPY --chown=mtl:mtl app ./app
