@@ -48,6 +48,8 @@ class StateKeys:
     STUDY_TASKS = "study_tasks"
     STUDY_SEEDS = "study_seeds"
     STUDY_EPOCHS = "study_epochs"
+    STUDY_STRATEGY = "study_strategy"
+    STUDY_METHOD = "study_method"
     STUDY_TAG = "study_tag"
     STUDY_START = "study_start"
     STUDY_PICK = "study_pick"

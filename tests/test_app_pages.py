@@ -424,7 +424,7 @@ def test_relationships_launches_a_study_with_the_chosen_settings(app_env: Path) 
     at.number_input(key="study_seeds").set_value(3)
     at.number_input(key="study_epochs").set_value(2)
     at.run()
-    assert "This study queues **21 runs**" in _texts(at)  # 3 seeds × (3 alone + 3 pairs + 1 all-tasks)
+    assert "This study queues **21 runs** (hard sharing, ew)" in _texts(at)  # 3 seeds × (3 alone + 3 pairs + 1 all)
     at.button(key="study_start").click().run()
     assert not at.exception, at.exception
     runs = RunStore.at_home(app_env).list_runs()
@@ -433,6 +433,26 @@ def test_relationships_launches_a_study_with_the_chosen_settings(app_env: Path) 
         ("t1",), ("t1", "t2"), ("t1", "t2", "t4"), ("t1", "t4"), ("t2",), ("t2", "t4"), ("t4",)]
     assert {r.config["seed"] for r in runs} == {0, 1, 2} and {r.config["epochs"] for r in runs} == {2}
     assert "Pairwise transfer" in _chart_titles(at)
+
+
+def test_relationships_studies_other_strategies_and_methods(app_env: Path) -> None:
+    at = _open("relationships")
+    assert "single" not in at.selectbox(key="study_strategy").options  # pairs must share something
+    at.selectbox(key="study_strategy").select("soft")
+    at.selectbox(key="study_method").select("pcgrad")
+    at.multiselect(key="study_tasks").set_value(["t1", "t2", "t3"])
+    at.number_input(key="study_seeds").set_value(1)
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    # 3 alone + 3 pairs + 1 all-tasks, + 1 hard-sharing run for TAG (soft sharing has no single trunk)
+    assert "This study queues **8 runs** (soft sharing, pcgrad)" in _texts(at)
+    at.button(key="study_start").click().run()
+    assert not at.exception, at.exception
+    runs = RunStore.at_home(app_env).list_runs()
+    tag_runs = [r for r in runs if r.config.get("tag")]
+    assert [(r.config["strategy"], len(r.config["tasks"])) for r in tag_runs] == [("hard", 3)]
+    studied = [r for r in runs if not r.config.get("tag")]
+    assert len(studied) == 7 and {(r.config["strategy"], r.config["method"]) for r in studied} == {("soft", "pcgrad")}
 
 
 def test_relationships_heatmaps_are_ordered_by_clustering_and_mark_significance(seeded: RunStore) -> None:

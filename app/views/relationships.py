@@ -47,10 +47,27 @@ def _launch_form() -> None:
                                  help="With 2 or more seeds each cell gets a confidence interval and a test.")
     epochs = cols[1].number_input("Epochs per run", min_value=1, max_value=500, value=5, step=1,
                                   key=StateKeys.STUDY_EPOCHS)
+    # Pairs need something shared: every strategy but the single-task baseline.
+    strategies = [name for name in catalog["strategies"] if name != "single"]
+    if st.session_state.get(StateKeys.STUDY_STRATEGY) not in strategies:
+        st.session_state[StateKeys.STUDY_STRATEGY] = "hard" if "hard" in strategies else strategies[0]
+    methods = list(catalog["methods"])
+    if st.session_state.get(StateKeys.STUDY_METHOD) not in methods:
+        st.session_state[StateKeys.STUDY_METHOD] = "ew" if "ew" in methods else methods[0]
+    model = cols[0].columns(2)
+    strategy = model[0].selectbox("Sharing strategy", strategies, key=StateKeys.STUDY_STRATEGY,
+                                  help="How the tasks of a pair share the network; a task alone is trained with "
+                                       "the same strategy and settings, on its own.")
+    method = model[1].selectbox("Balancing method", methods, key=StateKeys.STUDY_METHOD,
+                                help="How a pair's gradients are combined. Equal weights (ew) measures the "
+                                     "plain transfer; another method shows whether it removes negative transfer.")
     tag = cols[1].checkbox("Also measure TAG affinity and gradient cosines (one all-tasks run per seed)",
-                           value=True, key=StateKeys.STUDY_TAG)
-    form = service.StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, seeds=int(seeds),
-                             epochs=int(epochs), include_all=bool(tag), tag=bool(tag))
+                           value=True, key=StateKeys.STUDY_TAG,
+                           help="TAG's look-ahead needs one shared trunk: for a strategy without one, each "
+                                "seed gets an extra hard-sharing run of all tasks for it.")
+    form = service.StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, strategy=strategy,
+                             method=method, seeds=int(seeds), epochs=int(epochs), include_all=bool(tag),
+                             tag=bool(tag))
     try:
         size = service.study_size(form)
     except service.MTLError as exc:
@@ -58,7 +75,8 @@ def _launch_form() -> None:
         size = None
     if size is not None:
         note = " That is a lot for a laptop; fewer tasks or seeds go faster." if size > service.STUDY_RUN_WARNING else ""
-        st.markdown(f"This study queues **{size} runs** (hard sharing, equal weights).{note}")
+        how = f"{strategy} sharing, {method}"
+        st.markdown(f"This study queues **{size} runs** ({how}).{note}")
     if st.button("Start the study", type="primary", key=StateKeys.STUDY_START, disabled=size is None):
         try:
             group_id = service.launch_study(form, owner=session_owner())
