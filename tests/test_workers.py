@@ -186,8 +186,10 @@ def test_kill_9_fails_only_that_run_and_the_pool_replaces_the_worker(lab: Path) 
     record = store.get_run(victim_run)
     assert str(victim) in record.error and "SIGKILL" in record.error
     assert (store.last_step(victim_run) or 0) > 5  # partial metrics kept
-    # more work than the surviving worker can take at once: the pool starts a replacement
-    others = submit([{**SMALL, "epochs": 40, "seed": seed} for seed in (1, 2, 3)], home=lab)
+    # more work than the surviving worker can take at once: the pool starts a replacement. The runs
+    # must outlast a few supervisor ticks (0.5 s): a warm survivor finished three 40-epoch runs in
+    # 0.65 s, before the supervisor looked at the queue again, and no replacement was needed.
+    others = submit([{**SMALL, "epochs": 600, "seed": seed} for seed in (1, 2, 3)], home=lab)
 
     def replaced() -> bool:
         pids = {w["pid"] for w in (pool_status(lab) or {}).get("workers", [])}
