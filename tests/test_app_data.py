@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from app_support import APP
+from app_support import open_page as _open
+from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
 from mtl_core import workers
@@ -28,9 +31,6 @@ from mtl_core.export import RUN_CSV_COLUMNS, STUDY_CSV_COLUMNS
 from mtl_core.store import RunStore, lab_home
 from mtl_core.suites.user_csv import refresh_user_suites
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app"
-MAIN = str(APP / "main.py")
 PENGUINS = Path(__import__("palmerpenguins").__file__).parent / "data" / "penguins.csv"
 TINY = {
     "suite": "planted",
@@ -42,7 +42,6 @@ TINY = {
     "probe_interval": 1,
 }
 
-sys.path.insert(0, str(APP))
 import figures  # noqa: E402  (app/ is a script folder, not a package)
 import service  # noqa: E402
 
@@ -60,11 +59,6 @@ def _fresh_user_suites(_isolated_home: None, tmp_path_factory: pytest.TempPathFa
 def app_env(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(service.AUTOSTART_ENV, "0")
     return lab_home()
-
-
-def _train_queued(store: RunStore) -> None:
-    while (run := store.claim_next()) is not None:
-        workers.execute_run(store, run)
 
 
 @pytest.fixture(scope="session")
@@ -91,18 +85,6 @@ def finished(app_env: Path, finished_template: Path) -> RunStore:
     store = RunStore.at_home(app_env)
     yield store
     store.close()
-
-
-def _open(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    if page == "run_view":
-        # Its url_path ("run") is not its file name: AppTest maps the file to the page only once
-        # st.navigation has registered the pages, i.e. after a first run.
-        at.run()
-    at.switch_page(f"views/{page}.py")
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
 
 
 def _upload(at: AppTest, content: bytes, name: str = "data.csv") -> AppTest:

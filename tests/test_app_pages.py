@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+from app_support import APP, MAIN
+from app_support import open_page as _open
+from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
 from mtl_core import workers
 from mtl_core.store import RunStore, lab_home
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app"
-MAIN = str(APP / "main.py")
 PAGES = ["train", "run_view", "relationships", "groupings", "compare", "runs", "learn", "playground"]
 TINY = {
     "suite": "planted",
@@ -36,19 +36,13 @@ TINY = {
     "probe_interval": 1,
 }
 
-sys.path.insert(0, str(APP))
-import service  # noqa: E402  (app/ is a script folder, not a package)
+import service  # noqa: E402  (app_support put app/ on sys.path: a script folder, not a package)
 
 STUDY = service.StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
                           epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------
-def _train_queued(store: RunStore) -> None:
-    while (run := store.claim_next()) is not None:
-        workers.execute_run(store, run)
-
-
 @pytest.fixture(scope="session")
 def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lab home with finished runs — #1 EW (with TAG), #2 PCGrad, #3 the single-task baseline, #4 a
@@ -86,18 +80,6 @@ def seeded(app_env: Path, seeded_template: Path) -> RunStore:
     store = RunStore.at_home(app_env)
     yield store
     store.close()
-
-
-def _open(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    if page == "run_view":
-        # Its url_path ("run") is not its file name: AppTest maps the file to the page only once
-        # st.navigation has registered the pages, i.e. after a first run.
-        at.run()
-    at.switch_page(f"views/{page}.py")
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
 
 
 def _chart_titles(at: AppTest) -> list[str]:
