@@ -43,6 +43,7 @@ from mtl_core.store import (
     StoreError,
     default_store_path,
     lab_home,
+    run_duration,
 )
 
 __all__ = [
@@ -441,10 +442,7 @@ class RunSummary:
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at if self.finished_at is not None else time.time()
-        return max(0.0, end - self.started_at)
+        return run_duration(self.started_at, self.finished_at)
 
 
 def _summary(record: RunRecord) -> RunSummary:

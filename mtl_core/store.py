@@ -51,6 +51,7 @@ __all__ = [
     "lab_home",
     "default_store_path",
     "process_alive",
+    "run_duration",
 ]
 
 #: Run states. ``queued`` → ``running`` → one of ``done`` / ``failed`` / ``cancelled``.
@@ -173,6 +174,14 @@ class ProbeRow(NamedTuple):
     extra: dict[str, Any]
 
 
+def run_duration(started_at: float | None, finished_at: float | None) -> float | None:
+    """Seconds from ``started_at`` to ``finished_at`` (to now while unfinished); None before a start."""
+    if started_at is None:
+        return None
+    end = finished_at if finished_at is not None else time.time()
+    return max(0.0, end - started_at)
+
+
 @dataclass
 class RunRecord:
     """One row of the ``runs`` table. Times are Unix seconds."""
@@ -204,10 +213,7 @@ class RunRecord:
     @property
     def duration(self) -> float | None:
         """Seconds from start to finish (to now while running); None before it starts."""
-        if self.started_at is None:
-            return None
-        end = self.finished_at if self.finished_at is not None else time.time()
-        return max(0.0, end - self.started_at)
+        return run_duration(self.started_at, self.finished_at)
 
     def to_dict(self, include_traceback: bool = False) -> dict[str, Any]:
         out = {
