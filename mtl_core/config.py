@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config_file", "OPTIMIZERS", "JACOBIAN_MODES"]
+__all__ = ["TrainConfig", "load_config_file", "parse_yaml", "OPTIMIZERS", "JACOBIAN_MODES"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 JACOBIAN_MODES = ("auto", "loop", "batched", "representation")
@@ -172,10 +172,21 @@ def _check_float(value: Any, name: str, low: float, high: float, open_low: bool 
         raise ConfigError(name, f"a number in {bracket}{low}, {high}]", value)
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (not yet validated)."""
+def parse_yaml(text: str) -> tuple[Any, str | None]:
+    """Parse YAML (or JSON) text as data only (``yaml.safe_load``: no objects are built). Returns
+    ``(data, None)``, or ``(None, "a syntax error at line L, column C")`` for the caller's message."""
     import yaml
 
+    try:
+        return yaml.safe_load(text), None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return None, f"a syntax error{where}"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (not yet validated)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -183,12 +194,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("config", "an existing file", str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("config", "a readable UTF-8 text file", f"{path} ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("config", "valid YAML or JSON", f"a syntax error{where} in {path}") from None
+    data, problem = parse_yaml(text)
+    if problem is not None:
+        raise ConfigError("config", "valid YAML or JSON", f"{problem} in {path}")
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import TrainConfig, parse_yaml
 from .errors import ConfigError, MTLError
 from .events import Callback, ProbeEvent
 
@@ -757,8 +757,6 @@ def _validate_check_references(checks: Sequence[CheckSpec], runs: Sequence[Lesso
 
 def load_lesson(path: str | os.PathLike[str]) -> Lesson:
     """Read and fully validate one lesson file; raises :class:`LessonError` naming the file and field."""
-    import yaml
-
     path = Path(path)
     source = path.name
     match = _FILE_NAME.match(path.name)
@@ -769,12 +767,9 @@ def load_lesson(path: str | os.PathLike[str]) -> Lesson:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LessonError(source, "file", "a readable UTF-8 text file", exc.__class__.__name__) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LessonError(source, "file", "valid YAML", f"a syntax error{where}") from None
+    data, problem = parse_yaml(text)
+    if problem is not None:
+        raise LessonError(source, "file", "valid YAML", problem)
     data = _require_mapping(data, source, "(top level)")
     _check_keys(data, _KNOWN_FIELDS, source, "")
     texts = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import TrainConfig, parse_yaml
 from .errors import ConfigError, MTLError
 
 __all__ = [
@@ -112,8 +112,6 @@ def limits_path(home: str | os.PathLike[str] | None = None) -> Path | None:
 
 def load_limits(path: str | os.PathLike[str] | None = None, home: str | os.PathLike[str] | None = None) -> Limits:
     """Read the limits of ``path`` (default :func:`limits_path`); no file gives no limits."""
-    import yaml
-
     resolved = Path(path) if path is not None else limits_path(home)
     if resolved is None:
         return Limits()
@@ -121,12 +119,9 @@ def load_limits(path: str | os.PathLike[str] | None = None, home: str | os.PathL
         text = resolved.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LimitsFileError(resolved, "file", "a readable UTF-8 YAML file", exc.__class__.__name__) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LimitsFileError(resolved, "file", "valid YAML", f"a syntax error{where}") from None
+    data, problem = parse_yaml(text)
+    if problem is not None:
+        raise LimitsFileError(resolved, "file", "valid YAML", problem)
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
