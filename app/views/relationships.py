@@ -108,6 +108,17 @@ if initial is None:
     st.stop()
 
 
+def _study_chart(info: service.StudyInfo, name: str, figure, empty_title: str = "") -> None:
+    """One of the study's charts with its HTML download, or an empty chart titled ``empty_title`` while
+    (or because) the study has nothing for it."""
+    key = f"{name}_{info.group_id}"
+    if figure is None:
+        st.plotly_chart(figures.empty_figure(empty_title, "Not measured" if info.finished else "No data yet"), key=key)
+        return
+    st.plotly_chart(figure, key=key)
+    figure_downloads(figure, f"{info.group_id}_{name}", key)
+
+
 def _heatmaps(info: service.StudyInfo) -> None:
     result = service.study_result(info)
     data = service.study_heatmaps(result)
@@ -119,34 +130,23 @@ def _heatmaps(info: service.StudyInfo) -> None:
         transfer = data["transfer"]
         figure = figures.transfer_heatmap(transfer["mean"], transfer["ci_low"], transfer["ci_high"],
                                           transfer["p_value"], tasks, order=order)
-        st.plotly_chart(figure, key=f"transfer_{info.group_id}")
-        figure_downloads(figure, f"{info.group_id}_transfer", f"transfer_{info.group_id}")
+        _study_chart(info, "transfer", figure)
         st.caption("Row i, column j: transfer(i ← j) in %, the change of task i's validation metric when "
                    "trained with j instead of alone; positive = j helps i. Starred cells have a 95 % "
                    "confidence interval over seeds that excludes 0 (hover for the interval).")
     with columns[1]:
-        if data["affinity"] is not None:
-            figure = figures.affinity_heatmap(data["affinity"], tasks, order)
-            st.plotly_chart(figure, key=f"affinity_{info.group_id}")
-            figure_downloads(figure, f"{info.group_id}_affinity", f"affinity_{info.group_id}")
-        else:
-            st.plotly_chart(figures.empty_figure("Inter-task affinity (TAG)",
-                                                 "Not measured" if info.finished else "No data yet"),
-                            key=f"affinity_{info.group_id}")
+        affinity = None if data["affinity"] is None else figures.affinity_heatmap(data["affinity"], tasks, order)
+        _study_chart(info, "affinity", affinity, empty_title="Inter-task affinity (TAG)")
         st.caption("TAG affinity: row i, column j = how much one training step on task i alone lowers task j's "
                    "loss (positive = i helps j), measured inside the all-tasks runs.")
     with columns[2]:
+        cosine = None
         if data["cosine"] is not None:
             permutation = order or list(range(len(tasks)))
             matrix = np.asarray(data["cosine"], dtype=float)[np.ix_(permutation, permutation)]
-            figure = figures.cosine_heatmap(matrix.tolist(), [tasks[i] for i in permutation],
+            cosine = figures.cosine_heatmap(matrix.tolist(), [tasks[i] for i in permutation],
                                             title="Mean gradient cosine")
-            st.plotly_chart(figure, key=f"cosine_{info.group_id}")
-            figure_downloads(figure, f"{info.group_id}_cosine", f"cosine_{info.group_id}")
-        else:
-            st.plotly_chart(figures.empty_figure("Mean gradient cosine",
-                                                 "Not measured" if info.finished else "No data yet"),
-                            key=f"cosine_{info.group_id}")
+        _study_chart(info, "cosine", cosine, empty_title="Mean gradient cosine")
         st.caption("Mean cosine between the task gradients on the shared weights during training: blue (> 0) "
                    "the tasks pull the same way, red (< 0) they conflict.")
     notes = []
