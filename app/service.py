@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,9 @@ __all__ = [
     "group_runs",
     "is_study_run",
     "LiveRun",
+    "ProbeWindow",
+    "COSINE_WINDOWS",
+    "DEFAULT_COSINE_WINDOW",
     "live_run",
     "progress",
     "final_metrics",
@@ -95,11 +99,14 @@ __all__ = [
     "StudyForm",
     "StudyInfo",
     "study_size",
+    "study_settings",
     "launch_study",
     "list_studies",
     "get_study",
     "study_result",
     "study_heatmaps",
+    "study_protocol",
+    "study_protocol_defaults",
     "grouping_sources",
     "best_groupings",
     "predicted_scores",
@@ -300,8 +307,11 @@ class TrainForm:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 64
+    #: The Train page's defaults: with lr 3e-3 and batch 32 a default 10-epoch run on ``planted``
+    #: shows the planted blocks in its whole-run gradient cosine (10 of 10 seeds against 4 of 10
+    #: with lr 1e-3 and batch 64; benchmarks/cosine_window.py).
+    lr: float = 3e-3
+    batch_size: int = 32
     seeds: int = 1
     probe_interval: int = 5
     tag: bool = False
@@ -358,6 +368,8 @@ _FIELD_LABELS = {
     "method": "Balancing method",
     "method_options": "Method option",
     "epochs": "Epochs",
+    "patience": "Patience",
+    "max_epochs": "Max epochs",
     "lr": "Learning rate",
     "batch_size": "Batch size",
     "seed": "Seed",
@@ -431,6 +443,14 @@ class RunSummary:
     total_steps: int | None
     config: dict[str, Any]
     task_specs: list[dict[str, Any]] | None
+    #: The last epoch trained and why it was the last (``patience``, ``max_epochs``, ``cancelled``),
+    #: once the run has ended (None before, and for runs recorded before early stopping existed).
+    stopped_epoch: int | None = None
+    stop_reason: str | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason == "patience"
 
     @property
     def label(self) -> str:
@@ -469,6 +489,8 @@ def _summary(record: RunRecord) -> RunSummary:
         total_steps=info.get("total_steps"),
         config=config,
         task_specs=list(specs) if specs else None,
+        stopped_epoch=info.get("stopped_epoch"),
+        stop_reason=info.get("stop_reason"),
     )
 
 
@@ -513,6 +535,7 @@ def is_study_run(run: RunSummary) -> bool:
 
 
 def _progress(run: RunSummary, last_step: int | None) -> float | None:
+    # ``total_steps`` is a budget: a run that stops early (patience) is done at 100 % all the same.
     if run.status == "done":
         return 1.0
     if not run.total_steps or last_step is None:
@@ -570,6 +593,36 @@ def delete_run(run_id: int) -> str | None:
 
 # --- live reading of one run ---------------------------------------------------------------------------
 _EPOCH_KEYS = {"epoch_train_loss": "train_loss", "val_loss": "val_loss", "val_metric": "val_metric"}
+
+
+#: Choices of the run view's cosine-heatmap window: the number of probes averaged, ending at the
+#: chosen probe; 0 = every probe from the run's first. The default is 0 because it is the window that
+#: shows the planted groups of ``planted`` on short and long runs alike (benchmarks/cosine_window.py):
+#: gradients agree little before the shared features form and are mostly mini-batch noise once the
+#: run has converged, so any fixed early or late window misses the blocks on runs of some length.
+COSINE_WINDOWS = (0, 25, 10, 5, 1)
+DEFAULT_COSINE_WINDOW = 0
+
+
+@dataclass(frozen=True)
+class ProbeWindow:
+    """The mean ``matrix`` of the cosine probes taken at ``steps``; ``from_start``: the window begins
+    at the run's first probe; ``latest``: it ends at the newest one."""
+
+    matrix: np.ndarray
+    steps: tuple[int, ...]
+    from_start: bool
+    latest: bool
+
+    @property
+    def label(self) -> str:
+        """What the window averages, for a title: "mean of all 48 probes (steps 5–240)"."""
+        first, last, count = self.steps[0], self.steps[-1], len(self.steps)
+        if count == 1:
+            return f"probe at step {last}"
+        which = "all" if self.from_start else ("the last" if self.latest else "the")
+        until = "" if self.latest else f" up to step {last}"
+        return f"mean of {which} {count} probes{until} (steps {first}–{last})"
 
 
 @dataclass
@@ -649,12 +702,59 @@ class LiveRun:
             return list(self.weight_steps), [list(w) for w in self.weights]
         return self.probe("weights")
 
+    def best_epoch(self) -> int | None:
+        """The epoch with the lowest sum of validation losses so far (the trainer's rule), or None."""
+        scores = {}
+        for epoch, info in self.epochs.items():
+            losses = [v for v in (info.get("val_loss") or {}).values() if isinstance(v, (int, float)) and math.isfinite(v)]
+            if losses:
+                scores[epoch] = sum(losses)
+        return min(scores, key=lambda e: (scores[e], e)) if scores else None
+
+    def affinity_summary(self) -> tuple[np.ndarray, str] | None:
+        """The run's TAG affinity as a study reads it (:func:`mtl_core.study.run_affinity`: the median
+        of the per-epoch matrices up to the best epoch so far) and a title naming that window; None
+        before the first epoch's record."""
+        from mtl_core.analysis.affinity import run_affinity
+
+        steps, values = self.probe("affinity")
+        if not steps:
+            return None
+        epoch_of = {info.get("step"): epoch for epoch, info in self.epochs.items()}
+        records = [(value, {"epoch": epoch_of.get(step)}) for step, value in zip(steps, values, strict=True)]
+        best = self.best_epoch()
+        size = len(values[0])
+        matrix = run_affinity(records, best, size)
+        if matrix is None:
+            return None
+        used = [e for _, extra in records if (e := extra["epoch"]) is not None and (best is None or e <= best)]
+        if best is None or not used:
+            return matrix, f"median over {len(steps)} epochs"
+        return matrix, f"median over epochs {min(used)}–{max(used)} (up to the best epoch, {best})"
+
     def mean_cosine(self) -> np.ndarray | None:
         """The mean of the cosine matrices recorded so far (None before the first)."""
-        _, values = self.probe("cosine")
-        if not values:
+        window = self.cosine_window(0)
+        return None if window is None else window.matrix
+
+    def cosine_window(self, window: int = DEFAULT_COSINE_WINDOW, step: int | None = None) -> ProbeWindow | None:
+        """The mean of the ``window`` cosine probes (0: every probe from the run's first) that end at
+        the probe of ``step`` (None: the newest), or None before the first probe. While the run
+        trains, the default window grows with every probe that arrives."""
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
+            raise ValueError(f"`window` must be a number of probes ≥ 0 (0: all), got {window!r}")
+        steps, values = self.probe("cosine")
+        if not steps:
             return None
-        return np.nanmean(np.asarray(values, dtype=float), axis=0)
+        if step is not None and step not in steps:
+            raise ValueError(f"`step` must be a step with a cosine probe ({steps[0]} … {steps[-1]}), got {step!r}")
+        end = len(steps) - 1 if step is None else steps.index(step)
+        start = 0 if window == 0 else max(0, end + 1 - window)
+        stack = np.asarray(values[start:end + 1], dtype=float)  # None (no cosine, e.g. a zero gradient) → NaN
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a cell with no value in any probe stays NaN
+            matrix = np.nanmean(stack, axis=0)
+        return ProbeWindow(matrix, tuple(steps[start:end + 1]), from_start=start == 0, latest=end == len(steps) - 1)
 
 
 def live_run(cache: dict[int, LiveRun], run_id: int) -> LiveRun:
@@ -710,7 +810,7 @@ def _baseline_key(run: RunSummary) -> tuple[Any, ...]:
 
 def find_baseline(run: RunSummary, candidates: Sequence[RunSummary] | None = None) -> RunSummary | None:
     """A finished single-task run (strategy ``single``) on the same suite, suite options, tasks and
-    seed, preferring one with the same epochs, learning rate and batch size; None if there is none."""
+    seed, preferring one with the same epochs, patience, learning rate and batch size; None if there is none."""
     if run.strategy == "single":
         return None
     pool = candidates if candidates is not None else list_runs(status="done", suite=run.suite, strategy="single")
@@ -720,7 +820,7 @@ def find_baseline(run: RunSummary, candidates: Sequence[RunSummary] | None = Non
         return None
 
     def budget(candidate: RunSummary) -> int:
-        same = [candidate.config.get(k) == run.config.get(k) for k in ("epochs", "lr", "batch_size")]
+        same = [candidate.config.get(k) == run.config.get(k) for k in ("epochs", "patience", "lr", "batch_size")]
         return -sum(same)
 
     return sorted(matches, key=lambda c: (budget(c), -c.id))[0]
@@ -947,24 +1047,35 @@ class _StoredOutcomes:
             if record.status != "done":
                 outcomes.append(RunOutcome(run_id, record.status, None, record.error))
                 continue
-            probes = [(row.kind, row.value, dict(row.extra)) for kind in PROBE_KINDS
+            probes = [(row.kind, row.value, {**row.extra, "epoch": row.epoch}) for kind in PROBE_KINDS
                       for row in db.probes_after(run_id, kind=kind)]
             outcomes.append(RunOutcome(run_id, "done", db.get_result(run_id), None, probes))
         return outcomes
 
 
+def study_protocol_defaults() -> dict[str, int]:
+    """The study protocol's defaults (:class:`mtl_core.study.StudySpec`): ``patience``, ``max_epochs``."""
+    from mtl_core.study import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
+
+    return {"patience": DEFAULT_PATIENCE, "max_epochs": DEFAULT_MAX_EPOCHS}
+
+
 @dataclass
 class StudyForm:
-    """What the Relationships page collects to launch a transfer study."""
+    """What the Relationships page collects to launch a transfer study. Every run trains up to
+    ``max_epochs`` epochs and stops once its validation loss has not improved for ``patience``
+    (None: the engine's defaults, :func:`study_protocol_defaults`)."""
 
     suite: str
     tasks: list[str]
     suite_options: dict[str, Any] = field(default_factory=dict)
     strategy: str = "hard"
     method: str = "ew"
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 64
+    max_epochs: int | None = None
+    patience: int | None = None
+    #: None: the suite's study defaults (``Suite.study_defaults``), else the trainer's.
+    lr: float | None = None
+    batch_size: int | None = None
     seeds: int = 2
     include_all: bool = True
     tag: bool = True
@@ -972,18 +1083,28 @@ class StudyForm:
 
 def _study_spec(form: StudyForm) -> Any:
     from mtl_core.config import TrainConfig
-    from mtl_core.study import StudySpec
+    from mtl_core.study import StudySpec, apply_study_defaults
 
     catalog()
     if len(form.tasks) < 2:
         raise ConfigError("tasks", "at least two tasks for a transfer study", list(form.tasks))
-    base = TrainConfig.from_dict({
+    base = TrainConfig.from_dict(apply_study_defaults({
         "suite": form.suite, "tasks": list(form.tasks), "suite_options": dict(form.suite_options),
-        "strategy": form.strategy, "method": form.method, "epochs": form.epochs, "lr": form.lr,
-        "batch_size": form.batch_size,
-    })
+        "strategy": form.strategy, "method": form.method, "lr": form.lr, "batch_size": form.batch_size,
+    }))
     seeds = StudySpec.seeds_from(0, form.seeds)
-    return StudySpec(base, seeds=seeds, include_all=form.include_all, tag=form.tag).validated()
+    protocol = {key: value for key, value in (("patience", form.patience), ("max_epochs", form.max_epochs))
+                if value is not None}
+    return StudySpec(base, seeds=seeds, include_all=form.include_all, tag=form.tag, **protocol).validated()
+
+
+def study_settings(form: StudyForm) -> str:
+    """One line on the model and optimiser settings a study from ``form`` would use, e.g.
+    "hard trunk 2 × 32, Adam lr 0.003, batch 32"."""
+    base = _study_spec(form).base
+    options = dict(base.strategy_options)
+    shape = f" (width {options['hidden']}, depth {options['depth']})" if {"depth", "hidden"} <= set(options) else ""
+    return f"{base.strategy} sharing{shape}, {base.optimizer.capitalize()} lr {base.lr:g}, batch {base.batch_size}"
 
 
 def study_size(form: StudyForm) -> int:
@@ -1071,13 +1192,9 @@ def get_study(group_id: str) -> StudyInfo | None:
 
 
 def _spec_from(manifest: Mapping[str, Any]) -> Any:
-    from mtl_core.config import TrainConfig
     from mtl_core.study import StudySpec
 
-    data = manifest["spec"]
-    return StudySpec(TrainConfig.from_dict(data["config"]), seeds=tuple(int(s) for s in data["seeds"]),
-                     include_all=bool(data.get("include_all")), tag=bool(data.get("tag")),
-                     metric=data.get("metric", "best"), probe_interval=int(data.get("probe_interval", 5)))
+    return StudySpec.from_dict(manifest["spec"])
 
 
 _study_cache: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -1114,12 +1231,19 @@ def _matrix(values: Any) -> list[list[float]] | None:
 
 def study_heatmaps(result: Mapping[str, Any]) -> dict[str, Any]:
     """Plain data for the Relationships heatmaps: tasks, a clustering order (from transfer, else
-    affinity, else cosine), the transfer statistics, the affinity and cosine matrices."""
+    affinity, else cosine), the transfer statistics (``p_adjusted``: Holm-adjusted, computed here for a
+    study written before it was stored), the affinity and cosine matrices, and the protocol."""
+    from mtl_core.analysis import holm_adjust
+
     tasks = list(result["tasks"])
     transfer = result.get("transfer") or {}
+    statistics = {key: _matrix(transfer.get(key)) for key in ("mean", "ci_low", "ci_high", "p_value", "p_adjusted")}
+    if statistics["p_adjusted"] is None and statistics["p_value"] is not None:
+        statistics["p_adjusted"] = holm_adjust(statistics["p_value"]).tolist()
     data = {
         "tasks": tasks,
-        "transfer": {key: _matrix(transfer.get(key)) for key in ("mean", "ci_low", "ci_high", "p_value")},
+        "transfer": statistics,
+        "protocol": study_protocol(result),
         "affinity": _matrix(result.get("affinity")),
         "cosine": _matrix(result.get("cosine")),
         "planted_groups": result.get("planted_groups"),
@@ -1133,6 +1257,28 @@ def study_heatmaps(result: Mapping[str, Any]) -> dict[str, Any]:
             break
     data["order_basis"] = basis
     return data
+
+
+_ROLE_WORDS = {"alone": "alone", "pair": "pairs", "all": "all tasks", "affinity": "TAG runs"}
+
+
+def study_protocol(result: Mapping[str, Any]) -> dict[str, str | None]:
+    """How the study's runs were trained, in words: ``rule`` (``conventions.protocol``, None for a
+    study written before it was recorded) and ``stopping`` ("Runs stopped after a median of 34
+    epochs (alone 30, pairs 36)", None while no run has finished or for such an older study)."""
+    rule = (result.get("conventions") or {}).get("protocol")
+    stopping = result.get("stopping") or {}
+    overall = stopping.get("overall")
+    sentence = None
+    if overall:
+        parts = [f"{_ROLE_WORDS.get(role, role)} {summary['median']:g}" for role, summary in stopping.items()
+                 if role != "overall"]
+        sentence = f"Runs stopped after a median of {overall['median']:g} epochs ({', '.join(parts)})"
+        sentence += f", between {overall['min']} and {overall['max']}."
+        if overall.get("at_max_epochs"):
+            sentence += (f" {overall['at_max_epochs']} of {overall['n']} runs reached the maximum number of "
+                         "epochs before their validation loss stopped improving.")
+    return {"rule": rule, "stopping": sentence}
 
 
 def grouping_sources(result: Mapping[str, Any]) -> dict[str, list[list[float]]]:
@@ -1778,7 +1924,7 @@ def study_json(result: Mapping[str, Any]) -> str:
 
 
 def study_csv(result: Mapping[str, Any]) -> str:
-    """A study's transfer-matrix cells as CSV: target, partner, mean, ci_low, ci_high, p_value, n,
+    """A study's transfer-matrix cells as CSV: target, partner, mean, ci_low, ci_high, p_value, p_adjusted, n,
     metric, cosine, affinity (one row per ordered pair of tasks)."""
     from mtl_core.export import study_to_csv
 

@@ -265,9 +265,9 @@ def live_lag(home: Path, epochs: int) -> dict[str, Any]:
         if not live.steps:
             continue
         figures.step_loss_curves(live.steps, {t: live.step_losses[t] for t in tasks}, smoothing=0.8).to_json()
-        steps, matrices = live.probe("cosine")
-        if steps:
-            figures.cosine_heatmap(matrices[-1], tasks, step=steps[-1]).to_json()
+        averaged = live.cosine_window()  # the run view's default window
+        if averaged is not None:
+            figures.cosine_heatmap(averaged.matrix, tasks, window=averaged.label).to_json()
         renders.append(time.perf_counter() - start)
         lags.append(time.monotonic() - clock.emitted[live.last_step])
     thread.join()

@@ -7,8 +7,10 @@ writes a Markdown report (default ``benchmarks/STUDY.md``).
 
     python benchmarks/study.py [--workers 2] [--executor pool|serial|both] [--suite-defaults]
 
-Settings: :data:`mtl_core.study.PLANTED_STUDY_CONFIG` (default 10 epochs); ``--suite-defaults``
-uses the planted suite's own defaults instead (1,000 training rows, batch 64, lr 1e-3).
+Settings: :data:`mtl_core.study.PLANTED_STUDY_CONFIG` with the study's default protocol (every run up
+to ``max_epochs`` epochs, stopped after ``patience`` epochs without improvement of its validation
+loss); ``--suite-defaults`` uses the planted suite's own defaults instead (1,000 training rows,
+batch 64, lr 1e-3).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def main() -> None:
     spec = StudySpec(base, seeds=tuple(range(args.seeds))).validated()
     cfg = spec.base
     settings = (f"suite_options={dict(cfg.suite_options)}, strategy={cfg.strategy}, method={cfg.method}, "
-                f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, lr={cfg.lr}, seeds={list(spec.seeds)}")
+                f"max_epochs={spec.max_epochs}, patience={spec.patience}, batch_size={cfg.batch_size}, lr={cfg.lr}, "
+                f"seeds={list(spec.seeds)}")
     machine = f"{platform.machine()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}"
     print(f"{machine}\n{settings}")
     load_before = os.getloadavg()[0]
@@ -187,7 +190,8 @@ def main() -> None:
         "# Transfer-study benchmark",
         "",
         "`python benchmarks/study.py` — a 6-task × 3-seed pairwise study on `planted` "
-        "(6 alone + 15 pairs = 21 configurations × 3 seeds = 63 runs), default 10 epochs.",
+        "(6 alone + 15 pairs = 21 configurations × 3 seeds = 63 runs), the study's default protocol "
+        "(early stopping).",
         "",
         f"- machine: {machine}; 1-minute load average {load_before:.1f} before, {load_after:.1f} after "
         "(other processes share the CPUs when it is above 0)",

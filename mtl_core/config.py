@@ -11,10 +11,11 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config_file", "parse_yaml", "OPTIMIZERS", "JACOBIAN_MODES"]
+__all__ = ["TrainConfig", "load_config_file", "parse_yaml", "OPTIMIZERS", "JACOBIAN_MODES", "TAG_LOOKAHEADS"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 JACOBIAN_MODES = ("auto", "loop", "batched", "representation")
+TAG_LOOKAHEADS = ("sgd", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,11 @@ class TrainConfig:
     strategy_options: Mapping[str, Any] = field(default_factory=dict)
     method: str = "ew"
     method_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The number of epochs, or the maximum number when ``patience`` is set.
     epochs: int = 10
+    #: Early stopping: stop when the sum of the tasks' validation losses has not improved for this
+    #: many consecutive epochs (None = off: train all ``epochs``).
+    patience: int | None = None
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -45,6 +50,10 @@ class TrainConfig:
     tag: bool = False
     #: TAG lookahead every N steps when ``tag`` is on (5 keeps a run ≤ 1.5× its time without TAG).
     tag_interval: int = 5
+    #: TAG's lookahead step: ``sgd`` = θ − η∇Lᵢ with the run's learning rate η (Fifty et al.'s
+    #: formula); ``optimizer`` = one step of the run's own optimiser with its state (Adam's momentum
+    #: then dominates the step and hides most of the task-specific signal; benchmarks/validity.py).
+    tag_lookahead: str = "sgd"
     jacobian_mode: str = "auto"
     name: str | None = None
 
@@ -117,6 +126,10 @@ class TrainConfig:
         strategy_options = resolve_options(strategy_cls.options, self.strategy_options, "strategy_options")
         method_options = resolve_options(method_cls.options, self.method_options, "method_options")
         _check_int(self.epochs, "epochs", 1, 100_000)
+        if self.patience is not None and (
+            isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1
+        ):
+            raise ConfigError("patience", "null (off) or an integer ≥ 1", self.patience)
         _check_int(self.batch_size, "batch_size", 1, 1_000_000)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
@@ -127,6 +140,8 @@ class TrainConfig:
             raise ConfigError("device", "cpu or cuda (or cuda:N)", self.device)
         _check_int(self.probe_interval, "probe_interval", 0, 1_000_000)
         _check_int(self.tag_interval, "tag_interval", 1, 1_000_000)
+        if self.tag_lookahead not in TAG_LOOKAHEADS:
+            raise ConfigError("tag_lookahead", f"one of {', '.join(TAG_LOOKAHEADS)}", self.tag_lookahead)
         if not isinstance(self.tag, bool):
             raise ConfigError("tag", "true or false", self.tag)
         if self.jacobian_mode not in JACOBIAN_MODES:

@@ -10,7 +10,10 @@ __all__ = ["StepEvent", "EpochEvent", "ProbeEvent", "Callback", "StopTraining"]
 
 @dataclass
 class StepEvent:
-    """After each optimisation step: per-task training loss of the batch and the method's weights."""
+    """After each optimisation step: per-task training loss of the batch and the method's weights.
+
+    ``total_steps`` is the run's step budget: with early stopping (``patience``) the run may end
+    before it, and ``on_run_end``'s result then has ``stop_reason == "patience"``."""
 
     step: int
     epoch: int
@@ -21,7 +24,8 @@ class StepEvent:
 
 @dataclass
 class EpochEvent:
-    """After each epoch: mean training loss, validation loss and metric per task."""
+    """After each epoch: mean training loss, validation loss and metric per task. ``epochs`` is
+    the configured number of epochs, a maximum when the run stops early."""
 
     epoch: int
     epochs: int

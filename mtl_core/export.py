@@ -9,7 +9,8 @@ buttons; every function returns the text / bytes, and writes a file too when giv
   per-epoch history.
 * A **study** is ``study.json`` (:mod:`mtl_core.study`, ``mtl_lab.study/1``). :func:`study_to_csv`
   writes one row per transfer-matrix cell (target ≠ partner): ``target, partner, mean, ci_low,
-  ci_high, p_value`` — transfer(target ← partner), positive = the partner helps — then ``n`` (seeds),
+  ci_high, p_value`` — transfer(target ← partner), positive = the partner helps — then
+  ``p_adjusted`` (Holm-adjusted over the cells; computed for a study written before it was stored), ``n`` (seeds),
   ``metric``, ``cosine`` and ``affinity`` (TAG Z_{partner→target}) when the study has them.
 * A **figure** is a ``plotly.graph_objects.Figure`` (or its JSON / dict form). HTML embeds
   plotly.js by default, so the file works offline. PNG needs the optional ``kaleido`` package,
@@ -59,8 +60,10 @@ __all__ = [
 
 RUN_CSV_COLUMNS = ("run_id", "step", "epoch", "task", "key", "value")
 HISTORY_CSV_COLUMNS = ("epoch", "task", "key", "value")
-STUDY_CSV_COLUMNS = ("target", "partner", "mean", "ci_low", "ci_high", "p_value", "n", "metric", "cosine", "affinity")
+STUDY_CSV_COLUMNS = ("target", "partner", "mean", "ci_low", "ci_high", "p_value", "p_adjusted", "n", "metric", "cosine",
+                     "affinity")
 
+_STUDY_TEXT_COLUMNS = ("target", "partner", "metric")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _STUDY_FORMAT = "mtl_lab.study/1"
 
@@ -244,6 +247,15 @@ def _square(value: Any, size: int, name: str) -> list[list[Any]] | None:
     return [list(row) for row in value]
 
 
+def _holm(p_values: list[list[Any]]) -> list[list[float | None]]:
+    """Holm-adjusted p-values of a study that did not store them (written before they existed)."""
+    from .analysis.transfer import holm_adjust, nan_to_none
+
+    numbers = [[_cell_number(v, f"transfer.p_value[{i}][{j}]") for j, v in enumerate(row)]
+               for i, row in enumerate(p_values)]
+    return nan_to_none(holm_adjust([[math.nan if v is None else v for v in row] for row in numbers]))
+
+
 def _cell_number(value: Any, name: str) -> float | None:
     if value is None:
         return None
@@ -265,7 +277,9 @@ def study_cells(study: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise ExportError(f"`study` must be a study.json ({_STUDY_FORMAT}) with a `transfer` matrix (`transfer.mean`)")
     size = len(tasks)
     matrices = {key: _square(transfer.get(key), size, f"transfer.{key}") for key in ("mean", "ci_low", "ci_high",
-                                                                                     "p_value", "n")}
+                                                                                     "p_value", "p_adjusted", "n")}
+    if matrices["p_adjusted"] is None and matrices["p_value"] is not None:
+        matrices["p_adjusted"] = _holm(matrices["p_value"])
     cosine = _square(study.get("cosine"), size, "cosine")
     affinity = _square(study.get("affinity"), size, "affinity")
     metric_info = (study.get("metric") or {}).get("tasks") if isinstance(study.get("metric"), Mapping) else None
@@ -278,7 +292,7 @@ def study_cells(study: Mapping[str, Any]) -> list[dict[str, Any]]:
             if i == j:
                 continue
             cell: dict[str, Any] = {"target": target, "partner": partner}
-            for key in ("mean", "ci_low", "ci_high", "p_value"):
+            for key in ("mean", "ci_low", "ci_high", "p_value", "p_adjusted"):
                 matrix = matrices[key]
                 cell[key] = _cell_number(matrix[i][j], f"transfer.{key}[{i}][{j}]") if matrix else None
             count = matrices["n"][i][j] if matrices["n"] else None
@@ -301,9 +315,8 @@ def study_to_csv(study: Mapping[str, Any], path: str | os.PathLike[str] | None =
     """A study's transfer-matrix cells as CSV (:data:`STUDY_CSV_COLUMNS`)."""
     rows = []
     for cell in study_cells(study):
-        rows.append([_text_cell(cell["target"]), _text_cell(cell["partner"])]
-                    + [_number_cell(cell[key]) for key in STUDY_CSV_COLUMNS[2:7]]
-                    + [_text_cell(cell["metric"]), _number_cell(cell["cosine"]), _number_cell(cell["affinity"])])
+        rows.append([_text_cell(cell[key]) if key in _STUDY_TEXT_COLUMNS else _number_cell(cell[key])
+                     for key in STUDY_CSV_COLUMNS])
     return _output(_csv_text(STUDY_CSV_COLUMNS, rows), path)
 
 

@@ -9,13 +9,20 @@ NeurIPS 2021 — TAG inter-task affinity (:mod:`mtl_core.tag`).
 
 Conventions (also written into ``study.json`` under ``conventions``):
 
+* **protocol**: every run — alone, pair, all tasks, TAG — trains by one rule, up to ``max_epochs``
+  epochs with early stopping once the sum of its validation losses has not improved for
+  ``patience`` epochs (:class:`StudySpec`; the trainer's ``patience``), so that a transfer number
+  is not an artefact of a step budget that suits one run size better than another. Each run's
+  stopping epoch is under ``runs[*].stopped_epoch`` and summarised by role under ``stopping``;
 * a task's metric is its **best validation metric over the epochs** (``best_val_metric`` of the
   run record; ``metric="final"`` uses the last epoch's instead), the same for alone and joint runs;
 * ``transfer[i][j]`` = transfer(i ← j), the signed relative change of task i's metric when trained
   with j against alone, same seed (positive = j helps i); statistics in
-  :mod:`mtl_core.analysis.transfer`;
-* ``affinity[i][j]`` = Z_{i→j} as TAG defines it (row = source, column = target), averaged over
-  the lookahead steps and the seeds of the all-tasks hard-sharing runs;
+  :mod:`mtl_core.analysis.transfer`; ``transfer.p_adjusted`` is the p-value Holm-adjusted over the
+  T(T−1) cells (significance stars use it);
+* ``affinity[i][j]`` = Z_{i→j} as TAG defines it (row = source, column = target): per run, each
+  epoch's mean over its lookahead steps, then the median over the epochs up to the run's best
+  epoch (:func:`run_affinity`), then the mean over the seeds' all-tasks hard-sharing runs;
 * ``cosine[i][j]`` = mean cosine of the task gradients on the shared parameters, over the probe
   steps and seeds of the all-tasks runs (when the study has them) or of the pair {i, j} runs;
 * groupings are partitions (see :mod:`mtl_core.analysis.grouping`): a task alone in its group
@@ -41,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.affinity import run_affinity
 from .analysis.grouping import best_groupings
 from .analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
 from .config import TrainConfig
@@ -64,15 +72,28 @@ __all__ = [
     "STUDY_FORMAT",
     "DEFAULT_SEEDS",
     "DEFAULT_PROBE_INTERVAL",
+    "DEFAULT_PATIENCE",
+    "DEFAULT_MAX_EPOCHS",
+    "protocol_text",
+    "stopping_summary",
     "ROLES",
     "PROBE_KINDS",
     "PLANTED_STUDY_CONFIG",
+    "run_affinity",
+    "apply_study_defaults",
 ]
 
 STUDY_FORMAT = "mtl_lab.study/1"
 DEFAULT_SEEDS = 3
 #: Gradient-probe interval (steps) of the runs the cosine matrix comes from, unless the base config sets one.
 DEFAULT_PROBE_INTERVAL = 5
+#: The study protocol's early stopping: each run stops once the sum of its validation losses has not
+#: improved for this many epochs …
+DEFAULT_PATIENCE = 10
+#: … or after this many epochs.
+DEFAULT_MAX_EPOCHS = 200
+#: Significance level of the transfer cells (after Holm's correction over the cells).
+ALPHA = 0.05
 #: Run roles: one task alone, a pair, all the study's tasks, and TAG runs (hard sharing) for a
 #: strategy without a shared representation.
 ROLES = ("alone", "pair", "all", "affinity")
@@ -81,21 +102,32 @@ PROBE_KINDS = ("cosine", "affinity")
 
 ProgressCallback = Callable[[int, int], None]
 
-#: A quick, informative transfer study on ``planted``: 100 training rows in 16 dimensions (scarce
-#: enough that a related task can help), lr 0.01, batch 16, the default 10 epochs (70 steps, about
-#: 0.2 s a run on one core). Seeds 0-2: mean transfer +5 % inside the planted groups, −4 % across,
-#: and the best 2-grouping by transfer is the planted one (also for 6 of the 7 next disjoint seed
-#: triples; the sign of the in-group mean varies with the seeds, as the suite's difficulty does).
-#: The suite's own defaults (1,000 rows in 32 dimensions, lr 1e-3, batch 64) take ~2× longer and
-#: give −2 % inside vs −6 % across.
-PLANTED_STUDY_CONFIG = TrainConfig(
-    suite="planted",
-    suite_options={"n_samples": 100, "dim": 16},
-    strategy="hard",
-    method="ew",
-    lr=0.01,
-    batch_size=16,
-)
+def apply_study_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (config fields, as a dict) with the suite's :attr:`~mtl_core.suites.base.Suite.study_defaults`
+    filled in where ``data`` leaves them unset (None or absent); ``strategy_options`` only for the
+    ``hard`` strategy and only when none are given."""
+    from .suites import SUITES
+
+    out = dict(data)
+    suite = out.get("suite") or TrainConfig.suite
+    if not isinstance(suite, str) or suite not in SUITES.names():
+        return out  # validation names the problem later
+    for key, value in SUITES.get(suite, "suite").study_defaults.items():
+        if key == "strategy_options":
+            if (out.get("strategy") or TrainConfig.strategy) == "hard" and not out.get("strategy_options"):
+                out[key] = dict(value)
+        elif out.get(key) is None:
+            out[key] = value
+    return out
+
+
+#: The default transfer study on ``planted`` (the Relationships page, lessons, benchmarks): the
+#: suite's own world (100 labelled rows per task, half of a shared pool) with its study defaults —
+#: a hard-sharing trunk of width 32 (narrow enough that unrelated tasks compete for it), Adam with
+#: lr 3e-3, batch 32, TAG lookahead at every step of the all-tasks run — under the study's protocol
+#: (early stopping). ``benchmarks/validity.py`` measures it: positive transfer inside planted
+#: groups, negative across.
+PLANTED_STUDY_CONFIG = TrainConfig.from_dict(apply_study_defaults({"suite": "planted", "strategy": "hard", "method": "ew"}))
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -110,6 +142,10 @@ class StudySpec:
     affinity in all-tasks runs (hard sharing, or the study's strategy when it has a shared
     representation); ``metric`` is ``best`` (best validation epoch) or ``final`` (last epoch).
     ``probe_interval`` is the gradient-probe interval of the runs the cosine matrix comes from.
+
+    The protocol: every run trains up to ``max_epochs`` epochs and stops once the sum of its
+    validation losses has not improved for ``patience`` epochs; they replace the base config's
+    ``epochs`` and ``patience`` (``patience ≥ max_epochs`` means no early stopping).
     """
 
     base: TrainConfig
@@ -118,10 +154,16 @@ class StudySpec:
     tag: bool = False
     metric: str = "best"
     probe_interval: int = DEFAULT_PROBE_INTERVAL
+    patience: int = DEFAULT_PATIENCE
+    max_epochs: int = DEFAULT_MAX_EPOCHS
 
     def validated(self) -> StudySpec:
-        """A copy with the base config validated and the study's tasks made explicit."""
-        base = self.base.validated()
+        """A copy with the base config validated, the study's tasks made explicit and the
+        protocol (``max_epochs``, ``patience``) written into the base config."""
+        for name, value in (("patience", self.patience), ("max_epochs", self.max_epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+                raise ConfigError(name, "an integer in [1, 100000]", value)
+        base = self.base.replace(epochs=self.max_epochs, patience=self.patience).validated()
         from .suites import make_suite
 
         suite = make_suite(base.suite, **dict(base.suite_options))
@@ -139,7 +181,8 @@ class StudySpec:
             raise ConfigError("probe_interval", "an integer ≥ 1", self.probe_interval)
         # Every run of the study uses the same probe interval for the cosine; TAG is per run below.
         base = base.replace(tasks=tasks, tag=False, probe_interval=0)
-        return StudySpec(base, seeds, bool(self.include_all), bool(self.tag), self.metric, self.probe_interval)
+        return StudySpec(base, seeds, bool(self.include_all), bool(self.tag), self.metric, self.probe_interval,
+                         self.patience, self.max_epochs)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -155,7 +198,38 @@ class StudySpec:
             "tag": self.tag,
             "metric": self.metric,
             "probe_interval": self.probe_interval,
+            "patience": self.patience,
+            "max_epochs": self.max_epochs,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StudySpec:
+        """The spec that :meth:`to_dict` wrote (``study["spec"]``, a study manifest), not yet
+        validated. A spec written before the protocol existed has no ``max_epochs``: its runs
+        trained the config's ``epochs`` without early stopping, which is ``max_epochs = epochs``
+        with ``patience = max_epochs`` (an early stop needs more epochs than there are)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("config"), Mapping):
+            raise ConfigError("spec", "a study spec with a `config` mapping", data)
+        base = TrainConfig.from_dict(data["config"])
+        if "max_epochs" in data:
+            max_epochs = data["max_epochs"]
+            patience = data.get("patience", DEFAULT_PATIENCE)
+        else:
+            max_epochs = base.epochs
+            patience = base.patience if base.patience is not None else max_epochs
+        seeds = data.get("seeds", (0, 1, 2))
+        if not isinstance(seeds, (list, tuple)):
+            raise ConfigError("seeds", "a list of seeds", seeds)
+        return cls(
+            base,
+            seeds=tuple(seeds),
+            include_all=bool(data.get("include_all", False)),
+            tag=bool(data.get("tag", False)),
+            metric=data.get("metric", "best"),
+            probe_interval=data.get("probe_interval", DEFAULT_PROBE_INTERVAL),
+            patience=patience,
+            max_epochs=max_epochs,
+        )
 
     @classmethod
     def seeds_from(cls, first: int, count: int) -> tuple[int, ...]:
@@ -184,6 +258,7 @@ def _strategy_has_shared_representation(name: str) -> bool:
 def plan_study(spec: StudySpec) -> list[PlannedRun]:
     """Every run of the study, seed by seed: tasks alone, pairs, then all-tasks / TAG runs.
 
+    Every run has ``epochs = spec.max_epochs`` and ``patience = spec.patience`` (the protocol).
     Gradient probes are on (``spec.probe_interval``) in the runs the cosine matrix comes from —
     the all-tasks runs when there are any, else the pair runs; TAG is on in the all-tasks runs.
     """
@@ -194,7 +269,7 @@ def plan_study(spec: StudySpec) -> list[PlannedRun]:
     probe_pairs = 0 if with_all else spec.probe_interval
     runs: list[PlannedRun] = []
     for seed in spec.seeds:
-        seeded = spec.base.replace(seed=seed)
+        seeded = spec.base.replace(seed=seed, epochs=spec.max_epochs, patience=spec.patience)
         for task in tasks:
             runs.append(PlannedRun("alone", (task,), seed, seeded.replace(tasks=(task,))))
         for pair in itertools.combinations(tasks, 2):
@@ -252,7 +327,7 @@ class _ProbeCollector(Callback):
 
     def on_probe(self, event: ProbeEvent) -> None:
         if event.kind in PROBE_KINDS:
-            self.records.append((event.kind, event.value, dict(event.extra)))
+            self.records.append((event.kind, event.value, {**event.extra, "epoch": event.epoch}))
 
 
 class LocalSerialExecutor(StudyExecutor):
@@ -362,7 +437,7 @@ class PoolExecutor(StudyExecutor):
         outcomes = []
         for run_id in ids:
             record = store.get_run(run_id)
-            probes = [(row.kind, row.value, dict(row.extra))
+            probes = [(row.kind, row.value, {**row.extra, "epoch": row.epoch})
                       for kind in PROBE_KINDS for row in store.probes_after(run_id, kind=kind)]
             outcomes.append(RunOutcome(run_id, record.status, store.get_result(run_id), record.error, probes))
         return outcomes
@@ -378,6 +453,40 @@ def make_study_executor(name: str = "pool", **options: Any) -> StudyExecutor:
 
 
 # --- collecting the results -------------------------------------------------------------------------------
+
+
+def protocol_text(patience: int, max_epochs: int, metric: str = "best") -> str:
+    """The study protocol in one sentence, for ``study.json``'s ``conventions`` and the page."""
+    if patience >= max_epochs:  # an early stop needs more epochs than there are
+        rule = (f"every run — alone, pair, all — trains all max_epochs = {max_epochs} epochs "
+                f"(patience = {patience} ≥ max_epochs: no early stopping)")
+    else:
+        rule = (f"every run — alone, pair, all — trains up to max_epochs = {max_epochs} epochs and stops when "
+                f"the sum of its validation losses has not improved for patience = {patience} epochs")
+    taken = ("its best validation metric over the epochs trained" if metric == "best"
+             else "its validation metric at the last epoch trained")
+    return f"{rule}; each task's metric is {taken}; stopping epochs are under runs[*].stopped_epoch."
+
+
+def stopping_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """When the finished runs stopped, by role and ``overall``: ``median``, ``min``, ``max`` of
+    ``stopped_epoch``, ``n`` runs and ``at_max_epochs`` (how many ran out of epochs instead of
+    stopping). ``rows`` are ``study["runs"]``; rows without a ``stopped_epoch`` are left out."""
+    epochs: dict[str, list[int]] = {}
+    at_max: dict[str, int] = {}
+    for row in rows:
+        stopped = row.get("stopped_epoch")
+        if row.get("status") != "done" or not isinstance(stopped, int) or isinstance(stopped, bool):
+            continue
+        for key in (str(row.get("role")), "overall"):
+            epochs.setdefault(key, []).append(stopped)
+            at_max[key] = at_max.get(key, 0) + (row.get("stop_reason") == "max_epochs")
+    order = [*ROLES, "overall"]
+    return {
+        key: {"median": float(np.median(values)), "min": int(min(values)), "max": int(max(values)),
+              "n": len(values), "at_max_epochs": at_max[key]}
+        for key, values in sorted(epochs.items(), key=lambda item: order.index(item[0]) if item[0] in order else 0)
+    }
 
 
 def _run_metrics(result: Mapping[str, Any] | None, tasks: Sequence[str], metric: str) -> dict[str, float]:
@@ -448,11 +557,11 @@ def _affinity_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], 
         if not run.config.tag:
             continue
         # Each ``affinity`` record is one epoch's mean over its lookahead steps.
-        matrices = [(value, float(extra.get("lookahead_steps", 1) or 1)) for kind, value, extra in outcome.probes
-                    if kind == "affinity"]
-        mean = _mean_matrix(matrices, size)
-        if mean is not None:
-            per_run.append((mean, 1.0))
+        records = [(value, extra) for kind, value, extra in outcome.probes if kind == "affinity"]
+        best = (outcome.result or {}).get("best_epoch")
+        matrix = run_affinity(records, int(best) if isinstance(best, int) and best > 0 else None, size)
+        if matrix is not None:
+            per_run.append((matrix, 1.0))
     return _mean_matrix(per_run, size)
 
 
@@ -517,6 +626,7 @@ def collect_study(
                 joint_all[task][run.seed] = values[task]
         if planted is None and outcome.result and "planted_groups" in outcome.result:
             planted = outcome.result["planted_groups"]
+        record = outcome.result or {}
         run_rows.append({
             "run_id": outcome.run_id,
             "role": run.role,
@@ -525,6 +635,9 @@ def collect_study(
             "status": outcome.status,
             "error": outcome.error,
             "metrics": values,
+            "stopped_epoch": record.get("stopped_epoch"),
+            "best_epoch": record.get("best_epoch"),
+            "stop_reason": record.get("stop_reason"),
         })
 
     matrix = transfer_matrix(tasks, alone, pairs, higher, seeds=seeds)
@@ -550,13 +663,18 @@ def collect_study(
             "tasks": {task: {"name": specs[task].metric, "higher_is_better": higher[task]} for task in tasks},
         },
         "conventions": {
+            "protocol": protocol_text(spec.patience, spec.max_epochs, spec.metric),
             "transfer": "transfer[i][j] = transfer(i ← j): relative change of task i's validation metric when "
                         "trained with task j vs alone, same seed; positive = j helps i. Mean, 95 % t CI and "
-                        "paired t-test p-value over seeds; diagonal null.",
+                        "paired t-test p-value over seeds; diagonal null. p_adjusted: the p-values Holm-adjusted "
+                        "(Holm's step-down correction) over the T(T−1) off-diagonal cells with a p-value; a "
+                        f"cell is significant when p_adjusted < α = {ALPHA:g}.",
             "delta_m": "Δm % = 100 · mean over the tasks of the signed relative change vs single-task, same "
                        "seeds; positive = better than single-task.",
-            "affinity": "affinity[i][j] = TAG Z_{i→j} = 1 − L_j(after a step on task i) / L_j(before); "
-                        "positive = a step for task i helps task j.",
+            "affinity": "affinity[i][j] = TAG Z_{i→j} = 1 − L_j(after a step θ − η∇L_i on task i) / L_j(before), "
+                        "on the same batch; positive = a step for task i helps task j. Per run: each epoch's mean "
+                        "over its lookahead steps, then the median over the epochs up to the run's best epoch; "
+                        "then the mean over seeds.",
             "cosine": "cosine[i][j] = mean cosine of the gradients of tasks i and j on the shared parameters.",
             "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
                          "group mates' scores for it (0 when alone); score = mean over tasks.",
@@ -568,6 +686,7 @@ def collect_study(
         "n_runs": len(runs),
         "n_failed": sum(1 for outcome in outcomes if outcome.status != "done"),
         "runs": run_rows,
+        "stopping": stopping_summary(run_rows),
     }
     notes = []
     finished = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome.status == "done"]
@@ -623,8 +742,9 @@ def evaluate_grouping(
     group_id: str | None = None,
 ) -> dict[str, Any]:
     """Train ``groups`` (every group of two or more tasks, for each of the study's seeds, with the
-    study's config) and compare each task's measured relative change against alone (the study's
-    own alone runs, same seeds) with the predicted score from ``source``'s matrix.
+    study's config and protocol: its ``max_epochs`` and ``patience``) and compare each task's
+    measured relative change against alone (the study's own alone runs, same seeds) with the
+    predicted score from ``source``'s matrix.
 
     Predicted and measured are in the same units only for ``source="transfer"``.
     """
@@ -638,10 +758,11 @@ def evaluate_grouping(
     from .analysis.grouping import task_scores
 
     predicted = task_scores(sources[source], groups, tasks)
-    spec_data = study["spec"]
-    base = TrainConfig.from_dict(spec_data["config"])
+    # The study's own protocol (max_epochs, patience), also for a study written before it had one.
+    spec = StudySpec.from_dict(study["spec"])
+    base = spec.base.replace(epochs=spec.max_epochs, patience=spec.patience)
     seeds = [int(s) for s in study["seeds"]]
-    metric = spec_data.get("metric", "best")
+    metric = spec.metric
     higher = {task: bool(info["higher_is_better"]) for task, info in study["metric"]["tasks"].items()}
     alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
     for row in study["runs"]:
@@ -681,6 +802,7 @@ def evaluate_grouping(
         "predicted_score": float(np.mean(list(predicted.values()))),
         "measured_score": overall.to_dict(),
         "tasks": per_task,
-        "runs": [{"run_id": o.run_id, "tasks": list(g), "seed": s, "status": o.status, "error": o.error}
+        "runs": [{"run_id": o.run_id, "tasks": list(g), "seed": s, "status": o.status, "error": o.error,
+                  "stopped_epoch": (o.result or {}).get("stopped_epoch")}
                  for (g, s), o in zip(keys, outcomes, strict=True)],
     })

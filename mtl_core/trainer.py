@@ -287,6 +287,7 @@ class Trainer:
         if n == 0:
             raise TrainingError("the training split is empty")
         steps_per_epoch = math.ceil(n / cfg.batch_size)
+        # With early stopping (``patience``) this is the most the run can take, not a promise.
         total_steps = steps_per_epoch * cfg.epochs
         info = {
             "config": cfg.to_dict(),
@@ -305,6 +306,7 @@ class Trainer:
         best_score = math.inf
         best_epoch = 0
         status = "done"
+        stop_reason = "max_epochs"
         started = time.perf_counter()
         self.model.train()
         try:
@@ -348,12 +350,16 @@ class Trainer:
                 )
                 history.append(record.to_dict())
                 self._emit("on_epoch_end", record)
+                # One criterion for the checkpoint and for early stopping, whatever the tasks.
                 score = sum(v["loss"] for v in val.values() if math.isfinite(v["loss"]))
                 if score < best_score or best_state is None:
                     best_score, best_epoch = score, epoch
                     best_state = copy.deepcopy(self.model.state_dict())
+                if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+                    stop_reason = "patience"
+                    break
         except StopTraining:
-            status = "cancelled"
+            status, stop_reason = "cancelled", "cancelled"
             self._end_probe_epoch(epoch)
         train_seconds = time.perf_counter() - started
         if best_state is not None:
@@ -381,6 +387,8 @@ class Trainer:
             "history": history,
             "best_epoch": best_epoch,
             "best_val_metric": best_val_metric,
+            "stopped_epoch": history[-1]["epoch"] if history else 0,
+            "stop_reason": stop_reason,
             "final_metrics": final_metrics,
             "steps": self.step,
             "timings": {
@@ -412,6 +420,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), data: SuiteDa
 
     ``result["status"]`` is ``"done"``, or ``"cancelled"`` when a callback asked to stop (the
     partial history is kept and test metrics come from the best epoch so far).
+
+    Test metrics come from the weights of ``best_epoch``, the epoch with the lowest sum of the
+    tasks' validation losses. With ``config.patience`` set, training stops once that sum has not
+    improved for ``patience`` consecutive epochs (``epochs`` is then the maximum).
+    ``stopped_epoch`` is the last epoch whose validation was measured and ``stop_reason`` says why
+    it was the last: ``"patience"``, ``"max_epochs"`` or ``"cancelled"``.
     """
     return Trainer(config, callbacks, data=data).run()
 

@@ -337,6 +337,7 @@ class StoreRecorder(Callback):
         self._flush_lock = threading.Lock()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        self._info: dict[str, Any] = {}
 
     # lifecycle
     def start(self) -> StoreRecorder:
@@ -360,10 +361,20 @@ class StoreRecorder(Callback):
 
     # trainer events (training thread: append only)
     def on_run_start(self, info: dict[str, Any]) -> None:
+        self._info = dict(info)
         try:
             self.store.set_info(self.run_id, info)
         except StoreError as exc:
             log.warning("run %s: could not store its info: %s", self.run_id, exc)
+
+    def on_run_end(self, result: dict[str, Any]) -> None:
+        # How the run ended, beside its step budget, so that a run that stopped early (patience)
+        # reads as finished at its last epoch rather than as a fraction of ``total_steps``.
+        ending = {key: result[key] for key in ("stopped_epoch", "stop_reason", "steps") if key in result}
+        try:
+            self.store.set_info(self.run_id, {**self._info, **ending})
+        except StoreError as exc:
+            log.warning("run %s: could not store how it ended: %s", self.run_id, exc)
 
     def on_step(self, event: StepEvent) -> None:
         rows = [(event.step, event.epoch, task, "train_loss", value) for task, value in event.train_loss.items()]

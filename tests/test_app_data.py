@@ -71,7 +71,7 @@ def finished_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("MTL_LAB_HOME", str(home))
         patch.setenv(service.AUTOSTART_ENV, "0")
         service.launch_study(service.StudyForm(
-            suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150, "dim": 6}, epochs=1,
+            suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150, "dim": 6}, max_epochs=1,
             batch_size=32, seeds=2, include_all=True, tag=False))
     _train_queued(store)
     assert {r.status for r in store.list_runs()} == {"done"}
@@ -340,7 +340,7 @@ def test_relationships_offers_the_study_as_json_and_csv(finished: RunStore) -> N
 
 def test_a_study_without_results_offers_no_download(app_env: Path) -> None:
     service.launch_study(service.StudyForm(suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150},
-                                           epochs=1, seeds=1, include_all=False, tag=False))
+                                           max_epochs=1, seeds=1, include_all=False, tag=False))
     at = _open("relationships")
     assert not at.exception, at.exception
     assert "study_download_json" not in _keys(at, "download_button")

@@ -7,6 +7,7 @@ that they queue runs without starting the worker pool, except in the test of the
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from app_support import APP, MAIN
 from app_support import open_page as _open
@@ -23,6 +25,8 @@ from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
 from mtl_core import workers
+from mtl_core.analysis import holm_adjust
+from mtl_core.config import TrainConfig
 from mtl_core.store import RunStore, lab_home
 
 PAGES = ["train", "run_view", "relationships", "groupings", "compare", "runs", "learn", "playground"]
@@ -36,10 +40,11 @@ TINY = {
     "probe_interval": 1,
 }
 
-import service  # noqa: E402  (app_support put app/ on sys.path: a script folder, not a package)
+import figures  # noqa: E402  (app_support put app/ on sys.path: a script folder, not a package)
+import service  # noqa: E402
 
 STUDY = service.StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
-                          epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
+                          max_epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------
@@ -88,6 +93,15 @@ def _chart_titles(at: AppTest) -> list[str]:
         spec = json.loads(chart.proto.spec)
         titles.append(spec["layout"].get("title", {}).get("text", ""))
     return titles
+
+
+def _tiny_steps(seed: int = 0) -> int:
+    """Steps of a TINY run: ⌈training rows / batch⌉ per epoch, from the data (the planted suite's
+    row count depends on its options and the seed)."""
+    from mtl_core.trainer import load_data
+
+    rows = len(load_data(TrainConfig.from_dict(dict(TINY, seed=seed)).validated()).train)
+    return math.ceil(rows / TINY["batch_size"]) * TINY["epochs"]
 
 
 def _texts(at: AppTest) -> str:
@@ -188,7 +202,7 @@ def test_train_runs_carry_the_session_owner_and_respect_presenter_limits(app_env
         ({"train_strategy": "soft", "train_methods": ["graddrop"]}, "one shared representation"),
         ({"train_tasks": []}, "Tasks must be at least one task"),
         ({"train_methods": []}, "Balancing method must be at least one balancing method"),
-        ({"opt_suite_planted_dim": 3}, "Suite option `dim` must be an integer ≥ n_tasks"),
+        ({"opt_suite_planted_dim": 3}, "Suite option `dim` must be an integer ≥ 2 × n_groups (4)"),
     ],
 )
 def test_train_explains_bad_settings_and_queues_nothing(app_env: Path, change: dict, expected: str) -> None:
@@ -233,16 +247,20 @@ def test_run_view_shows_curves_probes_and_results_of_a_finished_run(seeded: RunS
     at = _open("run_view", run="1")
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Status"].endswith("done") and metrics["Steps"] == "15 / 15"
+    steps = _tiny_steps()
+    assert metrics["Status"].endswith("done") and metrics["Steps"] == f"{steps} / {steps}"
     # Side by side (the run was queued with two others): one loss chart and one heatmap per run.
     titles = _chart_titles(at)
     assert titles.count("Training loss per step") == 3
-    latest = "Gradient cosine similarity (step 15, mean of last 10 probes)"  # the default window: 10 probes
+    # The default window: every probe of the run (TINY probes every step), named in the title.
+    latest = f"Gradient cosine similarity — mean of all {steps} probes (steps 1–{steps})"
     assert latest in titles
+    best = seeded.get_result(1)["best_epoch"]
     expected = {
         "Overview": ["Training loss per step", latest],
         "Gradients": [latest, "Gradient cosine per task pair", "Gradient norms per task"],
-        "TAG affinity": ["Inter-task affinity (TAG), mean over epochs", "Inter-task affinity (TAG), epoch 3"],
+        "TAG affinity": [f"Inter-task affinity (TAG), median over epochs 1–{best} (up to the best epoch, {best})",
+                         "Inter-task affinity (TAG), epoch 3"],
         "Task weights": ["Task weights"],
         "Losses & metrics": ["Loss per task", "Validation metric per task", "Training loss per step"],
     }
@@ -266,16 +284,53 @@ def test_run_view_cosine_slider_and_play_step_through_the_probes(seeded: RunStor
     at = _open("run_view", run="2")
     at.session_state["run_tab_2"] = "Gradients"
     at.run()
+    steps = _tiny_steps()
     slider = at.select_slider(key="run_cosine_step_2")
-    assert slider.options == [str(s) for s in range(1, 16)] and slider.value == 15
-    slider.set_value(4).run()
-    assert "Gradient cosine similarity (step 4, mean of last 4 probes)" in _chart_titles(at)  # only 4 so far
+    assert slider.options == [str(s) for s in range(1, steps + 1)] and slider.value == steps
+    slider.set_value(12).run()  # the default window ends at the chosen step: every probe up to it
+    assert "Gradient cosine similarity — mean of all 12 probes up to step 12 (steps 1–12)" in _chart_titles(at)
+    at.selectbox(key="run_cosine_window").set_value(10).run()
+    assert "Gradient cosine similarity — mean of the 10 probes up to step 12 (steps 3–12)" in _chart_titles(at)
+    at.select_slider(key="run_cosine_step_2").set_value(4).run()
+    assert "Gradient cosine similarity — mean of all 4 probes up to step 4 (steps 1–4)" in _chart_titles(at)
     at.selectbox(key="run_cosine_window").set_value(1).run()
-    assert "Gradient cosine similarity (step 4)" in _chart_titles(at)
+    assert "Gradient cosine similarity — probe at step 4" in _chart_titles(at)
     at.toggle(key="run_cosine_play_2").set_value(True).run()
-    assert "Gradient cosine similarity (step 5)" in _chart_titles(at)
+    assert "Gradient cosine similarity — probe at step 5" in _chart_titles(at)
     at.run()  # the fragment's timer would do this in a browser
-    assert "Gradient cosine similarity (step 6)" in _chart_titles(at)
+    assert "Gradient cosine similarity — probe at step 6" in _chart_titles(at)
+
+
+def _live_with_cosines(count: int) -> service.LiveRun:
+    """A LiveRun holding ``count`` cosine probes at steps 5, 10, …: in-group pairs (t1·t3) agree
+    early (+0.5) and turn to noise (−0.1) in the second half, as on a long planted run."""
+    steps = [5 * (i + 1) for i in range(count)]
+    values = [[[1.0, 0.0, 0.5 if i < count // 2 else -0.1], [0.0, 1.0, 0.0], [0.5 if i < count // 2 else -0.1, 0.0, 1.0]]
+              for i in range(count)]
+    return service.LiveRun(run_id=1, tasks=["t1", "t2", "t3"], probes={"cosine": (steps, values)})
+
+
+def test_cosine_window_defaults_to_every_probe_and_names_it() -> None:
+    live = _live_with_cosines(48)
+    averaged = live.cosine_window()  # the default: every probe so far, not the noisy last few
+    assert service.DEFAULT_COSINE_WINDOW == 0 and service.DEFAULT_COSINE_WINDOW in service.COSINE_WINDOWS
+    assert averaged.steps == tuple(range(5, 241, 5)) and averaged.from_start and averaged.latest
+    assert averaged.matrix[0, 2] == pytest.approx((24 * 0.5 - 24 * 0.1) / 48)
+    assert averaged.label == "mean of all 48 probes (steps 5–240)"
+    fig = figures.cosine_heatmap(averaged.matrix, live.tasks, window=averaged.label)
+    assert fig.layout.title.text == "Gradient cosine similarity — mean of all 48 probes (steps 5–240)"
+    last = live.cosine_window(10)
+    assert last.label == "mean of the last 10 probes (steps 195–240)" and last.matrix[0, 2] == pytest.approx(-0.1)
+    assert live.cosine_window(10, step=100).label == "mean of the 10 probes up to step 100 (steps 55–100)"
+    assert live.cosine_window(0, step=100).label == "mean of all 20 probes up to step 100 (steps 5–100)"
+    assert live.cosine_window(1, step=100).label == "probe at step 100"
+    # While the run trains the default window grows with each probe that arrives.
+    assert _live_with_cosines(3).cosine_window().label == "mean of all 3 probes (steps 5–15)"
+    assert service.LiveRun(run_id=2).cosine_window() is None
+    with pytest.raises(ValueError, match="`step` must be a step with a cosine probe"):
+        live.cosine_window(step=7)
+    with pytest.raises(ValueError, match="`window` must be a number of probes"):
+        live.cosine_window(-1)
 
 
 def test_failed_run_shows_its_error_message_not_a_traceback(seeded: RunStore) -> None:
@@ -296,9 +351,10 @@ def test_run_view_reads_a_live_run_incrementally(seeded: RunStore) -> None:
     at.run()  # what the fragment's timer does in a browser
     assert not at.exception, at.exception
     live = at.session_state["live_cache"][run_id]
-    assert live.steps == list(range(1, 16)) and live.last_metric_step == 15
-    assert "Gradient cosine similarity (step 15, mean of last 10 probes)" in _chart_titles(at)
-    assert live.refresh(seeded) == 0  # nothing new: the next read asks only for rows after step 15
+    steps = _tiny_steps(seed=7)
+    assert live.steps == list(range(1, steps + 1)) and live.last_metric_step == steps
+    assert f"Gradient cosine similarity — mean of all {steps} probes (steps 1–{steps})" in _chart_titles(at)
+    assert live.refresh(seeded) == 0  # nothing new: the next read asks only for rows after the last step
 
 
 def test_results_offer_to_queue_the_missing_single_task_baseline(seeded: RunStore) -> None:
@@ -404,17 +460,35 @@ def test_relationships_launches_a_study_with_the_chosen_settings(app_env: Path) 
     at.number_input(key="opt_study_suite_planted_dim").set_value(6)
     at.multiselect(key="study_tasks").set_value(["t1", "t2", "t4"])
     at.number_input(key="study_seeds").set_value(3)
-    at.number_input(key="study_epochs").set_value(2)
+    assert at.number_input(key="study_max_epochs").value == 200 and at.number_input(key="study_patience").value == 10
+    at.number_input(key="study_max_epochs").set_value(2)
+    at.number_input(key="study_patience").set_value(1)
     at.run()
-    assert "This study queues **21 runs** (hard sharing, ew)" in _texts(at)  # 3 seeds × (3 alone + 3 pairs + 1 all)
+    # 3 seeds × (3 alone + 3 pairs + 1 all), with the planted suite's study defaults
+    assert ("This study queues **21 runs** (hard sharing (width 32, depth 2), Adam lr 0.003, batch 32, ew)"
+            in _texts(at))
     at.button(key="study_start").click().run()
     assert not at.exception, at.exception
     runs = RunStore.at_home(app_env).list_runs()
     assert len(runs) == 21 and len({r.group_id for r in runs}) == 1
     assert sorted({tuple(r.config["tasks"]) for r in runs}) == [
         ("t1",), ("t1", "t2"), ("t1", "t2", "t4"), ("t1", "t4"), ("t2",), ("t2", "t4"), ("t4",)]
-    assert {r.config["seed"] for r in runs} == {0, 1, 2} and {r.config["epochs"] for r in runs} == {2}
+    assert {r.config["seed"] for r in runs} == {0, 1, 2}
+    assert {(r.config["epochs"], r.config["patience"]) for r in runs} == {(2, 1)}  # one protocol for every run
+    assert {(r.config["lr"], r.config["batch_size"], r.config["strategy_options"]["hidden"]) for r in runs} == {
+        (3e-3, 32, 32)}
     assert "Pairwise transfer" in _chart_titles(at)
+
+
+def test_a_bad_study_protocol_is_refused_before_anything_is_queued(app_env: Path) -> None:
+    for field, label in (("patience", "Patience"), ("max_epochs", "Max epochs")):
+        form = service.StudyForm(suite="planted", tasks=["t1", "t2"], **{field: 0})
+        with pytest.raises(service.ConfigError) as info:
+            service.study_size(form)
+        assert service.explain(info.value) == f"{label} must be an integer in [1, 100000] (got 0)."
+        with pytest.raises(service.ConfigError):
+            service.launch_study(form)
+    assert RunStore.at_home(app_env).list_runs() == []
 
 
 def test_relationships_studies_other_strategies_and_methods(app_env: Path) -> None:
@@ -427,7 +501,7 @@ def test_relationships_studies_other_strategies_and_methods(app_env: Path) -> No
     at.run()
     assert not at.error, [e.value for e in at.error]
     # 3 alone + 3 pairs + 1 all-tasks, + 1 hard-sharing run for TAG (soft sharing has no single trunk)
-    assert "This study queues **8 runs** (soft sharing, pcgrad)" in _texts(at)
+    assert "This study queues **8 runs** (soft sharing (width 64, depth 2), Adam lr 0.003, batch 32, pcgrad)" in _texts(at)
     at.button(key="study_start").click().run()
     assert not at.exception, at.exception
     runs = RunStore.at_home(app_env).list_runs()
@@ -454,6 +528,48 @@ def test_relationships_heatmaps_are_ordered_by_clustering_and_mark_significance(
         for a, b in zip([row_expected[p] for p in positions], row_got, strict=True):
             assert (a is None and b is None) or a == pytest.approx(b)
     assert "The planted suite hid these groups" in _texts(at)
+
+
+def test_relationships_shows_the_protocol_under_the_transfer_heatmap(seeded: RunStore) -> None:
+    at = _open("relationships")
+    assert not at.exception, at.exception
+    texts = _texts(at)
+    assert "**Protocol.** Every run — alone, pair, all — trains all max_epochs = 2 epochs" in texts
+    assert "Runs stopped after a median of 2 epochs (alone 2, pairs 2, all tasks 2), between 2 and 2." in texts
+    assert "Holm" in texts
+    (transfer,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][:1]
+    assert "after Holm correction over the 6 cells" in transfer["layout"]["xaxis"]["title"]["text"]
+
+
+def test_relationships_reads_a_study_written_before_the_protocol(seeded: RunStore, app_env: Path) -> None:
+    """A study of an older version: its manifest has no patience / max_epochs and its stored analysis no
+    p_adjusted, protocol or stopping summary. The page still draws it, with Holm-adjusted stars."""
+    info = service.list_studies()[0]
+    result = copy.deepcopy(service.study_result(info))  # it also writes the analysis next to the manifest
+    folder = app_env / "studies"
+    manifest = json.loads((folder / f"{info.group_id}.json").read_text())
+    for key in ("patience", "max_epochs"):
+        del manifest["spec"][key]
+    manifest["spec"]["config"].pop("patience")
+    (folder / f"{info.group_id}.json").write_text(json.dumps(manifest))
+    del result["transfer"]["p_adjusted"], result["conventions"]["protocol"], result["stopping"]
+    for row in result["runs"]:
+        for key in ("stopped_epoch", "best_epoch", "stop_reason"):
+            del row[key]
+    (folder / f"{info.group_id}.result.json").write_text(json.dumps(result))
+    at = _open("relationships")
+    assert not at.exception, at.exception
+    assert "Pairwise transfer" in _chart_titles(at) and "**Protocol.**" not in _texts(at)
+    old = service.study_result(service.list_studies()[0])
+    assert "p_adjusted" not in old["transfer"]
+    data = service.study_heatmaps(old)
+    raw = np.array(data["transfer"]["p_value"], dtype=float)
+    np.testing.assert_allclose(data["transfer"]["p_adjusted"], holm_adjust(raw), equal_nan=True)
+    # recomputed from the runs (the stored analysis gone), the old spec reads as its own protocol
+    (folder / f"{info.group_id}.result.json").unlink()
+    service._study_cache.clear()
+    again = service.study_result(service.list_studies()[0])
+    assert again["spec"]["max_epochs"] == 2 and "p_adjusted" in again["transfer"]
 
 
 def test_groupings_edits_and_trains_a_grouping(seeded: RunStore) -> None:

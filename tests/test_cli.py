@@ -80,6 +80,17 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     assert record["config"]["suite_options"]["n_samples"] == 150
 
 
+def test_train_patience_flag_stops_early_and_round_trips(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    result = cli("train", *SMALL, "--epochs", "200", "--patience", "2", "--lr", "0.05", "--batch-size", "16",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["config"]["patience"] == 2 and record["config"]["epochs"] == 200
+    assert record["stop_reason"] == "patience" and record["stopped_epoch"] < 200
+    assert f"stopped early at epoch {record['stopped_epoch']}" in result.stderr
+
+
 def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """The same entry point as `python -m mtl_core`, in this process (fast); argparse errors
     exit through SystemExit exactly as they do on the command line."""
@@ -115,6 +126,7 @@ def test_bad_input_exits_2_in_a_real_process() -> None:
         (["--suite-opt", "colour=red"], "`suite_options.colour` must be a known option"),
         (["--epochs", "many"], "argument --epochs: invalid int value"),
         (["--device", "tpu"], "`device` must be cpu or cuda"),
+        (["--patience", "0"], "`patience` must be null (off) or an integer ≥ 1, got 0"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:

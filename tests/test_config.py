@@ -46,6 +46,11 @@ def test_round_trip_through_json() -> None:
         ({"suite_options": {"bogus": 1}}, "suite_options.bogus"),
         ({"strategy_options": {"hidden": 0}}, "strategy_options.hidden"),
         ({"jacobian_mode": "magic"}, "jacobian_mode"),
+        ({"patience": 0}, "patience"),
+        ({"patience": -2}, "patience"),
+        ({"patience": True}, "patience"),
+        ({"patience": 2.5}, "patience"),
+        ({"patience": "5"}, "patience"),
     ],
 )
 def test_bad_values_name_the_field(changes: dict, field: str) -> None:
@@ -93,3 +98,17 @@ def test_config_file_errors(tmp_path) -> None:
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="a mapping of settings"):
         load_config_file(listy)
+
+
+def test_patience_is_off_by_default_and_round_trips(tmp_path) -> None:
+    assert TrainConfig().validated().patience is None
+    with pytest.raises(ConfigError, match=r"^`patience` must be null \(off\) or an integer ≥ 1, got 0$"):
+        TrainConfig(patience=0).validated()
+    cfg = TrainConfig(epochs=50, patience=4).validated()
+    assert cfg.to_dict()["patience"] == 4
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())).validated() == cfg
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("epochs: 50\npatience: 4\n")
+    assert TrainConfig.from_dict(load_config_file(config_file)).validated() == cfg
+    config_file.write_text("patience: null\n")
+    assert TrainConfig.from_dict(load_config_file(config_file)).patience is None

@@ -151,13 +151,14 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     page.wait_for_url(re.compile(r"/run\?run=1$"))
     charts = page.get_by_test_id("stPlotlyChart")
     expect(charts.locator(".main-svg").first).to_be_visible(timeout=SLOW)
-    expect(page.get_by_text(re.compile(r"Gradient cosine similarity \(step \d+")).first).to_be_visible(timeout=SLOW)
+    cosine_title = "Gradient cosine similarity — mean of all "  # the default window: every probe so far
+    expect(page.get_by_text(re.compile(re.escape(cosine_title) + r"\d+ probes")).first).to_be_visible(timeout=SLOW)
 
-    # The charts keep updating while the runs train: the heatmap's probe step moves on.
+    # The charts keep updating while the runs train: the heatmap's window grows with each probe.
     seen: set[str] = set()
     deadline = time.monotonic() + SLOW / 1000
     while len(seen) < 3 and time.monotonic() < deadline:
-        seen.update(t for t in _chart_titles(page) if t.startswith("Gradient cosine similarity (step"))
+        seen.update(t for t in _chart_titles(page) if t.startswith(cosine_title))
         page.wait_for_timeout(300)
     assert len(seen) >= 2, f"the cosine heatmap never changed: {seen}"
     assert "Training loss per step" in _chart_titles(page)
@@ -166,8 +167,11 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     runs = sorted(store.list_runs(), key=lambda r: r.id)
     assert [(r.method, r.config["epochs"]) for r in runs] == [("ew", 60), ("pcgrad", 60)]
     workers.wait([r.id for r in runs], timeout=SLOW / 1000, home=lab_home())
+    interval, last_step = runs[0].config["probe_interval"], store.get_result(runs[0].id)["steps"]
+    last_probe = last_step - last_step % interval
+    whole_run = f"{cosine_title}{last_probe // interval} probes (steps {interval}–{last_probe})"
     page.reload()
-    expect(page.get_by_text(re.compile(r"Gradient cosine similarity \(step 960\b")).first).to_be_visible(timeout=SLOW)
+    expect(page.get_by_text(whole_run).first).to_be_visible(timeout=SLOW)
     _shot(page, "run_view")
     assert store.get_run(runs[0].id).status == "done"
 
@@ -193,7 +197,7 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     # folder-based one) and shows the run.
     fresh = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     fresh.goto(f"{server}/run?run={runs[1].id}")
-    expect(fresh.get_by_text(re.compile(r"Gradient cosine similarity \(step 960\b")).first).to_be_visible(timeout=SLOW)
+    expect(fresh.get_by_text(whole_run).first).to_be_visible(timeout=SLOW)
     sidebar = fresh.get_by_test_id("stSidebar")
     expect(sidebar.get_by_role("link", name="Playground")).to_be_visible(timeout=SLOW)
     expect(sidebar.get_by_text(re.compile(r"\d+ running · \d+ queued")).first).to_be_visible(timeout=SLOW)

@@ -171,6 +171,10 @@ def test_study_cells_are_the_off_diagonal_transfer_cells() -> None:
     cell = by_pair[("t1", "t2")]
     assert cell["mean"] == pytest.approx(transfer["mean"][0][1]) and cell["mean"] > 0  # t2 helps t1
     assert cell["ci_low"] < cell["mean"] < cell["ci_high"] and 0 <= cell["p_value"] <= 1 and cell["n"] == 3
+    assert cell["p_value"] <= cell["p_adjusted"] <= 1  # Holm over the cells
+    # a study written before p_adjusted was stored: computed from p_value, the same numbers
+    old = {**study, "transfer": {k: v for k, v in transfer.items() if k != "p_adjusted"}}
+    assert [c["p_adjusted"] for c in study_cells(old)] == pytest.approx([c["p_adjusted"] for c in cells])
     assert by_pair[("t3", "t1")]["mean"] > 0  # lower mse with t1: positive transfer
     assert by_pair[("t3", "t2")]["mean"] is None and by_pair[("t3", "t2")]["n"] == 0
     assert cell["metric"] == "accuracy" and by_pair[("t3", "t1")]["metric"] == "mse"

@@ -283,7 +283,7 @@ COSINES = [[1.0, -0.4, 0.2], [-0.4, 1.0, 0.7], [0.2, 0.7, 1.0]]
 
 
 def test_cosine_heatmap_values_scale_and_hover() -> None:
-    fig = figures.cosine_heatmap(COSINES, TASKS, step=40)
+    fig = figures.cosine_heatmap(COSINES, TASKS, window="probe at step 40")
     (heatmap,) = fig.data
     assert heatmap.type == "heatmap"
     np.testing.assert_allclose(_z(heatmap), COSINES)
@@ -292,7 +292,7 @@ def test_cosine_heatmap_values_scale_and_hover() -> None:
     assert list(heatmap.x) == TASKS and list(heatmap.y) == TASKS
     assert heatmap.text[0][1] == "-0.40"
     assert heatmap.customdata[0][1].startswith("cos(g<sub>alpha</sub>, g<sub>beta</sub>) = -0.400")
-    assert "step 40" in fig.layout.title.text
+    assert fig.layout.title.text == "Gradient cosine similarity — probe at step 40"
     assert fig.layout.yaxis.autorange == "reversed"
 
 
@@ -319,13 +319,14 @@ def test_cosine_heatmap_invalid(matrix, tasks, message) -> None:
         figures.cosine_heatmap(matrix, tasks)
 
 
-def test_cosine_heatmap_title_says_how_many_probes_it_averages() -> None:
-    assert figures.cosine_heatmap(COSINES, TASKS, step=40).layout.title.text.endswith("(step 40)")
-    averaged = figures.cosine_heatmap(COSINES, TASKS, step=40, probes=10)
-    assert averaged.layout.title.text.endswith("(step 40, mean of last 10 probes)")
-    for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="probes"):
-            figures.cosine_heatmap(COSINES, TASKS, step=40, probes=bad)
+def test_cosine_heatmap_title_names_the_window_of_probes_it_averages() -> None:
+    assert figures.cosine_heatmap(COSINES, TASKS).layout.title.text == "Gradient cosine similarity"
+    averaged = figures.cosine_heatmap(COSINES, TASKS, window="mean of all 48 probes (steps 5–240)")
+    assert averaged.layout.title.text == "Gradient cosine similarity — mean of all 48 probes (steps 5–240)"
+    assert figures.cosine_heatmap([], [], window="probe at step 5").layout.title.text.endswith("probe at step 5")
+    for bad in ("", "  ", 10, True):
+        with pytest.raises(ValueError, match="`window` must be a non-empty string or None"):
+            figures.cosine_heatmap(COSINES, TASKS, window=bad)
 
 
 def test_cosine_heatmap_empty() -> None:
@@ -443,19 +444,48 @@ def test_transfer_heatmap_percent_scale_and_hover() -> None:
     assert fig.layout.yaxis.title.text == "target task i"
 
 
-def test_transfer_heatmap_marks_exactly_the_significant_cells() -> None:
-    fig = figures.transfer_heatmap(MEAN, LOW, HIGH, P, TASKS, alpha=0.05)
+def _starred(fig: go.Figure) -> set[tuple[int, int]]:
     text = fig.data[0].text
-    starred = {(i, j) for i in range(3) for j in range(3) if text[i][j].endswith("*")}
-    expected = {(0, 1), (0, 2), (1, 2), (2, 0)}
-    assert starred == expected
-    boxed = {
-        (round(shape.y0 + 0.5), round(shape.x0 + 0.5)) for shape in fig.layout.shapes if shape.type == "rect"
-    }
-    assert boxed == expected
+    return {(i, j) for i in range(len(text)) for j in range(len(text)) if text[i][j].endswith("*")}
+
+
+def _boxed(fig: go.Figure) -> set[tuple[int, int]]:
+    return {(round(shape.y0 + 0.5), round(shape.x0 + 0.5)) for shape in fig.layout.shapes if shape.type == "rect"}
+
+
+def test_transfer_heatmap_marks_exactly_the_significant_cells() -> None:
+    # Holm over P's six cells: 0.001 → 0.006, 0.01 → 0.05, 0.04 and 0.049 → 0.16, the rest → 1
+    fig = figures.transfer_heatmap(MEAN, LOW, HIGH, P, TASKS, alpha=0.05)
+    assert _starred(fig) == _boxed(fig) == {(1, 2)}
+    assert "* = significant after Holm correction over the 6 cells, α = 0.05" in fig.layout.xaxis.title.text
+    loose = figures.transfer_heatmap(MEAN, LOW, HIGH, P, TASKS, alpha=0.1)
+    assert _starred(loose) == _boxed(loose) == {(1, 2), (0, 1)}
     strict = figures.transfer_heatmap(MEAN, LOW, HIGH, P, TASKS, alpha=0.005)
-    assert {(i, j) for i in range(3) for j in range(3) if strict.data[0].text[i][j].endswith("*")} == {(1, 2)}
-    assert len(strict.layout.shapes) == 1
+    assert _starred(strict) == set() and len(strict.layout.shapes) == 0
+    # given adjusted p-values are used as they are
+    given = [[None, 0.01, 0.04], [0.5, None, 0.001], [0.049, 0.9, None]]
+    assert _starred(figures.transfer_heatmap(MEAN, LOW, HIGH, P, TASKS, p_adjusted=given)) == {
+        (0, 1), (0, 2), (1, 2), (2, 0)}
+
+
+def test_transfer_heatmap_stars_by_the_holm_adjusted_p() -> None:
+    # Four tasks, twelve cells: a raw p of 0.01 is the smallest of 12 tests, Holm-adjusted 0.12 ≥ 0.05.
+    tasks = ["a", "b", "c", "d"]
+    mean = [[None if i == j else 0.05 for j in range(4)] for i in range(4)]
+    p = [[None if i == j else 0.5 for j in range(4)] for i in range(4)]
+    p[0][1] = 0.01
+    fig = figures.transfer_heatmap(mean, None, None, p, tasks)
+    assert _starred(fig) == set() and len(fig.layout.shapes) == 0
+    hover = fig.data[0].customdata[0][1]
+    assert "p = 0.01" in hover and "Holm-adjusted p = 0.12 (not significant at α = 0.05 over 12 cells)" in hover
+    assert "over the 12 cells" in fig.layout.xaxis.title.text
+    p[0][1] = 0.001  # adjusted 0.012: starred, and only that cell
+    fig = figures.transfer_heatmap(mean, None, None, p, tasks)
+    assert _starred(fig) == _boxed(fig) == {(0, 1)}
+    assert "Holm-adjusted p = 0.012 (significant" in fig.data[0].customdata[0][1]
+    # one seed: no p-value anywhere, no test, no star
+    single = figures.transfer_heatmap(mean, None, None, None, tasks)
+    assert _starred(single) == set() and "no significance test" in single.layout.xaxis.title.text
 
 
 def test_transfer_heatmap_order_and_missing_cells() -> None:
@@ -480,6 +510,10 @@ def test_transfer_heatmap_order_and_missing_cells() -> None:
         (
             {"p_value": [[None, 1.5, 0], [0, None, 0], [0, 0, None]]},
             r"^`p_value\[0\]\[1\]` must lie in \[0.0, 1.0\]",
+        ),
+        (
+            {"p_adjusted": [[None, -0.1, 0], [0, None, 0], [0, 0, None]]},
+            r"^`p_adjusted\[0\]\[1\]` must lie in \[0.0, 1.0\]",
         ),
         ({"mean": [[None, 0.1], [0.1, None]]}, r"^`mean` must be a square 3 × 3 list"),
         (

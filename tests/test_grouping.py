@@ -135,3 +135,22 @@ def test_bad_inputs_name_the_parameter() -> None:
         best_grouping(np.zeros((3, 3)), 4)
     with pytest.raises(ValueError, match="`groups` must be a partition"):
         task_scores(np.zeros((2, 2)), [["t1"]])
+
+
+def test_adjusted_rand_index_closed_forms() -> None:
+    from mtl_core.analysis import adjusted_rand_index, same_partition
+
+    a = [["t1", "t3"], ["t2", "t4"]]
+    assert adjusted_rand_index(a, [["t4", "t2"], ["t3", "t1"]]) == 1.0
+    assert same_partition(a, [["t4", "t2"], ["t3", "t1"]])
+    # the crossed partition of four tasks: index 0, expected 2/3 · 2/3 · … → −0.5 (Hubert & Arabie)
+    assert adjusted_rand_index(a, [["t1", "t2"], ["t3", "t4"]]) == pytest.approx(-0.5)
+    # 2 groups of 3 against 3 groups of 2 (one pair split): 8/33
+    six = [["a", "b", "c"], ["d", "e", "f"]]
+    assert adjusted_rand_index(six, [["a", "b"], ["c", "d"], ["e", "f"]]) == pytest.approx(8 / 33)
+    assert adjusted_rand_index([["a"], ["b"], ["c"]], [["c"], ["a"], ["b"]]) == 1.0
+    assert adjusted_rand_index([["a", "b", "c"]], [["a"], ["b"], ["c"]]) == 0.0
+    with pytest.raises(ValueError, match="same tasks"):
+        adjusted_rand_index(a, [["t1", "t2"]])
+    with pytest.raises(ValueError, match="two groups"):
+        adjusted_rand_index([["a", "b"], ["b"]], [["a", "b"]])

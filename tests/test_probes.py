@@ -294,3 +294,38 @@ def test_raw_gradient_scale_undoes_the_loss_transform() -> None:
     assert torch.equal(raw_gradient_scale(make_method("ew", 2), losses), torch.ones(2))
     # DB-MTL differentiates log L: d log L / dL = 1 / L.
     assert torch.allclose(raw_gradient_scale(make_method("db_mtl", 2), losses), 1 / losses, rtol=1e-5)
+
+
+def test_sgd_lookahead_is_the_papers_step_with_the_groups_learning_rate() -> None:
+    """θ'ₛ|i = θₛ − η∇Lᵢ (Fifty et al. 2021, Eq. 1): no momentum, no second moments, nothing touched."""
+    from mtl_core.tag import LOOKAHEADS, sgd_lookahead_parameters
+
+    generator = torch.Generator().manual_seed(0)
+    shared = [torch.nn.Parameter(torch.randn(2, 3, generator=generator)), torch.nn.Parameter(torch.randn(4, generator=generator))]
+    optimizer = torch.optim.Adam([{"params": [shared[0]], "lr": 0.1}, {"params": [shared[1]], "lr": 0.01}])
+    for p in shared:
+        p.grad = torch.randn(p.shape, generator=generator)
+    optimizer.step()  # a warm state that the lookahead must ignore
+    grads = torch.randn(3, 10, generator=generator)
+    before = [p.detach().clone() for p in shared]
+    stacked = sgd_lookahead_parameters(optimizer, shared, grads)
+    assert torch.allclose(stacked[0], before[0].unsqueeze(0) - 0.1 * grads[:, :6].reshape(3, 2, 3))
+    assert torch.allclose(stacked[1], before[1].unsqueeze(0) - 0.01 * grads[:, 6:])
+    assert all(torch.equal(p, q) for p, q in zip(shared, before))
+    assert set(LOOKAHEADS) == {"sgd", "optimizer"}
+    with pytest.raises(ValueError, match="`grads` must be a"):
+        sgd_lookahead_parameters(optimizer, shared, grads[:, :5])
+    with pytest.raises(ValueError, match="`lookahead` must be one of"):
+        TagProbe(1, lookahead="nesterov")
+
+
+def test_tag_lookahead_setting_is_validated_and_reaches_the_probe() -> None:
+    from mtl_core.errors import ConfigError
+
+    (tag,) = [p for p in build_probes(planted_config(tag=True).validated()) if isinstance(p, TagProbe)]
+    assert tag.lookahead == "sgd"
+    config = planted_config(tag=True, tag_lookahead="optimizer").validated()
+    (tag,) = [p for p in build_probes(config) if isinstance(p, TagProbe)]
+    assert tag.lookahead == "optimizer"
+    with pytest.raises(ConfigError, match="`tag_lookahead` must be one of sgd, optimizer, got 'adam'"):
+        planted_config(tag_lookahead="adam").validated()

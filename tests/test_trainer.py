@@ -126,6 +126,62 @@ def test_should_stop_cancels_cleanly() -> None:
     assert all(math.isfinite(m["value"]) for m in result["final_metrics"].values())
 
 
+def test_cancelled_run_records_its_stop_reason() -> None:
+    result = train(small_config("planted", epochs=5, patience=2), [Recorder(stop_after=3)])
+    assert result["stop_reason"] == "cancelled" and result["stopped_epoch"] == 0  # no epoch finished
+
+
+# --- early stopping ----------------------------------------------------------------------------------------
+def plateau_config(**changes: object) -> TrainConfig:
+    """A tiny run that overfits within a few epochs (60 rows, lr 0.05): its validation loss stops improving."""
+    values: dict = {"suite_options": {"n_tasks": 3, "n_groups": 2, "n_samples": 60, "dim": 6}, "epochs": 100,
+                    "patience": 3, "batch_size": 32, "lr": 0.05}
+    values.update(changes)
+    return small_config("planted", **values)
+
+
+def test_early_stopping_stops_a_plateauing_run_by_the_validation_loss() -> None:
+    recorder = Recorder()
+    result = train(plateau_config(), [recorder])
+    assert result["status"] == "done" and result["stop_reason"] == "patience"
+    stopped, best = result["stopped_epoch"], result["best_epoch"]
+    assert stopped < 100 and stopped == best + 3 == len(result["history"])
+    # the criterion: the sum of the validation losses, lowest at best_epoch, not lower in the 3 epochs after it
+    scores = [sum(record["val_loss"].values()) for record in result["history"]]
+    assert min(scores) == scores[best - 1] and all(score >= scores[best - 1] for score in scores[best:])
+    # events: one per epoch trained; the step budget is the maximum, the steps taken are fewer
+    assert [e.epoch for e in recorder.epochs] == list(range(1, stopped + 1))
+    assert all(e.epochs == 100 for e in recorder.epochs)
+    assert len(recorder.steps) == result["steps"] < recorder.started["total_steps"]
+    assert recorder.ended["stop_reason"] == "patience"
+    # each task's best validation metric is over the epochs trained (MSE: lower is better)
+    for task, value in result["best_val_metric"].items():
+        assert value == min(record["val_metric"][task] for record in result["history"])
+
+
+def test_without_patience_every_epoch_is_trained() -> None:
+    stopped = train(plateau_config())
+    assert stopped["stop_reason"] == "patience"
+    epochs = stopped["stopped_epoch"] + 2  # past the point where patience stopped it
+    full = train(plateau_config(epochs=epochs, patience=None))
+    assert full["stop_reason"] == "max_epochs" and full["stopped_epoch"] == epochs == len(full["history"])
+    # stopping early changes nothing before the stop: the same epochs, the same numbers
+    assert _without_timings(full["history"][: stopped["stopped_epoch"]]) == _without_timings(stopped["history"])
+
+
+def test_an_early_stop_is_recorded_in_the_store_as_finished() -> None:
+    from mtl_core.store import RunStore
+    from mtl_core.workers import execute_run, submit
+
+    (run_id,) = submit([plateau_config()], start=False)
+    store = RunStore.at_home()
+    assert execute_run(store, store.claim_next()) == "done"
+    info = store.get_run(run_id).info
+    assert info["stop_reason"] == "patience" and info["stopped_epoch"] < 100
+    assert store.last_step(run_id) == info["steps"] < info["total_steps"]
+    assert store.get_result(run_id)["stopped_epoch"] == info["stopped_epoch"]
+
+
 def test_digits_single_task_reaches_sane_accuracy() -> None:
     cfg = TrainConfig.from_dict(
         {"suite": "digits", "tasks": ["digit"], "strategy": "single", "epochs": 30, "lr": 3e-3, "seed": 0}

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mtl_core.analysis import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
+from mtl_core.analysis import (
+    delta_m,
+    holm_adjust,
+    nan_to_none,
+    relative_change,
+    summarize_seeds,
+    transfer_matrix,
+)
 
 
 def test_relative_change_is_positive_when_better() -> None:
@@ -124,7 +131,55 @@ def test_json_round_trip_has_no_nan() -> None:
     text = json.dumps(matrix.to_dict(), allow_nan=False)
     loaded = json.loads(text)
     assert loaded["mean"][0][0] is None and loaded["p_value"][1][1] is None
+    assert loaded["p_adjusted"][0][0] is None and loaded["p_adjusted"][0][1] >= loaded["p_value"][0][1]
     assert isinstance(loaded["mean"][0][1], float)
     assert nan_to_none({"x": [math.inf, 1.0, np.float64("nan")]}) == {"x": [None, 1.0, None]}
     with pytest.raises(ValueError, match="confidence"):
         summarize_seeds([1.0, 2.0], confidence=1.5)
+
+
+# --- Holm's correction over the cells ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [
+        # sorted 0.005, 0.01, 0.03, 0.04 → 4·0.005, 3·0.01, 2·0.03, max(1·0.04, 0.06)
+        ([0.01, 0.04, 0.03, 0.005], [0.03, 0.06, 0.06, 0.02]),
+        ([0.02], [0.02]),  # one test: nothing to correct
+        ([0.5, 0.6, 0.01], [1.0, 1.0, 0.03]),  # capped at 1
+        ([0.01, 0.01], [0.02, 0.02]),  # ties get the same value
+        ([0.01, math.nan, 0.04], [0.02, math.nan, 0.04]),  # NaN is not a test: m = 2
+    ],
+)
+def test_holm_adjust_closed_forms(p: list[float], expected: list[float]) -> None:
+    np.testing.assert_allclose(holm_adjust(p), expected, equal_nan=True)
+
+
+def test_holm_adjust_is_monotone_bounded_and_keeps_the_shape() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, size=(5, 5))
+    np.fill_diagonal(p, math.nan)
+    adjusted = holm_adjust(p)
+    assert adjusted.shape == (5, 5) and np.isnan(np.diag(adjusted)).all()
+    off = ~np.eye(5, dtype=bool)
+    assert (adjusted[off] >= p[off]).all() and (adjusted[off] <= 1.0).all()
+    order = np.argsort(p[off])
+    assert (np.diff(adjusted[off][order]) >= 0).all()  # a smaller p never gets a larger adjusted p
+    assert holm_adjust([]).shape == (0,) and np.isnan(holm_adjust([math.nan])).all()
+    with pytest.raises(ValueError, match="`p_values` must lie in"):
+        holm_adjust([0.5, 1.5])
+
+
+def test_significance_is_holm_corrected_over_the_cells() -> None:
+    # three tasks, six cells; transfer +10/12/14 % in cell (0, 1): t = 10.4, two-sided p ≈ 0.009
+    alone = {t: [1.0, 1.0, 1.0] for t in "abc"}
+    pairs = {(i, j): [1.0, 1.0, 1.0] for i in "abc" for j in "abc" if i != j}
+    pairs[("a", "b")] = [1.10, 1.12, 1.14]
+    higher = dict.fromkeys("abc", True)
+    matrix = transfer_matrix("abc", alone, pairs, higher)
+    raw = matrix.p_value[0, 1]
+    assert raw == pytest.approx(stats.ttest_1samp([0.10, 0.12, 0.14], 0.0).pvalue)
+    assert matrix.p_adjusted[0, 1] == pytest.approx(6 * raw)  # the smallest of 6 tests: × 6
+    assert matrix.p_adjusted[1, 0] == 1.0 and np.isnan(matrix.p_adjusted[0, 0])
+    assert matrix.significant(adjusted=False)[0, 1]  # raw p ≈ 0.009 < 0.05 …
+    assert not matrix.significant().any()  # … but 6 × 0.009 ≈ 0.055 is not, after Holm
+    assert matrix.significant(alpha=0.1)[0, 1]

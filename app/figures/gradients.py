@@ -35,20 +35,16 @@ def cosine_heatmap(
     matrix: Matrix,
     tasks: Sequence[str],
     title: str = "Gradient cosine similarity",
-    step: int | None = None,
-    probes: int = 1,
+    window: str | None = None,
 ) -> go.Figure:
     """T × T cosine similarity of the task gradients on the shared parameters, coloured on a fixed
     [-1, 1] red-blue scale centred on 0 (red = conflicting gradients), values written in the cells.
-    ``probes`` > 1 says in the title that ``matrix`` is the mean of that many probes ending at ``step``."""
-    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
-        raise ValueError(f"`probes` must be an integer ≥ 1, got {probes!r}")
-    if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise ValueError(f"`step` must be an integer or None, got {step!r}")
-        title = f"{title} (step {step}, mean of last {probes} probes)" if probes > 1 else f"{title} (step {step})"
-    elif probes > 1:
-        title = f"{title} (mean of {probes} probes)"
+    ``window`` says in the title which probes ``matrix`` comes from ("mean of all 48 probes (steps
+    5–240)"): one probe is one mini-batch, and which part of training is averaged changes the picture."""
+    if window is not None:
+        if not isinstance(window, str) or not window.strip():
+            raise ValueError(f"`window` must be a non-empty string or None, got {window!r}")
+        title = f"{title} — {window}"
     if is_empty(matrix):
         return empty_figure(title)
     tasks = check_tasks(tasks)

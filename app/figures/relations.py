@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
 
+from mtl_core.analysis.transfer import holm_adjust
+
 from ._common import (
     DIVERGING_SCALE,
     as_matrix,
@@ -61,6 +63,7 @@ def transfer_heatmap(
     alpha: float = 0.05,
     order: Sequence[int] | None = None,
     *,
+    p_adjusted: Matrix | None = None,
     scale: float = 100.0,
     title: str = "Pairwise transfer",
 ) -> go.Figure:
@@ -68,9 +71,12 @@ def transfer_heatmap(
     partner, cell = transfer(i ← j), the relative change of i's validation metric when trained with j
     instead of alone (positive = j helps i), shown in percent.
 
-    The colour scale is red-blue centred on 0 with a symmetric range ±max|value|; cells with
-    ``p_value < alpha`` get a ``*`` and a black border; the hover shows the 95 % CI and p. The diagonal
-    and pairs not measured yet (``None`` / NaN) stay blank. ``order`` (a permutation, e.g. from
+    The colour scale is red-blue centred on 0 with a symmetric range ±max|value|. A study tests every
+    off-diagonal cell, so significance is corrected for their number: cells whose Holm-adjusted p
+    (``p_adjusted``; computed from ``p_value`` with Holm's step-down method over the cells with a
+    p-value when not given) is below ``alpha`` get a ``*`` and a black border, and the x-axis title
+    says so. The hover shows the 95 % CI, the raw p and the Holm-adjusted p. The diagonal and pairs
+    not measured yet (``None`` / NaN) stay blank. ``order`` (a permutation, e.g. from
     :func:`cluster_order`) reorders rows and columns together. ``scale`` converts the inputs to
     percent: 100 for fractions (default), 1 when they already are percentages.
     """
@@ -89,10 +95,17 @@ def transfer_heatmap(
     low = _optional_matrix(ci_low, "ci_low", size) * scale
     high = _optional_matrix(ci_high, "ci_high", size) * scale
     p = _optional_matrix(p_value, "p_value", size, low=0.0, high=1.0)
+    np.fill_diagonal(p, math.nan)
+    if p_adjusted is None:
+        adjusted = holm_adjust(p)
+    else:
+        adjusted = _optional_matrix(p_adjusted, "p_adjusted", size, low=0.0, high=1.0)
+        np.fill_diagonal(adjusted, math.nan)
+    n_tests = int(np.isfinite(adjusted).sum())
     np.fill_diagonal(values, math.nan)
-    values, low, high, p = (_reorder(matrix, order) for matrix in (values, low, high, p))
+    values, low, high, p, adjusted = (_reorder(matrix, order) for matrix in (values, low, high, p, adjusted))
     labels = [tasks[k] for k in order]
-    significant = np.isfinite(values) & np.isfinite(p) & (p < alpha)
+    significant = np.isfinite(values) & np.isfinite(adjusted) & (adjusted < alpha)
     text = [
         [
             "" if math.isnan(values[i, j]) else _percent(values[i, j]) + ("*" if significant[i, j] else "")
@@ -111,8 +124,11 @@ def transfer_heatmap(
             if not (math.isnan(low[i, j]) or math.isnan(high[i, j])):
                 lines.append(f"95% CI [{_percent(low[i, j])}, {_percent(high[i, j])}]")
             if not math.isnan(p[i, j]):
+                lines.append(f"p = {p[i, j]:.3g}")
+            if not math.isnan(adjusted[i, j]):
                 verdict = "significant" if significant[i, j] else "not significant"
-                lines.append(f"p = {p[i, j]:.3g} ({verdict} at α = {alpha:g})")
+                lines.append(f"Holm-adjusted p = {adjusted[i, j]:.3g} ({verdict} at α = {alpha:g} "
+                             f"over {n_tests} cells)")
             lines.append(f"positive = {labels[j]} helps {labels[i]}")
             row.append("<br>".join(lines))
         hover.append(row)
@@ -129,7 +145,7 @@ def transfer_heatmap(
         zmid=0.0,
         colorbar_title="transfer %",
         title=title,
-        x_title=f"partner task j (positive = j helps i; * = p < {alpha:g})",
+        x_title="partner task j (positive = j helps i)<br>" + _significance_note(n_tests, alpha),
         y_title="target task i",
     )
     for i, j in zip(*np.nonzero(significant)):
@@ -145,6 +161,13 @@ def transfer_heatmap(
             name=f"significant {labels[i]} ← {labels[j]}",
         )
     return fig
+
+
+def _significance_note(n_cells: int, alpha: float = 0.05) -> str:
+    """What a star on the transfer heatmap means, for its axis title and the page's caption."""
+    if n_cells == 0:
+        return "no significance test yet (it needs two or more seeds per cell)"
+    return f"* = significant after Holm correction over the {n_cells} cells, α = {alpha:g}"
 
 
 def affinity_heatmap(

@@ -45,8 +45,17 @@ def _launch_form() -> None:
                                 help="Every pair is trained, so the number of runs grows with the square of this.")
     seeds = cols[1].number_input("Seeds", min_value=1, max_value=10, value=2, step=1, key=StateKeys.STUDY_SEEDS,
                                  help="With 2 or more seeds each cell gets a confidence interval and a test.")
-    epochs = cols[1].number_input("Epochs per run", min_value=1, max_value=500, value=5, step=1,
-                                  key=StateKeys.STUDY_EPOCHS)
+    protocol = service.study_protocol_defaults()
+    stopping = cols[1].columns(2)
+    max_epochs = stopping[0].number_input(
+        "Max epochs per run", min_value=1, max_value=100_000, value=protocol["max_epochs"], step=10,
+        key=StateKeys.STUDY_MAX_EPOCHS,
+        help="Every run — alone, pair, all tasks — trains at most this many epochs.")
+    patience = stopping[1].number_input(
+        "Patience (epochs)", min_value=1, max_value=100_000, value=protocol["patience"], step=1,
+        key=StateKeys.STUDY_PATIENCE,
+        help="Every run stops once the sum of its validation losses has not improved for this many epochs, "
+             "so single-task and joint runs are each trained to convergence by the same rule.")
     # Pairs need something shared: every strategy but the single-task baseline.
     strategies = [name for name in catalog["strategies"] if name != "single"]
     if st.session_state.get(StateKeys.STUDY_STRATEGY) not in strategies:
@@ -66,8 +75,8 @@ def _launch_form() -> None:
                            help="TAG's look-ahead needs one shared trunk: for a strategy without one, each "
                                 "seed gets an extra hard-sharing run of all tasks for it.")
     form = service.StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, strategy=strategy,
-                             method=method, seeds=int(seeds), epochs=int(epochs), include_all=bool(tag),
-                             tag=bool(tag))
+                             method=method, seeds=int(seeds), max_epochs=int(max_epochs), patience=int(patience),
+                             include_all=bool(tag), tag=bool(tag))
     try:
         size = service.study_size(form)
     except service.MTLError as exc:
@@ -75,7 +84,7 @@ def _launch_form() -> None:
         size = None
     if size is not None:
         note = " That is a lot for a laptop; fewer tasks or seeds go faster." if size > service.STUDY_RUN_WARNING else ""
-        how = f"{strategy} sharing, {method}"
+        how = f"{service.study_settings(form)}, {method}"
         st.markdown(f"This study queues **{size} runs** ({how}).{note}")
     if st.button("Start the study", type="primary", key=StateKeys.STUDY_START, disabled=size is None):
         try:
@@ -92,8 +101,9 @@ with st.expander("Launch a transfer study", expanded=not studies):
     _launch_form()
 
 if not studies:
-    st.info("No study yet. Launch one above: with the defaults (4 planted tasks, 2 seeds, 5 epochs) it takes a "
-            "minute or two, and the planted groups should show up as blue blocks.")
+    st.info("No study yet. Launch one above: with the defaults (4 planted tasks, 2 seeds, every run trained until "
+            "its validation loss stops improving) it takes a few minutes, and the planted groups should show up "
+            "as blue blocks.")
     st.stop()
 
 # --- reading a study ----------------------------------------------------------------------------------------
@@ -129,11 +139,13 @@ def _heatmaps(info: service.StudyInfo) -> None:
     with columns[0]:
         transfer = data["transfer"]
         figure = figures.transfer_heatmap(transfer["mean"], transfer["ci_low"], transfer["ci_high"],
-                                          transfer["p_value"], tasks, order=order)
+                                          transfer["p_value"], tasks, order=order, p_adjusted=transfer["p_adjusted"])
         _study_chart(info, "transfer", figure)
         st.caption("Row i, column j: transfer(i ← j) in %, the change of task i's validation metric when "
-                   "trained with j instead of alone; positive = j helps i. Starred cells have a 95 % "
-                   "confidence interval over seeds that excludes 0 (hover for the interval).")
+                   "trained with j instead of alone; positive = j helps i. * = significant after Holm's "
+                   "correction over all the cells tested (α = 0.05), so that testing many cells does not "
+                   "star some by chance; hover for the 95 % interval, the raw p and the Holm-adjusted p.")
+        _protocol(data["protocol"])
     with columns[1]:
         affinity = None if data["affinity"] is None else figures.affinity_heatmap(data["affinity"], tasks, order)
         _study_chart(info, "affinity", affinity, empty_title="Inter-task affinity (TAG)")
@@ -165,6 +177,14 @@ def _heatmaps(info: service.StudyInfo) -> None:
         _study_downloads(info, result)
 
 
+def _protocol(protocol: dict) -> None:
+    """How every run of the study was trained (studies written before the protocol was recorded
+    have no rule, and show nothing)."""
+    if protocol["rule"]:
+        text = protocol["rule"][0].upper() + protocol["rule"][1:]
+        st.caption(f"**Protocol.** {text}" + (f" {protocol['stopping']}" if protocol["stopping"] else ""))
+
+
 def _study_downloads(info: service.StudyInfo, result: dict) -> None:
     """The study's analysis as JSON and its transfer cells as CSV, built when clicked."""
     if not service.study_exportable(result):
@@ -180,7 +200,7 @@ def _study_downloads(info: service.StudyInfo, result: dict) -> None:
             f"Transfer cells as CSV{partial}", data=lambda: service.study_csv(result),
             file_name=f"{info.group_id}.csv", mime="text/csv", key=StateKeys.STUDY_DOWNLOAD_CSV, on_click="ignore",
             icon=":material/download:", help="One row per ordered task pair: target, partner, mean transfer, "
-            "confidence interval, p-value, seeds, metric, cosine, affinity.",
+            "confidence interval, p-value (raw and Holm-adjusted), seeds, metric, cosine, affinity.",
         )
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import figures
-import numpy as np
 import pandas as pd
 import service
 import streamlit as st
@@ -114,7 +112,8 @@ def _header(current: service.RunSummary, live: service.LiveRun) -> None:
     steps = f"{live.last_step or 0} / {current.total_steps}" if current.total_steps else "—"
     cols[1].metric("Steps", steps)
     epochs_done = len(live.history)
-    cols[2].metric("Epochs", f"{epochs_done} / {current.epochs}")
+    cols[2].metric("Epochs", f"{epochs_done} / {current.epochs}",
+                   help="With early stopping (patience) the second number is the maximum.")
     duration = current.duration
     cols[3].metric("Time", "—" if duration is None else f"{duration:.0f} s")
     if not current.finished:
@@ -122,6 +121,10 @@ def _header(current: service.RunSummary, live: service.LiveRun) -> None:
                        disabled=current.cancel_requested, help="Stop this run; its metrics so far are kept.")
     if fraction is not None:
         st.progress(fraction, text=f"{100 * fraction:.0f} %")
+    if current.stopped_early:
+        st.caption(f"Stopped early at epoch {current.stopped_epoch} of at most {current.epochs}: the sum of the "
+                   f"validation losses had not improved for {current.config.get('patience')} epochs. The results "
+                   "come from the best epoch.")
     if current.status == "queued":
         st.info("Waiting for a worker. The first run of a session waits a few seconds while a worker "
                 "process loads PyTorch.", icon=":material/hourglass_empty:")
@@ -146,39 +149,26 @@ def _loss_view(current: service.RunSummary, live: service.LiveRun, colors: dict,
            download=f"run{current.id}_step_losses" if download else None)
 
 
-#: Choices of the cosine heatmap's averaging window (number of probes; 0 = every probe so far).
-COSINE_WINDOWS = (1, 5, 10, 25, 0)
-DEFAULT_COSINE_WINDOW = 10
-
-
 def _window_label(window: int) -> str:
-    return {0: "all probes so far", 1: "this probe only"}.get(window, f"last {window} probes")
+    return {0: "all probes from the start", 1: "this probe only"}.get(window, f"last {window} probes")
 
 
 def _cosine_window() -> int:
-    window = st.session_state.get(StateKeys.COSINE_WINDOW, DEFAULT_COSINE_WINDOW)
-    return window if window in COSINE_WINDOWS else DEFAULT_COSINE_WINDOW
+    window = st.session_state.get(StateKeys.COSINE_WINDOW, service.DEFAULT_COSINE_WINDOW)
+    return window if window in service.COSINE_WINDOWS else service.DEFAULT_COSINE_WINDOW
 
 
-def _mean_cosines(matrices: list, end: int, window: int) -> tuple[np.ndarray, int]:
-    """Mean of the cosine matrices of the ``window`` probes ending at index ``end`` (0: all up to it),
-    and how many were averaged. One probe is one mini-batch, so a single heatmap is noisy."""
-    start = 0 if window == 0 else max(0, end + 1 - window)
-    stack = np.array([[[np.nan if v is None else v for v in row] for row in m] for m in matrices[start:end + 1]],
-                     dtype=float)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN cell (e.g. the diagonal) stays NaN
-        return np.nanmean(stack, axis=0), end + 1 - start
+def _cosine_heatmap(tasks: list[str], averaged: service.ProbeWindow):
+    return figures.cosine_heatmap(averaged.matrix, tasks, window=averaged.label)
 
 
 def _cosine_at_latest(current: service.RunSummary, live: service.LiveRun, key: str, download: bool = False) -> None:
-    steps, matrices = live.probe("cosine")
-    if not steps:
+    averaged = live.cosine_window(_cosine_window())
+    if averaged is None:
         _no_probe_message(current)
         return
-    matrix, count = _mean_cosines(matrices, len(steps) - 1, _cosine_window())
-    _chart(figures.cosine_heatmap(matrix, _tasks(current, live), step=steps[-1], probes=count), key,
-           download=f"run{current.id}_cosine_step{steps[-1]}" if download else None)
+    _chart(_cosine_heatmap(_tasks(current, live), averaged), key,
+           download=f"run{current.id}_cosine_step{averaged.steps[-1]}" if download else None)
 
 
 def _no_probe_message(current: service.RunSummary) -> None:
@@ -231,8 +221,10 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
     follow_key = run_key(StateKeys.COSINE_FOLLOW, current.id)
     controls = st.columns([1, 1, 2, 2])
     follow = controls[0].toggle("Follow latest", value=not current.finished, key=follow_key,
-                                help="Show the newest probe as it arrives.")
-    play = controls[1].toggle("Play", key=play_key, help="Step through the probes over time.")
+                                help="End the heatmap's window at the newest probe as it arrives.")
+    play = controls[1].toggle("Play", key=play_key,
+                              help="Move the window's end through the probes: with “all probes”, watch the "
+                                   "mean build up; with “this probe only”, see each probe alone.")
     chosen = st.session_state.get(step_key)
     if play:
         position = steps.index(chosen) + 1 if chosen in steps else 0
@@ -240,21 +232,24 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
     elif follow or chosen not in steps:
         st.session_state[step_key] = steps[-1]
     if len(steps) > 1:
-        step = controls[3].select_slider("Probe step", options=steps, key=step_key, on_change=_stop_following,
-                                         args=(follow_key, play_key))
+        step = controls[3].select_slider("Window ends at step", options=steps, key=step_key,
+                                         on_change=_stop_following, args=(follow_key, play_key),
+                                         help="The heatmap averages the probes of its window up to this step.")
     else:
         step = steps[0]
     if StateKeys.COSINE_WINDOW not in st.session_state:
-        st.session_state[StateKeys.COSINE_WINDOW] = DEFAULT_COSINE_WINDOW
+        st.session_state[StateKeys.COSINE_WINDOW] = service.DEFAULT_COSINE_WINDOW
     window = controls[2].selectbox(
-        "Heatmap averages", COSINE_WINDOWS, format_func=_window_label, key=StateKeys.COSINE_WINDOW,
-        help="Each probe measures the cosines on one mini-batch, so a single probe is noisy; the mean of "
-             "the last few shows the tasks' relationship at that point of training.")
-    matrix, count = _mean_cosines(matrices, steps.index(step), window)
+        "Heatmap averages", service.COSINE_WINDOWS, format_func=_window_label, key=StateKeys.COSINE_WINDOW,
+        help="Each probe measures the cosines on one mini-batch, so one probe is noisy. The heatmap "
+             "averages the probes of a window that ends at the chosen step; by default every probe from "
+             "the start, which shows related tasks on short and long runs alike. A short window shows one "
+             "moment: near the start the tasks' heads are still random and late in training the "
+             "gradients are mostly mini-batch noise, so both can hide a relationship the run measured.")
+    averaged = live.cosine_window(window, step)
     left, right = st.columns(2)
     with left:
-        _chart(figures.cosine_heatmap(matrix, tasks, step=step, probes=count), f"cosine_{current.id}",
-               download=f"run{current.id}_cosine_step{step}")
+        _chart(_cosine_heatmap(tasks, averaged), f"cosine_{current.id}", download=f"run{current.id}_cosine_step{step}")
         st.caption(EXPLAIN_COSINE)
     with right:
         _chart(figures.cosine_timeseries(steps, matrices, tasks, smoothing=_smoothing(steps)), f"cosine_series_{current.id}")
@@ -293,11 +288,16 @@ def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
         st.info("Waiting for the first epoch's affinity…" if not current.finished else "No affinity recorded.")
         return
     tasks = _tasks(current, live)
-    mean = np.nanmean(np.asarray(matrices, dtype=float), axis=0).tolist()
+    summary = live.affinity_summary()
+    if summary is None:
+        st.info("No affinity recorded.")
+        return
+    matrix, window = summary
+    mean = matrix.tolist()
     order = figures.cluster_order(mean)
     left, right = st.columns(2)
     with left:
-        _chart(figures.affinity_heatmap(mean, tasks, order, title="Inter-task affinity (TAG), mean over epochs"),
+        _chart(figures.affinity_heatmap(mean, tasks, order, title=f"Inter-task affinity (TAG), {window}"),
                f"affinity_mean_{current.id}")
     with right:
         _chart(figures.affinity_heatmap(matrices[-1], tasks, order,
@@ -305,7 +305,9 @@ def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
                f"affinity_last_{current.id}")
     st.caption("Row i, column j: how much one look-ahead step on task i alone lowers task j's loss "
                "(positive, blue = i helps j; negative, red = i hurts j). Tasks are ordered so that groups "
-               "that help each other form blocks.")
+               "that help each other form blocks. Left: the median of the epochs' affinities up to the best "
+               "epoch so far, as a transfer study reads it (after it, a step on one task mostly fits that "
+               "task's own rows, and affinities turn noisy).")
 
 
 def _downloads(current: service.RunSummary) -> None:

@@ -101,9 +101,9 @@ with right:
 st.subheader("3 · Training and probes")
 cols = st.columns(6)
 epochs = cols[0].number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key=StateKeys.EPOCHS)
-lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=10.0, value=1e-3, step=1e-4, format="%g",
+lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=10.0, value=3e-3, step=1e-4, format="%g",
                           key=StateKeys.LR)
-batch_size = cols[2].number_input("Batch size", min_value=1, max_value=100_000, value=64, step=8,
+batch_size = cols[2].number_input("Batch size", min_value=1, max_value=100_000, value=32, step=8,
                                   key=StateKeys.BATCH_SIZE)
 seeds = cols[3].number_input("Seeds", min_value=1, max_value=20, value=1, step=1, key=StateKeys.SEEDS,
                              help="Repeats with seeds 0, 1, …: more seeds give confidence intervals.")

@@ -6,9 +6,11 @@ from __future__ import annotations
 from .grouping import (
     EXHAUSTIVE_LIMIT,
     Grouping,
+    adjusted_rand_index,
     best_grouping,
     best_groupings,
     grouping_score,
+    same_partition,
     set_partitions,
     task_scores,
 )
@@ -16,6 +18,7 @@ from .transfer import (
     SeedSummary,
     TransferMatrix,
     delta_m,
+    holm_adjust,
     nan_to_none,
     relative_change,
     summarize_seeds,
@@ -25,6 +28,8 @@ from .transfer import (
 __all__ = [
     "EXHAUSTIVE_LIMIT",
     "Grouping",
+    "adjusted_rand_index",
+    "same_partition",
     "best_grouping",
     "best_groupings",
     "grouping_score",
@@ -33,6 +38,7 @@ __all__ = [
     "SeedSummary",
     "TransferMatrix",
     "delta_m",
+    "holm_adjust",
     "nan_to_none",
     "relative_change",
     "summarize_seeds",

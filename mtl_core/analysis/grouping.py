@@ -41,6 +41,8 @@ __all__ = [
     "grouping_score",
     "task_scores",
     "set_partitions",
+    "adjusted_rand_index",
+    "same_partition",
     "EXHAUSTIVE_LIMIT",
 ]
 
@@ -350,3 +352,51 @@ def best_grouping(scores: Any, k: int, tasks: Sequence[str] | None = None, **opt
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(size, 1):
         raise ValueError(f"`k` must be an integer in [1, {size}], got {k!r}")
     return best_groupings(scores, tasks, max_k=int(k), **options)[-1]
+
+
+def _labels(groups: Sequence[Sequence[str]]) -> dict[str, int]:
+    labels: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for task in group:
+            if task in labels:
+                raise ValueError(f"task {task!r} is in two groups")
+            labels[task] = index
+    return labels
+
+
+def same_partition(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> bool:
+    """Whether two partitions of the same tasks have the same groups (order ignored)."""
+    return {frozenset(group) for group in a if group} == {frozenset(group) for group in b if group}
+
+
+def adjusted_rand_index(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:
+    """Hubert and Arabie's (1985) adjusted Rand index of two partitions of the same tasks: 1 when
+    they are equal, about 0 for unrelated ones (its expectation under random labelling with the
+    same group sizes), negative below chance. Two partitions that are both all-singletons or
+    both one group are equal (1.0); when only the chance term is defined, the index is 0."""
+    labels_a, labels_b = _labels(a), _labels(b)
+    if set(labels_a) != set(labels_b):
+        raise ValueError("the two partitions must cover the same tasks")
+    tasks = sorted(labels_a)
+    n = len(tasks)
+
+    def pairs(count: float) -> float:
+        return count * (count - 1) / 2
+
+    table: dict[tuple[int, int], int] = {}
+    for task in tasks:
+        key = (labels_a[task], labels_b[task])
+        table[key] = table.get(key, 0) + 1
+    rows: dict[int, int] = {}
+    cols: dict[int, int] = {}
+    for (i, j), count in table.items():
+        rows[i] = rows.get(i, 0) + count
+        cols[j] = cols.get(j, 0) + count
+    index = sum(pairs(c) for c in table.values())
+    sum_rows, sum_cols = sum(pairs(c) for c in rows.values()), sum(pairs(c) for c in cols.values())
+    total = pairs(n)
+    expected = sum_rows * sum_cols / total if total else 0.0
+    maximum = (sum_rows + sum_cols) / 2
+    if maximum == expected:
+        return 1.0 if same_partition(a, b) else 0.0
+    return float((index - expected) / (maximum - expected))

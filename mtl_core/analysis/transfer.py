@@ -14,6 +14,9 @@ Pure functions of per-seed metric values (no training here). Conventions:
   CI excludes 0 exactly when p < 0.05). Seeds where a value is NaN are dropped (pairwise-complete).
   Zero spread across seeds (e.g. identical runs) gives p = 1 (not significant) and a CI of
   width 0; fewer than two seeds give a NaN CI and p-value.
+* **Multiple comparisons**: a study tests T(T−1) cells at once, so the cells' p-values are adjusted
+  with Holm's step-down method (:func:`holm_adjust`, Holm 1979), which controls the family-wise
+  error rate at α over the cells with a p-value; a cell is significant when its adjusted p < α.
 * **Δm %** (Maninis et al., CVPR 2019) of a multi-task model against the single-task baselines with
   the same seeds is ``100 · (1/T) Σᵢ rel. change of task i`` per seed — positive = better than
   single-task — then summarised over seeds like a transfer cell.
@@ -34,6 +37,7 @@ __all__ = [
     "relative_change",
     "summarize_seeds",
     "transfer_matrix",
+    "holm_adjust",
     "delta_m",
     "nan_to_none",
 ]
@@ -115,10 +119,35 @@ def summarize_seeds(values: Sequence[float], confidence: float = 0.95) -> SeedSu
     return SeedSummary(mean, mean - half_width, mean + half_width, p_value, n, tuple(array.tolist()))
 
 
+def holm_adjust(p_values: Any) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm, S. (1979). "A Simple Sequentially Rejective
+    Multiple Test Procedure". Scandinavian Journal of Statistics 6(2), 65–70).
+
+    ``p_values`` is an array of any shape; NaN entries (the diagonal, cells not measured) are not
+    tests: they stay NaN and do not count. With the m finite p-values sorted ascending,
+    p₍₁₎ ≤ … ≤ p₍ₘ₎, the adjusted value of p₍ₖ₎ is ``min(1, max_{j ≤ k} (m − j + 1) · p₍ⱼ₎)``:
+    monotone in p, never below p, capped at 1. Rejecting where the adjusted p < α controls the
+    family-wise error rate at α. Returns a float array of the input's shape.
+    """
+    array = np.asarray(p_values, dtype=float)
+    if np.any(array[np.isfinite(array)] < 0) or np.any(array[np.isfinite(array)] > 1):
+        raise ValueError("`p_values` must lie in [0, 1] (or be NaN)")
+    flat = array.ravel()
+    adjusted = np.full(flat.shape, math.nan)
+    tested = np.flatnonzero(np.isfinite(flat))
+    m = tested.size
+    if m:
+        order = tested[np.argsort(flat[tested], kind="stable")]
+        scaled = (m - np.arange(m)) * flat[order]
+        adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted.reshape(array.shape)
+
+
 @dataclass(frozen=True)
 class TransferMatrix:
     """T × T arrays (NaN on the diagonal and where undefined): ``mean``, ``ci_low``, ``ci_high``,
-    ``p_value`` and ``n`` (seeds used) of transfer(i ← j) = ``[i][j]``."""
+    ``p_value`` and ``n`` (seeds used) of transfer(i ← j) = ``[i][j]``; ``p_adjusted`` is
+    ``p_value`` Holm-adjusted over the cells that have one (:func:`holm_adjust`)."""
 
     tasks: tuple[str, ...]
     mean: np.ndarray
@@ -133,13 +162,20 @@ class TransferMatrix:
             "ci_low": nan_to_none(self.ci_low),
             "ci_high": nan_to_none(self.ci_high),
             "p_value": nan_to_none(self.p_value),
+            "p_adjusted": nan_to_none(self.p_adjusted),
             "n": self.n.astype(int).tolist(),
         }
 
-    def significant(self, alpha: float = 0.05) -> np.ndarray:
-        """Boolean T × T: cells with p < ``alpha`` (False where p is NaN)."""
+    @property
+    def p_adjusted(self) -> np.ndarray:
+        return holm_adjust(self.p_value)
+
+    def significant(self, alpha: float = 0.05, adjusted: bool = True) -> np.ndarray:
+        """Boolean T × T: cells with Holm-adjusted p < ``alpha`` (raw p with ``adjusted=False``);
+        False where p is NaN."""
+        p = self.p_adjusted if adjusted else self.p_value
         with np.errstate(invalid="ignore"):
-            return np.nan_to_num(self.p_value, nan=1.0) < alpha
+            return np.nan_to_num(p, nan=1.0) < alpha
 
 
 def _seed_values(values: Sequence[float] | Mapping[int, float], seeds: Sequence[int] | None) -> np.ndarray:

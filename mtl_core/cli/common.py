@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from ..config import OPTIMIZERS, TrainConfig, load_config_file
@@ -11,9 +12,10 @@ from . import UsageError
 __all__ = ["add_config_arguments", "config_from_args", "parse_key_values"]
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, *, patience: bool = True) -> None:
     """Add the flags of a TrainConfig. Every default is None so that only given flags override
-    the ``--config`` file."""
+    the ``--config`` file. ``patience=False`` leaves ``--patience`` to the command (a study
+    has its own, with a default)."""
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON config; flags override it")
     parser.add_argument("--suite", help="task suite (see `python -m mtl_core suites`)")
     parser.add_argument("--tasks", help="comma-separated task names (default: all of the suite's)")
@@ -22,6 +24,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy-opt", action="append", default=None, metavar="KEY=VALUE", help="strategy option (repeatable)")
     parser.add_argument("--method-opt", action="append", default=None, metavar="KEY=VALUE", help="balancing-method option (repeatable)")
     parser.add_argument("--epochs", type=int)
+    if patience:
+        parser.add_argument("--patience", type=int, metavar="N",
+                            help="stop when the sum of the validation losses has not improved for N epochs "
+                                 "(--epochs is then the maximum; default: off)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--optimizer", choices=OPTIMIZERS)
     parser.add_argument("--lr", type=float)
@@ -43,14 +49,20 @@ def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> TrainConfig:
-    """Merge the ``--config`` file with the given flags and validate."""
+def config_from_args(
+    args: argparse.Namespace,
+    extra: dict[str, Any] | None = None,
+    defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> TrainConfig:
+    """Merge the ``--config`` file with the given flags and validate. ``defaults`` fills in what
+    neither sets (e.g. a suite's study defaults)."""
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     simple = {
         "suite": args.suite,
         "tasks": args.tasks,
         "strategy": args.strategy,
         "epochs": args.epochs,
+        "patience": getattr(args, "patience", None),
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
         "lr": args.lr,
@@ -75,4 +87,6 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
             merged = dict(data.get(key) or {})
             merged.update(given)
             data[key] = merged
+    if defaults is not None:
+        data = defaults(data)
     return TrainConfig.from_dict(data).validated()

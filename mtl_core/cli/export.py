@@ -3,7 +3,7 @@
 * ``export run ID|RUN.json [--format json|csv] [--out FILE]``: a stored run (the same output as
   ``runs export``) or a ``run.json`` written by ``train --out`` (CSV: its per-epoch history);
 * ``export study STUDY.json [--format csv|json] [--out FILE]``: CSV has one row per transfer-matrix
-  cell: target, partner, mean, ci_low, ci_high, p_value, n, metric, cosine, affinity;
+  cell: target, partner, mean, ci_low, ci_high, p_value, p_adjusted, n, metric, cosine, affinity;
 * ``export figure [FIGURE.json] [--run ID|RUN.json | --study STUDY.json] [--kind K] --out FILE``:
   a plotly figure JSON (as the dashboard downloads it), or a figure of a run (``--kind losses`` or
   ``metrics``) or of a study (``transfer``, ``cosine`` or ``affinity``) drawn by the dashboard's
@@ -210,8 +210,9 @@ def _build_figure(args: argparse.Namespace) -> Any:
     tasks = study["tasks"]
     if kind == "transfer":
         transfer = study["transfer"]
+        # p_adjusted is None for a study written before it was stored: the figure adjusts p_value then.
         return figures.transfer_heatmap(transfer["mean"], transfer.get("ci_low"), transfer.get("ci_high"),
-                                        transfer.get("p_value"), tasks)
+                                        transfer.get("p_value"), tasks, p_adjusted=transfer.get("p_adjusted"))
     if not study.get(kind):
         raise UsageError(f"this study has no {kind} matrix" + (" (run the study with --tag)" if kind == "affinity"
                                                                else ""))

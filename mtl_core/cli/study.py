@@ -2,7 +2,9 @@
 
 Every chosen task alone, every pair together (``--all``: all tasks together too) for ``--seeds``
 seeds, as one group of runs on the background worker pool (``--executor serial``: in this
-process). Prints a summary; ``--out`` gets the full study (see :mod:`mtl_core.study`).
+process). Every run follows one protocol: up to ``--max-epochs`` epochs, stopping once the sum of
+its validation losses has not improved for ``--patience`` epochs. Prints a summary; ``--out`` gets
+the full study (see :mod:`mtl_core.study`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ __all__ = ["register", "RunProgress", "format_matrix"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..study import DEFAULT_SEEDS
+    from ..study import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, DEFAULT_SEEDS
 
     parser = subparsers.add_parser(
         "study",
@@ -29,10 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pairwise transfer (mean, 95 % CI, paired t-test), Δm %, gradient cosines, TAG affinity "
         "(--tag) and the best task groupings.",
     )
-    add_config_arguments(parser)
+    add_config_arguments(parser, patience=False)
     parser.add_argument("--method", help="balancing method, e.g. ew, pcgrad, mgda")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="S",
                         help=f"number of seeds (default {DEFAULT_SEEDS})")
+    parser.add_argument("--patience", dest="study_patience", type=int, default=DEFAULT_PATIENCE, metavar="N",
+                        help="every run stops when the sum of its validation losses has not improved for N "
+                             f"epochs (default {DEFAULT_PATIENCE})")
+    parser.add_argument("--max-epochs", dest="max_epochs", type=int, default=DEFAULT_MAX_EPOCHS, metavar="N",
+                        help=f"every run trains at most N epochs (default {DEFAULT_MAX_EPOCHS}); replaces --epochs")
     parser.add_argument("--seed", type=int, help="first seed (default: the config's, 0)")
     parser.add_argument("--tag", action="store_true", help="record TAG affinity in all-tasks hard-sharing runs")
     parser.add_argument("--all", dest="include_all", action="store_true", help="also train all tasks together")
@@ -85,22 +92,39 @@ def format_matrix(tasks: list[str], matrix: list[list[float | None]], percent: b
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study import DEFAULT_PROBE_INTERVAL, StudySpec, make_study_executor, run_study
+    from ..errors import ConfigError
+    from ..study import (
+        DEFAULT_PROBE_INTERVAL,
+        StudySpec,
+        apply_study_defaults,
+        make_study_executor,
+        run_study,
+    )
 
     if args.seeds < 1:
         raise UsageError(f"`--seeds` must be an integer ≥ 1, got {args.seeds}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"`--workers` must be an integer ≥ 1, got {args.workers}")
-    config = config_from_args(args, extra={"method": args.method, "seed": args.seed})
+    if args.epochs is not None:
+        raise UsageError(f"`--epochs` does not apply to a study (every run trains up to --max-epochs, "
+                         f"{args.max_epochs}, with --patience {args.study_patience}), got {args.epochs}")
+    config = config_from_args(args, extra={"method": args.method, "seed": args.seed}, defaults=apply_study_defaults)
     probe_interval = config.probe_interval or DEFAULT_PROBE_INTERVAL
-    spec = StudySpec(
-        base=config,
-        seeds=StudySpec.seeds_from(config.seed, args.seeds),
-        include_all=args.include_all,
-        tag=args.tag,
-        metric=args.metric,
-        probe_interval=probe_interval,
-    ).validated()
+    try:
+        spec = StudySpec(
+            base=config,
+            seeds=StudySpec.seeds_from(config.seed, args.seeds),
+            include_all=args.include_all,
+            tag=args.tag,
+            metric=args.metric,
+            probe_interval=probe_interval,
+            patience=args.study_patience,
+            max_epochs=args.max_epochs,
+        ).validated()
+    except ConfigError as exc:
+        if exc.field in ("patience", "max_epochs"):  # name the option the user typed
+            raise UsageError(f"`--{exc.field.replace('_', '-')}` must be {exc.expected}, got {exc.got!r}") from None
+        raise
     options = {"max_workers": args.workers} if args.executor == "pool" else {}
     executor = make_study_executor(args.executor, **options)
     progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty())
@@ -121,6 +145,13 @@ def _print_summary(study: dict[str, Any]) -> None:
     out = sys.stdout
     failed = study.get("n_failed", 0)
     print(f"{study['n_runs']} runs ({failed} failed), seeds {study['seeds']}", file=out)
+    protocol = study.get("conventions", {}).get("protocol")
+    if protocol:
+        print(f"protocol: {protocol}", file=out)
+    overall = study.get("stopping", {}).get("overall")
+    if overall:
+        print(f"stopping epochs: median {overall['median']:g}, min {overall['min']}, max {overall['max']} "
+              f"({overall['at_max_epochs']} of {overall['n']} runs reached max_epochs)", file=out)
     print("transfer(row ← column), mean over seeds (positive = the column task helps the row task):", file=out)
     print(format_matrix(tasks, study["transfer"]["mean"], percent=True), file=out)
     for source, groupings in study.get("groupings", {}).items():

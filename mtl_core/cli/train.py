@@ -55,6 +55,10 @@ class ProgressBar(Callback):
 
     def on_run_end(self, result: dict[str, Any]) -> None:
         if self.bar is not None:
+            if result.get("stop_reason") == "patience":  # stopped early: the bar ends full
+                self.bar.total = self.bar.n
+                self.bar.set_description(f"stopped at epoch {result['stopped_epoch']} (patience)")
+                self.bar.refresh()
             self.bar.close()
 
 
@@ -78,5 +82,6 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(
         f"{task} {m['metric']}={m['value']:.4f}" for task, m in result["final_metrics"].items()
     )
-    print(f"{result['status']}: {summary}", file=sys.stderr)
+    stopped = f" (stopped early at epoch {result['stopped_epoch']})" if result.get("stop_reason") == "patience" else ""
+    print(f"{result['status']}{stopped}: {summary}", file=sys.stderr)
     return 0

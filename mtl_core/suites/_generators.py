@@ -35,6 +35,9 @@ __all__ = [
     "stratified_split",
     "make_split",
     "build_correlated_regression",
+    "build_planted_regression",
+    "PlantedFunctions",
+    "symmetric_sqrt",
     "EVAL_ROWS",
     "load_digit_images",
 ]
@@ -306,3 +309,122 @@ def build_correlated_regression(
         },
     )
     return data
+
+
+# --- planted groups of nonlinear functions ------------------------------------------------------------
+
+
+def symmetric_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root ``S`` (``S S = matrix``) of a positive semi-definite matrix (float64).
+
+    Unlike a Cholesky factor it treats every row alike: task k's mixing row does not depend on the
+    order of the tasks."""
+    values, vectors = torch.linalg.eigh(matrix.to(_DTYPE))
+    return (vectors * values.clamp(min=0.0).sqrt()) @ vectors.T
+
+
+@dataclass(frozen=True)
+class PlantedFunctions:
+    """The latent functions of the ``planted`` suite (see :class:`mtl_core.suites.planted.PlantedSuite`).
+
+    Task k owns a latent function ``φₖ(x) = (Σₘ aₖₘ sin(vₖₘᵀ Qₖᵀ x + bₖₘ) − μₖ) / sₖ`` (m = 1..M
+    sine ridges) of the inputs' projection on its group's subspace (the columns ``Qₖ`` of a random
+    rotation, ``r = ⌊D / G⌋`` of them per group, disjoint between groups); ``μₖ, sₖ`` make ``φₖ``
+    zero-mean and unit-variance. The labels mix them: ``y = S φ(x) + ε`` with ``S`` the symmetric
+    square root of the planted correlation ``C``, so ``corr(yᵢ, yⱼ) = Cᵢⱼ / (1 + σ²)``.
+    """
+
+    projections: torch.Tensor  # T × M × D: rows vₖₘᵀ Qₖᵀ
+    amplitudes: torch.Tensor  # T × M
+    phases: torch.Tensor  # T × M
+    mixing: torch.Tensor  # T × T
+    centre: torch.Tensor  # T
+    scale: torch.Tensor  # T
+    noise: float
+
+    @classmethod
+    def draw(
+        cls,
+        correlation: torch.Tensor,
+        groups: Sequence[int],
+        dim: int,
+        ridges: int,
+        noise: float,
+        generator: torch.Generator,
+    ) -> PlantedFunctions:
+        n_tasks = correlation.shape[0]
+        n_groups = max(groups) + 1
+        width = dim // n_groups
+        rotation = orthonormal_rows(dim, dim, generator).T  # D × D, orthonormal columns
+        local = torch.randn(n_tasks, ridges, width, generator=generator, dtype=_DTYPE) / math.sqrt(width)
+        projections = torch.stack([
+            local[k] @ rotation[:, groups[k] * width : (groups[k] + 1) * width].T for k in range(n_tasks)
+        ])
+        amplitudes = torch.randn(n_tasks, ridges, generator=generator, dtype=_DTYPE)
+        phases = 2 * math.pi * torch.rand(n_tasks, ridges, generator=generator, dtype=_DTYPE)
+        raw = cls(projections, amplitudes, phases, symmetric_sqrt(correlation),
+                  torch.zeros(n_tasks, dtype=_DTYPE), torch.ones(n_tasks, dtype=_DTYPE), float(noise))
+        # Centre and scale each φₖ with a large sample of the same input distribution.
+        reference = raw.latent(torch.randn(8192, dim, generator=generator, dtype=_DTYPE))
+        return cls(projections, amplitudes, phases, raw.mixing, reference.mean(0), reference.std(0).clamp(min=1e-12),
+                   float(noise))
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """φ(x): n × T."""
+        waves = torch.sin(torch.einsum("nd,tmd->ntm", x, self.projections) + self.phases)
+        return ((waves * self.amplitudes).sum(-1) - self.centre) / self.scale
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` rows: inputs (n × D, standard normal) and labels (n × T), both float64."""
+        x = torch.randn(n, self.projections.shape[2], generator=generator, dtype=_DTYPE)
+        noise = self.noise * torch.randn(n, self.mixing.shape[0], generator=generator, dtype=_DTYPE)
+        return x, self.latent(x) @ self.mixing.T + noise
+
+
+def build_planted_regression(
+    tasks: list[TaskSpec],
+    correlation: torch.Tensor,
+    groups: Sequence[int],
+    rows_per_task: Sequence[int],
+    pool: int,
+    dim: int,
+    ridges: int,
+    noise: float,
+    seed: int,
+) -> SuiteData:
+    """The ``planted`` suite's data: ``pool`` training rows, task k labelled on
+    ``rows_per_task[k]`` of them drawn at random (independently per task, so two tasks share about
+    ``nᵢ nⱼ / pool`` rows; rows that no task labels are dropped); validation and test rows (:data:`EVAL_ROWS` each, drawn first) are
+    labelled for every task. Targets are standardised with their labelled training rows' statistics."""
+    generator = make_generator(seed)
+    source = PlantedFunctions.draw(correlation, groups, dim, ridges, noise, generator)
+    x_test, y_test = source.sample(EVAL_ROWS, generator)
+    x_val, y_val = source.sample(EVAL_ROWS, generator)
+    n_tasks = len(tasks)
+    x_train, y_train = source.sample(pool, generator)  # rows no task labels are dropped below
+    names = [t.name for t in tasks]
+    masks, targets = {}, {}
+    for k, name in enumerate(names):
+        masks[name] = torch.zeros(pool, dtype=torch.bool)
+        masks[name][torch.randperm(pool, generator=generator)[: rows_per_task[k]]] = True
+    # A row that no task labels teaches nothing: drop it.
+    used = torch.stack(list(masks.values())).any(0)
+    x_train, y_train = x_train[used], y_train[used]
+    masks = {name: mask[used] for name, mask in masks.items()}
+    for k, name in enumerate(names):
+        column = slice(k, k + 1)
+        train, (val, test), _, _ = masked_standardise(y_train[:, column], masks[name], y_val[:, column], y_test[:, column])
+        targets[name] = (train.masked_fill(~masks[name].unsqueeze(1), 0.0), val, test)
+    train_split = make_split(x_train, {n: targets[n][0] for n in names}, masks)
+    y_val_std = torch.cat([targets[n][1] for n in names], dim=1)
+    return SuiteData(
+        tasks=list(tasks),
+        train=train_split,
+        val=make_split(x_val, {n: targets[n][1] for n in names}),
+        test=make_split(x_test, {n: targets[n][2] for n in names}),
+        info={
+            "correlation": correlation.to(_DTYPE).tolist(),
+            # Every task is labelled on every validation row: measure the label correlation there.
+            "label_correlation": torch.corrcoef(y_val_std.T.to(_DTYPE)).reshape(n_tasks, n_tasks).tolist(),
+        },
+    )

@@ -7,7 +7,7 @@ rows (a data-scarce task): ``masks`` marks the rows whose label counts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -116,6 +116,10 @@ class Suite:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Training settings (``TrainConfig`` fields) a transfer study of this suite starts from when the
+    #: user does not set them (the ``study`` command, the Relationships page); ``strategy_options``
+    #: apply to the ``hard`` strategy only. See :func:`mtl_core.study.apply_study_defaults`.
+    study_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.settings = resolve_options(self.options, options, "suite_options")
