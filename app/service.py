@@ -1566,9 +1566,12 @@ def lesson_verdict(launch: Mapping[str, Any]) -> dict[str, Any] | None:
         if not result:
             continue
         probes: dict[str, list[Any]] = {}
+        epochs: dict[str, list[int]] = {}
         for row in db.probes_after(record.id):
             probes.setdefault(row.kind, []).append(row.value)
-        runs.append(RunResult(entry["label"], int(entry["seed"]), result, probes, record.id))
+            epochs.setdefault(row.kind, []).append(row.epoch)
+        complete = {kind: values for kind, values in epochs.items() if None not in values}
+        runs.append(RunResult(entry["label"], int(entry["seed"]), result, probes, record.id, complete))
     study = None
     if progress.get("study_id"):
         info = get_study(progress["study_id"])

@@ -14,7 +14,8 @@ named ``NN-some-name.yaml``: ``NN`` orders the lessons and ``some-name`` is the 
 * ``runs``: a list of run settings, each with a ``label`` (letters, digits, ``_ . -``) that the
   checks refer to, optionally its own ``seeds``;
 * ``study`` (optional): a transfer study (:mod:`mtl_core.study`) — ``config`` (merged over
-  ``base``), ``seeds``, ``include_all``, ``tag``, ``metric``, ``probe_interval``.
+  ``base``), ``seeds``, ``include_all``, ``tag``, ``metric``, ``probe_interval``, and the
+  protocol's ``patience`` and ``max_epochs`` (they replace the config's ``epochs``).
 
 ``check`` — what the lesson claims, machine-checkable on the real results: a list of
 ``{check_name: {parameters}}`` (or one mapping of them), each naming a function registered in
@@ -75,7 +76,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TEXT_FIELDS = ("title", "story", "question", "expect")
 _KNOWN_FIELDS = (*_TEXT_FIELDS, "look_at", "preset", "check", "order")
 _PRESET_FIELDS = ("base", "seeds", "runs", "study")
-_STUDY_FIELDS = ("config", "seeds", "include_all", "tag", "metric", "probe_interval")
+_STUDY_FIELDS = ("config", "seeds", "include_all", "tag", "metric", "probe_interval", "patience", "max_epochs")
 _OPTION_KEYS = ("suite_options", "strategy_options", "method_options")
 
 
@@ -181,13 +182,25 @@ class Lesson:
 @dataclass
 class RunResult:
     """What a check reads of one trained run: its label and seed, the trainer's run record
-    (``final_metrics``, ``history`` …) and its probe records, kind → values in step order."""
+    (``final_metrics``, ``best_epoch``, ``history`` …), its probe records, kind → values in step
+    order, and optionally their epochs, kind → one epoch per value (see :meth:`epochs_of`)."""
 
     label: str
     seed: int
     result: Mapping[str, Any]
     probes: dict[str, list[Any]] = field(default_factory=dict)
     run_id: int | str | None = None
+    probe_epochs: dict[str, list[int]] = field(default_factory=dict)
+
+    def epochs_of(self, kind: str) -> list[int]:
+        """The epoch of each ``kind`` record: from :attr:`probe_epochs` when they were kept, else
+        1, 2, … — right for the per-epoch records (``affinity``: one at the end of every epoch that
+        had a lookahead step, i.e. every epoch when ``tag_interval`` ≤ the steps of an epoch)."""
+        values = self.probes.get(kind) or []
+        epochs = self.probe_epochs.get(kind)
+        if epochs is not None and len(epochs) == len(values):
+            return list(epochs)
+        return list(range(1, len(values) + 1))
 
     def test_metric(self, task: str) -> tuple[float, bool]:
         """The task's test metric and whether higher is better."""
@@ -240,6 +253,8 @@ class _RegisteredCheck:
     label_params: tuple[str, ...]
     #: parameters whose value is a task name of the runs named by ``label_params``
     task_params: tuple[str, ...]
+    #: whether the check reads the preset's study (a lesson without one is refused)
+    needs_study: bool = False
 
 
 #: Check functions keyed by the name a lesson file uses.
@@ -247,15 +262,16 @@ CHECKS: dict[str, _RegisteredCheck] = {}
 
 
 def register_check(
-    name: str, labels: Sequence[str] = (), tasks: Sequence[str] = ()
+    name: str, labels: Sequence[str] = (), tasks: Sequence[str] = (), needs_study: bool = False
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register ``function(results, **params) -> CheckOutcome`` under ``name``; ``labels`` and
-    ``tasks`` name the parameters validated against the preset's labels and their runs' tasks."""
+    ``tasks`` name the parameters validated against the preset's labels and their runs' tasks;
+    ``needs_study``: the check reads the preset's study."""
 
     def decorator(function: CheckFunction) -> CheckFunction:
         if name in CHECKS:
             raise ValueError(f"check {name!r} is already registered")
-        CHECKS[name] = _RegisteredCheck(function, tuple(labels), tuple(tasks))
+        CHECKS[name] = _RegisteredCheck(function, tuple(labels), tuple(tasks), needs_study)
         return function
 
     return decorator
@@ -275,9 +291,12 @@ def _fmt(values: Sequence[float], digits: int = 3) -> str:
     return "[" + ", ".join("—" if not math.isfinite(v) else f"{v:.{digits}g}" for v in values) + "]"
 
 
-def mean_pairwise_cosine(run: RunResult) -> float:
-    """The mean, over probe steps and task pairs, of the gradient cosines of ``run`` (NaN without probes)."""
+def mean_pairwise_cosine(run: RunResult, first_probes: int | None = None) -> float:
+    """The mean, over probe steps and task pairs, of the gradient cosines of ``run`` (NaN without
+    probes); with ``first_probes``, over the run's first that many probes only."""
     records = run.probes.get("cosine") or []
+    if first_probes is not None:
+        records = records[:first_probes]
     values = []
     for record in records:
         matrix = np.asarray(record, dtype=float)
@@ -288,14 +307,15 @@ def mean_pairwise_cosine(run: RunResult) -> float:
     return _seed_mean(values)
 
 
-def _delta_m(run: RunResult, baseline: RunResult) -> float:
-    """Δm % of ``run`` against ``baseline`` (mean signed relative change of the test metrics, positive = better)."""
+def _delta_m(run: RunResult, baseline: RunResult, task: str | None = None) -> float:
+    """Δm % of ``run`` against ``baseline`` (mean signed relative change of the test metrics, positive
+    = better); with ``task``, that task's relative change alone (its baseline may be a run of it alone)."""
     from .analysis.transfer import relative_change
 
     changes = []
-    for task in (run.result.get("final_metrics") or {}):
-        value, higher = run.test_metric(task)
-        reference, _ = baseline.test_metric(task)
+    for name in [task] if task is not None else list(run.result.get("final_metrics") or {}):
+        value, higher = run.test_metric(name)
+        reference, _ = baseline.test_metric(name)
         changes.append(float(relative_change(value, reference, higher)))
     return 100.0 * _seed_mean(changes)
 
@@ -309,48 +329,101 @@ def _paired(results: LessonResults, label: str, other: str) -> list[tuple[RunRes
     return [(mine[s], theirs[s]) for s in seeds]
 
 
-def _delta_m_values(results: LessonResults, label: str, baseline: str) -> list[float]:
-    return [_delta_m(run, base) for run, base in _paired(results, label, baseline)]
+def _delta_m_by_seed(results: LessonResults, label: str, baseline: str, task: str | None = None) -> dict[int, float]:
+    return {run.seed: _delta_m(run, base, task) for run, base in _paired(results, label, baseline)}
+
+
+def _delta_m_values(results: LessonResults, label: str, baseline: str, task: str | None = None) -> list[float]:
+    return list(_delta_m_by_seed(results, label, baseline, task).values())
+
+
+def _holds(values: Sequence[float], condition: Callable[[float], bool], every_seed: bool) -> bool:
+    """``condition`` holds for the mean of ``values`` (finite) or, with ``every_seed``, for each value."""
+    if every_seed:
+        return bool(values) and all(math.isfinite(v) and condition(v) for v in values)
+    mean = _seed_mean(values)
+    return math.isfinite(mean) and condition(mean)
+
+
+def _delta_m_name(task: str | None) -> str:
+    return f"{task}'s relative change" if task is not None else "Δm"
+
+
+def _on(every_seed: bool) -> str:
+    return "on every seed" if every_seed else "on average over seeds"
 
 
 @register_check("mean_cosine_higher", labels=("label", "than"))
-def mean_cosine_higher(results: LessonResults, label: str, than: str, margin: float = 0.0) -> CheckOutcome:
+def mean_cosine_higher(
+    results: LessonResults, label: str, than: str, margin: float = 0.0, first_probes: int | None = None
+) -> CheckOutcome:
     """The mean gradient cosine of the ``label`` runs exceeds that of the ``than`` runs by more
-    than ``margin`` (each averaged over probe steps, task pairs and seeds)."""
-    mine = [mean_pairwise_cosine(run) for run in results.of(label)]
-    theirs = [mean_pairwise_cosine(run) for run in results.of(than)]
+    than ``margin`` (each averaged over probe steps, task pairs and seeds); with ``first_probes``,
+    over each run's first that many probes only (the run view's heatmap window ended early)."""
+    if first_probes is not None and (isinstance(first_probes, bool) or not isinstance(first_probes, int)
+                                     or first_probes < 1):
+        raise MTLError(f"`first_probes` must be null or an integer ≥ 1, got {first_probes!r}")
+    mine = [mean_pairwise_cosine(run, first_probes) for run in results.of(label)]
+    theirs = [mean_pairwise_cosine(run, first_probes) for run in results.of(than)]
     a, b = _seed_mean(mine), _seed_mean(theirs)
     passed = math.isfinite(a) and math.isfinite(b) and a > b + margin
-    return CheckOutcome(passed, f"mean gradient cosine: {label} {a:+.3f} (per seed {_fmt(mine)}) vs {than} "
+    window = f" over the first {first_probes} probes" if first_probes is not None else ""
+    return CheckOutcome(passed, f"mean gradient cosine{window}: {label} {a:+.3f} (per seed {_fmt(mine)}) vs {than} "
                                 f"{b:+.3f} (per seed {_fmt(theirs)}); expected the first higher"
                                 + (f" by more than {margin}" if margin else ""))
 
 
-@register_check("delta_m_higher", labels=("label", "baseline", "than", "than_baseline"))
+@register_check("delta_m_higher", labels=("label", "baseline", "than", "than_baseline"), tasks=("task",))
 def delta_m_higher(
     results: LessonResults, label: str, baseline: str, than: str, than_baseline: str | None = None,
-    margin: float = 0.0,
+    margin: float = 0.0, task: str | None = None, every_seed: bool = False,
 ) -> CheckOutcome:
     """Δm % of ``label`` against its single-task ``baseline`` (same seed) exceeds Δm % of ``than``
-    against ``than_baseline`` (default: ``baseline``) by more than ``margin`` points, on average over seeds."""
-    mine = _delta_m_values(results, label, baseline)
-    theirs = _delta_m_values(results, than, than_baseline or baseline)
+    against ``than_baseline`` (default: ``baseline``) by more than ``margin`` points, on average
+    over seeds (``every_seed``: on each seed). With ``task``, the relative change of that task only."""
+    mine_by_seed = _delta_m_by_seed(results, label, baseline, task)
+    theirs_by_seed = _delta_m_by_seed(results, than, than_baseline or baseline, task)
+    mine, theirs = list(mine_by_seed.values()), list(theirs_by_seed.values())
     a, b = _seed_mean(mine), _seed_mean(theirs)
-    passed = math.isfinite(a) and math.isfinite(b) and a > b + margin
-    return CheckOutcome(passed, f"Δm vs single-task: {label} {a:+.1f} % (per seed {_fmt(mine)}) vs {than} "
-                                f"{b:+.1f} % (per seed {_fmt(theirs)}); expected the first higher"
-                                + (f" by more than {margin:g} points" if margin else ""))
+    if every_seed:
+        if set(mine_by_seed) != set(theirs_by_seed):
+            raise MTLError(f"`every_seed` compares {label} and {than} seed by seed, but they have different seeds")
+        differences = [mine_by_seed[seed] - theirs_by_seed[seed] for seed in mine_by_seed]
+        passed = _holds(differences, lambda d: d > margin, True)
+    else:
+        passed = math.isfinite(a) and math.isfinite(b) and a > b + margin
+    reference = f"{baseline}" if than_baseline in (None, baseline) else f"{baseline} / {than_baseline}"
+    return CheckOutcome(passed, f"{_delta_m_name(task)} vs {reference}: {label} {a:+.1f} % (per seed {_fmt(mine)}) "
+                                f"vs {than} {b:+.1f} % (per seed {_fmt(theirs)}); expected the first higher"
+                                + (f" by more than {margin:g} points" if margin else "") + f" {_on(every_seed)}")
 
 
-@register_check("delta_m_below", labels=("label", "baseline"))
-def delta_m_below(results: LessonResults, label: str, baseline: str, below: float = 0.0) -> CheckOutcome:
-    """Δm % of ``label`` against ``baseline`` is below ``below`` on average over seeds (0: the
-    multi-task model is worse than single-task — negative transfer)."""
-    values = _delta_m_values(results, label, baseline)
-    mean = _seed_mean(values)
-    passed = math.isfinite(mean) and mean < below
-    return CheckOutcome(passed, f"Δm of {label} vs {baseline}: {mean:+.1f} % (per seed {_fmt(values)}); "
-                                f"expected below {below:+g} %")
+@register_check("delta_m_below", labels=("label", "baseline"), tasks=("task",))
+def delta_m_below(
+    results: LessonResults, label: str, baseline: str, below: float = 0.0, task: str | None = None,
+    every_seed: bool = False,
+) -> CheckOutcome:
+    """Δm % of ``label`` against ``baseline`` is below ``below`` on average over seeds (``every_seed``:
+    on each seed; 0: the multi-task model is worse than single-task — negative transfer). With
+    ``task``, the relative change of that task only."""
+    values = _delta_m_values(results, label, baseline, task)
+    passed = _holds(values, lambda v: v < below, every_seed)
+    return CheckOutcome(passed, f"{_delta_m_name(task)} of {label} vs {baseline}: {_seed_mean(values):+.1f} % "
+                                f"(per seed {_fmt(values)}); expected below {below:+g} % {_on(every_seed)}")
+
+
+@register_check("delta_m_above", labels=("label", "baseline"), tasks=("task",))
+def delta_m_above(
+    results: LessonResults, label: str, baseline: str, above: float = 0.0, task: str | None = None,
+    every_seed: bool = False,
+) -> CheckOutcome:
+    """Δm % of ``label`` against ``baseline`` is above ``above`` on average over seeds (``every_seed``:
+    on each seed; 0: the multi-task model beats single-task — positive transfer). With ``task``,
+    the relative change of that task only."""
+    values = _delta_m_values(results, label, baseline, task)
+    passed = _holds(values, lambda v: v > above, every_seed)
+    return CheckOutcome(passed, f"{_delta_m_name(task)} of {label} vs {baseline}: {_seed_mean(values):+.1f} % "
+                                f"(per seed {_fmt(values)}); expected above {above:+g} % {_on(every_seed)}")
 
 
 def _gradient_shares(run: RunResult, task_index: int) -> list[float]:
@@ -435,6 +508,32 @@ def metric_better(
         parts.append(f"{label} {mean:+.1f} % (per seed {_fmt(changes)})")
     return CheckOutcome(passed, f"{task}'s test metric against {than} (positive = better): " + ", ".join(parts)
                                 + "; expected each better")
+
+
+@register_check("metric_gain_significant", labels=("label", "than"), tasks=("task",))
+def metric_gain_significant(
+    results: LessonResults, task: str, label: str, than: str, alpha: float = 0.05
+) -> CheckOutcome:
+    """``task``'s test metric is significantly better in ``label`` than in ``than``: the signed
+    relative changes in % (positive = better, paired by seed) have a positive mean and a two-sided
+    one-sample t-test against 0 gives p < ``alpha`` — the (1 − ``alpha``) confidence interval of
+    the mean gain excludes 0 (:func:`mtl_core.analysis.transfer.summarize_seeds`, as the transfer
+    heatmap's cells). Needs at least two shared seeds."""
+    from .analysis.transfer import relative_change, summarize_seeds
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        raise MTLError(f"`alpha` must be a number in (0, 1), got {alpha!r}")
+    changes = []
+    for run, other in _paired(results, label, than):
+        value, higher = run.test_metric(task)
+        reference, _ = other.test_metric(task)
+        changes.append(100.0 * float(relative_change(value, reference, higher)))
+    summary = summarize_seeds(changes, confidence=1.0 - alpha)
+    passed = summary.n >= 2 and math.isfinite(summary.p_value) and summary.mean > 0 and summary.p_value < alpha
+    return CheckOutcome(passed, f"{task}'s test metric, {label} against {than} (positive = better): "
+                                f"{summary.mean:+.1f} % ({100 * (1 - alpha):g} % CI {summary.ci_low:+.1f} … "
+                                f"{summary.ci_high:+.1f}, paired t-test p = {summary.p_value:.2g}, per seed "
+                                f"{_fmt(changes)}); expected a gain with p < {alpha:g}")
 
 
 @register_check("conflict_fraction_at_least", labels=("label",))
@@ -531,25 +630,36 @@ def _normalise_groups(groups: Iterable[Iterable[str]]) -> list[list[str]]:
 
 
 def _tag_grouping(runs: Sequence[RunResult], k: int) -> list[list[str]]:
+    from .analysis.affinity import run_affinity
     from .analysis.grouping import best_groupings
 
-    matrices = [np.asarray(value, dtype=float) for run in runs for value in run.probes.get("affinity") or []]
+    tasks = [t["name"] for t in runs[0].result.get("tasks") or []]
+    # Each run's affinity as the transfer study computes it (median over the epochs up to its best
+    # epoch), then the mean over the runs.
+    matrices = []
+    for run in runs:
+        records = [(value, {"epoch": epoch})
+                   for value, epoch in zip(run.probes.get("affinity") or [], run.epochs_of("affinity"))]
+        best = run.result.get("best_epoch")
+        matrix = run_affinity(records, int(best) if isinstance(best, int) and best > 0 else None, len(tasks))
+        if matrix is not None:
+            matrices.append(matrix)
     if not matrices:
         raise MTLError("the TAG run recorded no affinity (is `tag: true` set and is the run long enough?)")
-    tasks = [t["name"] for t in runs[0].result.get("tasks") or []]
     mean = np.nanmean(np.stack(matrices), axis=0)
     # Affinity is indexed [source][target]; a grouping score is [served][helper].
     (best,) = [g for g in best_groupings(mean.T, tasks) if g.k == k]
     return _normalise_groups(best.groups)
 
 
-@register_check("groupings_agree", labels=("tag_label",))
+@register_check("groupings_agree", labels=("tag_label",), needs_study=True)
 def groupings_agree(
     results: LessonResults, tag_label: str, k: int = 2, study_source: str = "transfer", planted: bool = True
 ) -> CheckOutcome:
     """The best grouping into at most ``k`` groups from TAG affinity (the ``tag_label`` runs'
-    ``affinity`` records, averaged) equals the study's best grouping from ``study_source`` and,
-    with ``planted``, the suite's planted groups."""
+    ``affinity`` records, each run's reduced as the study does — :func:`mtl_core.analysis.affinity.run_affinity`,
+    the median over the epochs up to its best epoch — then averaged over the runs) equals the
+    study's best grouping from ``study_source`` and, with ``planted``, the suite's planted groups."""
     if results.study is None:
         raise MTLError("groupings_agree needs the preset's study in the results")
     tag_groups = _tag_grouping(results.of(tag_label), k)
@@ -565,6 +675,47 @@ def groupings_agree(
         passed = passed and tag_groups == planted_groups
         text += f"; planted: {planted_groups}"
     return CheckOutcome(passed, text + "; expected them equal")
+
+
+def _none_as_nan(value: Any) -> Any:
+    """``value`` (nested lists) with None (JSON's NaN) as NaN."""
+    if isinstance(value, (list, tuple)):
+        return [_none_as_nan(item) for item in value]
+    return math.nan if value is None else value
+
+
+@register_check("planted_transfer_signs", needs_study=True)
+def planted_transfer_signs(
+    results: LessonResults, in_group_above: float = 0.0, cross_group_below: float = 0.0
+) -> CheckOutcome:
+    """In the preset's study, the mean pairwise transfer (in %) over the cells of two tasks of the
+    same planted group is above ``in_group_above`` and over the cells of two tasks of different
+    groups below ``cross_group_below`` (0, 0: positive transfer inside the groups, negative across)."""
+    if results.study is None:
+        raise MTLError("planted_transfer_signs needs the preset's study in the results")
+    tasks = list(results.study.get("tasks") or [])
+    planted = results.study.get("planted_groups") or []
+    if not planted:
+        raise MTLError("the study's suite has no planted groups")
+    group_of = {task: index for index, group in enumerate(planted) for task in group}
+    matrix = np.asarray(_none_as_nan((results.study.get("transfer") or {}).get("mean")), dtype=float)
+    if matrix.shape != (len(tasks), len(tasks)):
+        raise MTLError("the study has no transfer matrix for its tasks")
+    cells: dict[bool, list[float]] = {True: [], False: []}
+    for i, a in enumerate(tasks):
+        for j, b in enumerate(tasks):
+            if i != j and a in group_of and b in group_of and math.isfinite(matrix[i, j]):
+                cells[group_of[a] == group_of[b]].append(100.0 * float(matrix[i, j]))
+    inside, across = _seed_mean(cells[True]), _seed_mean(cells[False])
+    passed = math.isfinite(inside) and math.isfinite(across) and inside > in_group_above and across < cross_group_below
+
+    def spread(values: list[float]) -> str:
+        return f"{min(values):+.1f} … {max(values):+.1f}" if values else "none"
+
+    return CheckOutcome(passed, f"mean transfer in the study: inside the planted groups {inside:+.1f} % ("
+                                f"{len(cells[True])} cells, {spread(cells[True])}), across groups {across:+.1f} % ("
+                                f"{len(cells[False])} cells, {spread(cells[False])}); expected above "
+                                f"{in_group_above:+g} % inside and below {cross_group_below:+g} % across")
 
 
 # --- loading and validation -----------------------------------------------------------------------------
@@ -671,8 +822,9 @@ def _study(preset: Mapping[str, Any], source: str) -> Any:
             options[key] = data[key]
     if "metric" in data:
         options["metric"] = data["metric"]
-    if "probe_interval" in data:
-        options["probe_interval"] = data["probe_interval"]
+    for key in ("probe_interval", "patience", "max_epochs"):
+        if key in data:
+            options[key] = data[key]
     try:
         return StudySpec(config, seeds=seeds, **options).validated()
     except ConfigError as exc:
@@ -746,12 +898,14 @@ def _validate_check_references(checks: Sequence[CheckSpec], runs: Sequence[Lesso
                     raise LessonError(source, f"{where}.{key}", f"a run label of the preset ({', '.join(labels)})", label)
             referenced.extend(values)
         for key in registered.task_params:
+            if spec.params.get(key) is None:
+                continue  # an optional task parameter left out (a required one was checked before)
             task = spec.params.get(key)
             for label in referenced:
                 if task not in tasks[label]:
                     raise LessonError(source, f"{where}.{key}",
                                       f"a task of the runs labelled {label} ({', '.join(sorted(tasks[label]))})", task)
-        if spec.name == "groupings_agree" and study is None:
+        if registered.needs_study and study is None:
             raise LessonError(source, where, "used with a preset that has a `study`", None)
 
 
@@ -828,9 +982,11 @@ def get_lesson(lesson_id: str, folder: str | os.PathLike[str] | None = None) -> 
 class _ProbeRecorder(Callback):
     def __init__(self) -> None:
         self.probes: dict[str, list[Any]] = {}
+        self.epochs: dict[str, list[int]] = {}
 
     def on_probe(self, event: ProbeEvent) -> None:
         self.probes.setdefault(event.kind, []).append(event.value)
+        self.epochs.setdefault(event.kind, []).append(event.epoch)
 
 
 def run_lesson_headless(
@@ -853,7 +1009,7 @@ def run_lesson_headless(
     for index, run in enumerate(lesson.runs):
         recorder = _ProbeRecorder()
         record = train(run.config, [recorder])
-        results.append(RunResult(run.label, run.seed, record, recorder.probes))
+        results.append(RunResult(run.label, run.seed, record, recorder.probes, probe_epochs=recorder.epochs))
         if progress is not None:
             progress(index + 1, total)
     study = None

@@ -4,7 +4,7 @@ The limits live in a small YAML file — ``$MTL_LAB_LIMITS`` if set, else ``$MTL
 (no file: no limits)::
 
     # limits.yaml
-    max_epochs: 40                       # per run
+    max_epochs: 100                      # per run (runs stop early; lessons ask for at most 100)
     max_concurrent_runs_per_session: 40  # queued + running runs of one session (owner) at a time
     max_tasks: 6                         # tasks trained together in one run
     max_samples: 5000                    # training rows (the suite option n_samples)

@@ -124,7 +124,7 @@ def test_run_this_lesson_queues_the_preset_and_opens_the_run_view_with_the_quest
     store = RunStore.at_home(app_env)
     try:
         runs = sorted(store.list_runs(), key=lambda r: r.id)
-        assert len(runs) == len(lesson.runs) == 9
+        assert len(runs) == len(lesson.runs) == 25
         assert {r.status for r in runs} == {"queued"}
         assert len({r.group_id for r in runs}) == 1 and runs[0].group_id.startswith("lesson-scarce-task-")
         assert {r.owner for r in runs} == {at.session_state["session_owner"]}
@@ -136,7 +136,7 @@ def test_run_this_lesson_queues_the_preset_and_opens_the_run_view_with_the_quest
     assert at.query_params == {"run": str(runs[0].id), "lesson": "scarce-task"}
     assert at.title[0].value == "Run view"
     assert at.selectbox(key="run_pick").value == runs[0].id
-    assert "Queued lesson “A data-scarce task and a data-rich helper”: 9 runs." in _texts(at, ("success",))
+    assert "Queued lesson “A data-scarce task and a data-rich helper”: 25 runs." in _texts(at, ("success",))
     assert at.session_state["active_lesson"] == "scarce-task"
     # … so that the entry script shows its question beside the plots (also when the link is opened anew)
     view = _open(harness, "run_view", **at.query_params)
@@ -147,7 +147,7 @@ def test_run_this_lesson_queues_the_preset_and_opens_the_run_view_with_the_quest
     assert "lesson" not in view.query_params and view.session_state["active_lesson"] is None
     # back on Learn, the launch is listed with its progress
     at.switch_page("views/learn.py").run()
-    assert "Your run of this lesson" in _texts(at) and "0 of 9 runs done" in _texts(at)
+    assert "Your run of this lesson" in _texts(at) and "0 of 25 runs done" in _texts(at)
 
 
 def test_a_lesson_with_a_study_queues_the_study_for_the_relationships_page(app_env: Path, harness: Path) -> None:
@@ -169,7 +169,7 @@ def test_presenter_limits_stop_a_lesson_with_a_clear_message(app_env: Path, harn
     at.button(key="learn_run_scarce-task").click().run()
     assert not at.exception, at.exception
     errors = _texts(at, ("error",))
-    assert "Nothing was queued" in errors and "at most 5 epochs per run" in errors and "asks for 30" in errors
+    assert "Nothing was queued" in errors and "at most 5 epochs per run" in errors and "asks for 100" in errors
     assert service.list_runs() == []
     assert at.title[0].value == "Learn"
 
@@ -307,4 +307,4 @@ def test_a_new_session_sees_the_latest_launch_of_another(app_env: Path, harness:
     again = _open(harness, "learn")  # a reload is a new session with a new owner id
     assert again.session_state["session_owner"] != first.session_state["session_owner"]
     assert "The latest run of this lesson (another browser session)" in _texts(again)
-    assert "0 of 9 runs done" in _texts(again)
+    assert "0 of 25 runs done" in _texts(again)

@@ -38,7 +38,7 @@ def _run(*argv: str) -> int:
 def test_list_show_and_check_the_shipped_lessons(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run("lessons") == 0
     out = capsys.readouterr().out
-    assert "1. related-tasks: Related vs unrelated tasks (24 runs)" in out
+    assert "1. related-tasks: Related vs unrelated tasks (16 runs)" in out
     assert "5. choosing-groups: Choosing groups — one TAG run vs the pairwise study (31 runs)" in out
     assert _run("lessons", "show", "scale-imbalance") == 0
     out = capsys.readouterr().out

@@ -171,6 +171,99 @@ def test_delta_m_and_metric_checks_compare_paired_seeds(tmp_path: Path) -> None:
     assert not passed and explanation.startswith("✗ metric_better")
 
 
+def _verdicts(explanation: str) -> list[bool]:
+    """One verdict per check line of :func:`evaluate_check`'s explanation."""
+    return [line.startswith("✓") for line in explanation.splitlines()]
+
+
+def test_delta_m_above_and_every_seed_ask_for_the_mean_or_each_seed(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path, """\
+        - delta_m_above: {label: a, baseline: base, above: 5}
+        - delta_m_above: {label: a, baseline: base, above: 5, every_seed: true}
+        - delta_m_below: {label: b, baseline: base, below: 0, every_seed: true}
+        - delta_m_higher: {label: a, baseline: base, than: b, margin: 2, every_seed: true}
+    """, runs="[a, b, base]")
+    runs = []
+    for seed, (a_t1, b_t1) in enumerate(((0.6, 1.1), (0.92, 1.02))):  # a: Δm +20 % then +4 %; b: −5 %, −1 %
+        runs += [RunResult("base", seed, _result({"t1": 1.0, "t2": 1.0})),
+                 RunResult("a", seed, _result({"t1": a_t1, "t2": 1.0})),
+                 RunResult("b", seed, _result({"t1": b_t1, "t2": 1.0}))]
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", runs))
+    # the mean (+12 %) is above 5, one seed (+4 %) is not; b is below 0 and a beats b by > 2 points on each seed
+    assert _verdicts(explanation) == [True, False, True, True] and not passed
+    assert "Δm of a vs base: +12.0 % (per seed [20, 4]); expected above +5 % on average over seeds" in explanation
+    assert "expected above +5 % on every seed" in explanation
+
+
+def test_a_per_task_delta_m_compares_each_task_with_its_own_baseline(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path, """\
+        - delta_m_higher: {task: t1, label: a, baseline: a1, than: b, than_baseline: b1, margin: 15}
+        - delta_m_above: {task: t1, label: b, baseline: b1}
+    """, runs="[a, a1, b, b1]")
+    runs = []
+    for seed in (0, 1):
+        runs += [RunResult("a", seed, _result({"t1": 0.7, "t2": 5.0})),  # t1 30 % better than alone
+                 RunResult("a1", seed, _result({"t1": 1.0})),  # a run of t1 alone: no t2 to compare
+                 RunResult("b", seed, _result({"t1": 2.1, "t2": 0.1})),  # t1 5 % worse than alone
+                 RunResult("b1", seed, _result({"t1": 2.0}))]
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", runs))
+    assert _verdicts(explanation) == [True, False]
+    assert "t1's relative change vs a1 / b1: a +30.0 %" in explanation and "b -5.0 %" in explanation
+    with pytest.raises(LessonError, match=r"`check\[0\].delta_m_above.task` must be a task of the runs labelled a"):
+        _lesson(tmp_path, "- delta_m_above: {task: t9, label: a, baseline: b}\n", runs="[a, b]")
+
+
+def test_a_significant_gain_needs_a_consistent_paired_improvement(tmp_path: Path) -> None:
+    lesson = _lesson(tmp_path, """\
+        - metric_gain_significant: {task: t1, label: steady, than: base}
+        - metric_gain_significant: {task: t1, label: noisy, than: base}
+        - metric_gain_significant: {task: t1, label: worse, than: base}
+        - metric_gain_significant: {task: t1, label: steady, than: base, alpha: 0.0001}
+    """, runs="[steady, noisy, worse, base]")
+    runs = []
+    gains = {"steady": (0.20, 0.25, 0.22, 0.24), "noisy": (0.40, -0.10, 0.30, -0.05), "worse": (-0.2, -0.3, -0.25, -0.2)}
+    for seed in range(4):
+        runs.append(RunResult("base", seed, _result({"t1": 2.0, "t2": 1.0})))
+        for label, per_seed in gains.items():  # lower is better: a gain g is a metric of 2 (1 − g)
+            runs.append(RunResult(label, seed, _result({"t1": 2.0 * (1 - per_seed[seed]), "t2": 1.0})))
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", runs))
+    # steady: mean +22.75 %, t ≈ 20 with 3 df, p ≈ 0.00025: significant at 5 %, not at 0.01 %
+    assert _verdicts(explanation) == [True, False, False, False] and not passed
+    assert "t1's test metric, steady against base (positive = better): +22.8 % (95 % CI" in explanation
+    assert "paired t-test p = 0.00025" in explanation
+    one_seed = LessonResults("tiny", [run for run in runs if run.seed == 0])
+    passed, explanation = evaluate_check(lesson, one_seed)
+    assert _verdicts(explanation) == [False, False, False, False]  # one seed: no test, no claim
+
+
+def test_the_cosine_check_can_look_at_the_first_probes_only(tmp_path: Path) -> None:
+    early = _lesson(tmp_path, "- mean_cosine_higher: {label: a, than: b, margin: 0.3, first_probes: 1}\n")
+    whole = _lesson(tmp_path, "- mean_cosine_higher: {label: a, than: b, margin: 0.3}\n")
+    a = RunResult("a", 0, _result({"t1": 1, "t2": 1}), {"cosine": [[[1, 0.5], [0.5, 1]], [[1, -0.5], [-0.5, 1]]]})
+    b = RunResult("b", 0, _result({"t1": 1, "t2": 1}), {"cosine": [[[1, 0.0], [0.0, 1]], [[1, 0.0], [0.0, 1]]]})
+    passed, explanation = evaluate_check(early, LessonResults("tiny", [a, b]))
+    assert passed and "over the first 1 probes: a +0.500" in explanation
+    passed, explanation = evaluate_check(whole, LessonResults("tiny", [a, b]))
+    assert not passed and "a +0.000" in explanation
+
+
+def test_planted_transfer_signs_read_the_study_cells_by_group(tmp_path: Path) -> None:
+    text = MINIMAL.replace("n_tasks: 2", "n_tasks: 4, n_groups: 2").split("check:")[0]
+    text += "  study: {seeds: [0, 1]}\ncheck:\n  - planted_transfer_signs: {}\n"
+    lesson = load_lesson(_write(tmp_path, text))
+    mean = [[None, -0.1, 0.05, -0.2], [-0.1, None, -0.3, 0.15], [0.1, -0.05, None, -0.1], [0.0, 0.02, -0.1, None]]
+    study = {"tasks": ["t1", "t2", "t3", "t4"], "planted_groups": [["t1", "t3"], ["t2", "t4"]],
+             "transfer": {"mean": mean}}
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", [], study))
+    assert passed, explanation
+    assert "inside the planted groups +8.0 % (4 cells, +2.0 … +15.0), across groups -11.9 % (8 cells" in explanation
+    mean[0][2] = -0.5  # one in-group cell very negative: the in-group mean turns negative
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", [], study))
+    assert not passed
+    with pytest.raises(LessonError, match=r"`check\[0\].planted_transfer_signs` must be used with a preset that has a `study`"):
+        _lesson(tmp_path, "- planted_transfer_signs: {}\n")
+
+
 def test_gradient_share_and_weight_ratio_read_norm_and_weight_probes(tmp_path: Path) -> None:
     lesson = _lesson(tmp_path, """\
         - grad_share_larger: {task: t2, under: a, than: [b]}
@@ -230,6 +323,20 @@ def test_groupings_agree_compares_tag_study_and_planted_groups(tmp_path: Path) -
     study["groupings"]["transfer"][0]["groups"] = [["t1", "t2"], ["t3", "t4"]]
     passed, explanation = evaluate_check(lesson, LessonResults("tiny", [tag], study))
     assert not passed and "[['t1', 't2'], ['t3', 't4']]" in explanation
+    # TAG is read as the study reads it: the median over the epochs up to the run's best epoch, so
+    # epochs after it (here a spike that would turn the mean around) do not count.
+    study["groupings"]["transfer"][0]["groups"] = [["t1", "t3"], ["t2", "t4"]]
+    wrong = np.full((4, 4), -0.1)
+    for i, j in ((0, 1), (1, 0), (2, 3), (3, 2)):
+        wrong[i, j] = 5.0
+    records = [affinity.tolist()] * 3 + [wrong.tolist()] * 2
+    late = RunResult("tag", 0, {"tasks": [{"name": t} for t in tasks], "best_epoch": 3}, {"affinity": records})
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", [late], study))
+    assert passed, explanation
+    assert late.epochs_of("affinity") == [1, 2, 3, 4, 5]  # one record per epoch unless the epochs were kept
+    kept = RunResult("tag", 0, late.result, {"affinity": records}, probe_epochs={"affinity": [4, 5, 6, 1, 2]})
+    passed, explanation = evaluate_check(lesson, LessonResults("tiny", [kept], study))
+    assert not passed and "TAG from one run: [['t1', 't2'], ['t3', 't4']]" in explanation
 
 
 def test_missing_runs_or_probes_fail_the_check_with_the_reason(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Every workshop lesson, run for real: its preset is trained headless and the observation the lesson
 promises its students must hold on the result, within a minute of CPU time per lesson.
 
-Slow (about 70 s of CPU for all six lessons on one core); deselect with ``-m "not slow"``.
+Slow (about 100 s of CPU for all six lessons on one core, 11–23 s each; the planted lessons train
+with early stopping, so their runs take as many epochs as they need); deselect with ``-m "not slow"``.
 """
 
 from __future__ import annotations
