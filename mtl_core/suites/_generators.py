@@ -288,27 +288,38 @@ def build_correlated_regression(
     train_masks = {name: torch.ones(n_train, dtype=torch.bool) for name in names}
     for name, count in (labelled_train or {}).items():
         train_masks[name] = torch.arange(n_train) < count
-    targets: dict[str, list[torch.Tensor]] = {}
+    data = _standardised_regression(tasks, (x_train, y_train), (x_val, y_val), (x_test, y_test), train_masks)
+    data.info = {
+        "correlation": correlation.to(_DTYPE).tolist(),
+        "label_correlation": label_correlation(data.train, names).tolist(),
+    }
+    return data
+
+
+def _standardised_regression(
+    tasks: list[TaskSpec],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    train_masks: dict[str, torch.Tensor],
+) -> SuiteData:
+    """A :class:`SuiteData` from inputs and label columns (one per task, in order) of the three
+    splits: each task's targets standardised with the statistics of its labelled training rows,
+    unlabelled training rows holding 0 (so that nothing downstream can learn from a hidden label)."""
+    names = [t.name for t in tasks]
+    targets: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for k, name in enumerate(names):
         column = slice(k, k + 1)
-        train, (val, test), _, _ = masked_standardise(
-            y_train[:, column], train_masks[name], y_val[:, column], y_test[:, column]
+        y_train, (y_val, y_test), _, _ = masked_standardise(
+            train[1][:, column], train_masks[name], val[1][:, column], test[1][:, column]
         )
-        # Unlabelled rows hold 0 so that nothing downstream can learn from a hidden label.
-        targets[name] = [train.masked_fill(~train_masks[name].unsqueeze(1), 0.0), val, test]
-
-    train_split = make_split(x_train, {n: targets[n][0] for n in names}, train_masks)
-    data = SuiteData(
+        targets[name] = (y_train.masked_fill(~train_masks[name].unsqueeze(1), 0.0), y_val, y_test)
+    return SuiteData(
         tasks=list(tasks),
-        train=train_split,
-        val=make_split(x_val, {n: targets[n][1] for n in names}),
-        test=make_split(x_test, {n: targets[n][2] for n in names}),
-        info={
-            "correlation": correlation.to(_DTYPE).tolist(),
-            "label_correlation": label_correlation(train_split, names).tolist(),
-        },
+        train=make_split(train[0], {n: targets[n][0] for n in names}, train_masks),
+        val=make_split(val[0], {n: targets[n][1] for n in names}),
+        test=make_split(test[0], {n: targets[n][2] for n in names}),
     )
-    return data
 
 
 # --- planted groups of nonlinear functions ------------------------------------------------------------
@@ -394,8 +405,9 @@ def build_planted_regression(
 ) -> SuiteData:
     """The ``planted`` suite's data: ``pool`` training rows, task k labelled on
     ``rows_per_task[k]`` of them drawn at random (independently per task, so two tasks share about
-    ``nᵢ nⱼ / pool`` rows; rows that no task labels are dropped); validation and test rows (:data:`EVAL_ROWS` each, drawn first) are
-    labelled for every task. Targets are standardised with their labelled training rows' statistics."""
+    ``nᵢ nⱼ / pool`` rows; rows that no task labels are dropped); validation and test rows
+    (:data:`EVAL_ROWS` each, drawn first) are labelled for every task. Targets are standardised with
+    their labelled training rows' statistics."""
     generator = make_generator(seed)
     source = PlantedFunctions.draw(correlation, groups, dim, ridges, noise, generator)
     x_test, y_test = source.sample(EVAL_ROWS, generator)
@@ -403,7 +415,7 @@ def build_planted_regression(
     n_tasks = len(tasks)
     x_train, y_train = source.sample(pool, generator)  # rows no task labels are dropped below
     names = [t.name for t in tasks]
-    masks, targets = {}, {}
+    masks: dict[str, torch.Tensor] = {}
     for k, name in enumerate(names):
         masks[name] = torch.zeros(pool, dtype=torch.bool)
         masks[name][torch.randperm(pool, generator=generator)[: rows_per_task[k]]] = True
@@ -411,20 +423,11 @@ def build_planted_regression(
     used = torch.stack(list(masks.values())).any(0)
     x_train, y_train = x_train[used], y_train[used]
     masks = {name: mask[used] for name, mask in masks.items()}
-    for k, name in enumerate(names):
-        column = slice(k, k + 1)
-        train, (val, test), _, _ = masked_standardise(y_train[:, column], masks[name], y_val[:, column], y_test[:, column])
-        targets[name] = (train.masked_fill(~masks[name].unsqueeze(1), 0.0), val, test)
-    train_split = make_split(x_train, {n: targets[n][0] for n in names}, masks)
-    y_val_std = torch.cat([targets[n][1] for n in names], dim=1)
-    return SuiteData(
-        tasks=list(tasks),
-        train=train_split,
-        val=make_split(x_val, {n: targets[n][1] for n in names}),
-        test=make_split(x_test, {n: targets[n][2] for n in names}),
-        info={
-            "correlation": correlation.to(_DTYPE).tolist(),
-            # Every task is labelled on every validation row: measure the label correlation there.
-            "label_correlation": torch.corrcoef(y_val_std.T.to(_DTYPE)).reshape(n_tasks, n_tasks).tolist(),
-        },
-    )
+    data = _standardised_regression(tasks, (x_train, y_train), (x_val, y_val), (x_test, y_test), masks)
+    y_val_std = torch.cat([data.val.y[n] for n in names], dim=1)
+    data.info = {
+        "correlation": correlation.to(_DTYPE).tolist(),
+        # Every task is labelled on every validation row: measure the label correlation there.
+        "label_correlation": torch.corrcoef(y_val_std.T.to(_DTYPE)).reshape(n_tasks, n_tasks).tolist(),
+    }
+    return data
