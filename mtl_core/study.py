@@ -78,9 +78,10 @@ __all__ = [
     "stopping_summary",
     "ROLES",
     "PROBE_KINDS",
-    "PLANTED_STUDY_CONFIG",
+    "PLANTED_STUDY_CONFIG",  # noqa: F822 — built on first use by the module's __getattr__
     "run_affinity",
     "apply_study_defaults",
+    "stored_probes",
 ]
 
 STUDY_FORMAT = "mtl_lab.study/1"
@@ -121,13 +122,22 @@ def apply_study_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: The default transfer study on ``planted`` (the Relationships page, lessons, benchmarks): the
-#: suite's own world (100 labelled rows per task, half of a shared pool) with its study defaults —
-#: a hard-sharing trunk of width 32 (narrow enough that unrelated tasks compete for it), Adam with
-#: lr 3e-3, batch 32, TAG lookahead at every step of the all-tasks run — under the study's protocol
-#: (early stopping). ``benchmarks/validity.py`` measures it: positive transfer inside planted
-#: groups, negative across.
-PLANTED_STUDY_CONFIG = TrainConfig.from_dict(apply_study_defaults({"suite": "planted", "strategy": "hard", "method": "ew"}))
+def __getattr__(name: str) -> Any:
+    """``PLANTED_STUDY_CONFIG``, the default transfer study on ``planted`` (the Relationships page,
+    lessons, benchmarks): the suite's own world (100 labelled rows per task, half of a shared pool)
+    with its study defaults — a hard-sharing trunk of width 32 (narrow enough that unrelated tasks
+    compete for it), Adam with lr 3e-3, batch 32, TAG lookahead at every step of the all-tasks run —
+    under the study's protocol (early stopping). ``benchmarks/validity.py`` measures it: positive
+    transfer inside planted groups, negative across.
+
+    Built on first use (PEP 562): reading the suite's defaults imports the suites, and with them
+    torch, which ``import mtl_core.study`` (the CLI's ``--help``, the pages) must not pay for.
+    """
+    if name == "PLANTED_STUDY_CONFIG":
+        config = TrainConfig.from_dict(apply_study_defaults({"suite": "planted", "strategy": "hard", "method": "ew"}))
+        globals()[name] = config
+        return config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -269,7 +279,7 @@ def plan_study(spec: StudySpec) -> list[PlannedRun]:
     probe_pairs = 0 if with_all else spec.probe_interval
     runs: list[PlannedRun] = []
     for seed in spec.seeds:
-        seeded = spec.base.replace(seed=seed, epochs=spec.max_epochs, patience=spec.patience)
+        seeded = spec.base.replace(seed=seed)
         for task in tasks:
             runs.append(PlannedRun("alone", (task,), seed, seeded.replace(tasks=(task,))))
         for pair in itertools.combinations(tasks, 2):
@@ -328,6 +338,14 @@ class _ProbeCollector(Callback):
     def on_probe(self, event: ProbeEvent) -> None:
         if event.kind in PROBE_KINDS:
             self.records.append((event.kind, event.value, {**event.extra, "epoch": event.epoch}))
+
+
+def stored_probes(store: Any, run_id: int) -> list[tuple[str, Any, dict[str, Any]]]:
+    """A stored run's probe records of the :data:`PROBE_KINDS`, as :class:`RunOutcome` holds them:
+    ``(kind, value, extra)`` with the record's epoch in ``extra["epoch"]`` (as :class:`_ProbeCollector`
+    keeps it for a run trained here)."""
+    return [(row.kind, row.value, {**row.extra, "epoch": row.epoch})
+            for kind in PROBE_KINDS for row in store.probes_after(run_id, kind=kind)]
 
 
 class LocalSerialExecutor(StudyExecutor):
@@ -437,9 +455,8 @@ class PoolExecutor(StudyExecutor):
         outcomes = []
         for run_id in ids:
             record = store.get_run(run_id)
-            probes = [(row.kind, row.value, {**row.extra, "epoch": row.epoch})
-                      for kind in PROBE_KINDS for row in store.probes_after(run_id, kind=kind)]
-            outcomes.append(RunOutcome(run_id, record.status, store.get_result(run_id), record.error, probes))
+            outcomes.append(RunOutcome(run_id, record.status, store.get_result(run_id), record.error,
+                                       stored_probes(store, run_id)))
         return outcomes
 
 
@@ -558,8 +575,7 @@ def _affinity_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], 
             continue
         # Each ``affinity`` record is one epoch's mean over its lookahead steps.
         records = [(value, extra) for kind, value, extra in outcome.probes if kind == "affinity"]
-        best = (outcome.result or {}).get("best_epoch")
-        matrix = run_affinity(records, int(best) if isinstance(best, int) and best > 0 else None, size)
+        matrix = run_affinity(records, (outcome.result or {}).get("best_epoch"), size)
         if matrix is not None:
             per_run.append((matrix, 1.0))
     return _mean_matrix(per_run, size)
