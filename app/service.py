@@ -712,7 +712,7 @@ class LiveRun:
         return min(scores, key=lambda e: (scores[e], e)) if scores else None
 
     def affinity_summary(self) -> tuple[np.ndarray, str] | None:
-        """The run's TAG affinity as a study reads it (:func:`mtl_core.study.run_affinity`: the median
+        """The run's TAG affinity as a study reads it (:func:`mtl_core.analysis.affinity.run_affinity`: the median
         of the per-epoch matrices up to the best epoch so far) and a title naming that window; None
         before the first epoch's record."""
         from mtl_core.analysis.affinity import run_affinity
@@ -1032,7 +1032,7 @@ class _StoredOutcomes:
         self.ids = list(ids)
 
     def execute(self, configs: Sequence[Any], *, group_id: str, progress: Any = None) -> list[Any]:
-        from mtl_core.study import PROBE_KINDS, RunOutcome
+        from mtl_core.study import RunOutcome, stored_probes
 
         if len(configs) != len(self.ids):
             raise MTLError(f"study {group_id}: its manifest lists {len(self.ids)} runs, the plan has {len(configs)}")
@@ -1047,9 +1047,7 @@ class _StoredOutcomes:
             if record.status != "done":
                 outcomes.append(RunOutcome(run_id, record.status, None, record.error))
                 continue
-            probes = [(row.kind, row.value, {**row.extra, "epoch": row.epoch}) for kind in PROBE_KINDS
-                      for row in db.probes_after(run_id, kind=kind)]
-            outcomes.append(RunOutcome(run_id, "done", db.get_result(run_id), None, probes))
+            outcomes.append(RunOutcome(run_id, "done", db.get_result(run_id), None, stored_probes(db, run_id)))
         return outcomes
 
 
@@ -1100,7 +1098,7 @@ def _study_spec(form: StudyForm) -> Any:
 
 def study_settings(form: StudyForm) -> str:
     """One line on the model and optimiser settings a study from ``form`` would use, e.g.
-    "hard trunk 2 × 32, Adam lr 0.003, batch 32"."""
+    "hard sharing (width 32, depth 2), Adam lr 0.003, batch 32"."""
     base = _study_spec(form).base
     options = dict(base.strategy_options)
     shape = f" (width {options['hidden']}, depth {options['depth']})" if {"depth", "hidden"} <= set(options) else ""

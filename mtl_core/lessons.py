@@ -519,15 +519,11 @@ def metric_gain_significant(
     one-sample t-test against 0 gives p < ``alpha`` — the (1 − ``alpha``) confidence interval of
     the mean gain excludes 0 (:func:`mtl_core.analysis.transfer.summarize_seeds`, as the transfer
     heatmap's cells). Needs at least two shared seeds."""
-    from .analysis.transfer import relative_change, summarize_seeds
+    from .analysis.transfer import summarize_seeds
 
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
         raise MTLError(f"`alpha` must be a number in (0, 1), got {alpha!r}")
-    changes = []
-    for run, other in _paired(results, label, than):
-        value, higher = run.test_metric(task)
-        reference, _ = other.test_metric(task)
-        changes.append(100.0 * float(relative_change(value, reference, higher)))
+    changes = _delta_m_values(results, label, than, task)  # the task's relative change in %, per seed
     summary = summarize_seeds(changes, confidence=1.0 - alpha)
     passed = summary.n >= 2 and math.isfinite(summary.p_value) and summary.mean > 0 and summary.p_value < alpha
     return CheckOutcome(passed, f"{task}'s test metric, {label} against {than} (positive = better): "
@@ -640,8 +636,7 @@ def _tag_grouping(runs: Sequence[RunResult], k: int) -> list[list[str]]:
     for run in runs:
         records = [(value, {"epoch": epoch})
                    for value, epoch in zip(run.probes.get("affinity") or [], run.epochs_of("affinity"))]
-        best = run.result.get("best_epoch")
-        matrix = run_affinity(records, int(best) if isinstance(best, int) and best > 0 else None, len(tasks))
+        matrix = run_affinity(records, run.result.get("best_epoch"), len(tasks))
         if matrix is not None:
             matrices.append(matrix)
     if not matrices:
