@@ -606,6 +606,27 @@ def grouping_sources(study: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return sources
 
 
+def _conventions(spec: StudySpec) -> dict[str, str]:
+    """``study.json``'s ``conventions``: how each of its numbers was made, in words."""
+    return {
+        "protocol": protocol_text(spec.patience, spec.max_epochs, spec.metric),
+        "transfer": "transfer[i][j] = transfer(i ← j): relative change of task i's validation metric when "
+                    "trained with task j vs alone, same seed; positive = j helps i. Mean, 95 % t CI and "
+                    "paired t-test p-value over seeds; diagonal null. p_adjusted: the p-values Holm-adjusted "
+                    "(Holm's step-down correction) over the T(T−1) off-diagonal cells with a p-value; a "
+                    f"cell is significant when p_adjusted < α = {ALPHA:g}.",
+        "delta_m": "Δm % = 100 · mean over the tasks of the signed relative change vs single-task, same "
+                   "seeds; positive = better than single-task.",
+        "affinity": "affinity[i][j] = TAG Z_{i→j} = 1 − L_j(after a step θ − η∇L_i on task i) / L_j(before), "
+                    "on the same batch; positive = a step for task i helps task j. Per run: each epoch's mean "
+                    "over its lookahead steps, then the median over the epochs up to the run's best epoch; "
+                    "then the mean over seeds.",
+        "cosine": "cosine[i][j] = mean cosine of the gradients of tasks i and j on the shared parameters.",
+        "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
+                     "group mates' scores for it (0 when alone); score = mean over tasks.",
+    }
+
+
 def collect_study(
     spec: StudySpec,
     runs: Sequence[PlannedRun],
@@ -678,23 +699,7 @@ def collect_study(
             "source": "best_val_metric" if spec.metric == "best" else "final_val_metric",
             "tasks": {task: {"name": specs[task].metric, "higher_is_better": higher[task]} for task in tasks},
         },
-        "conventions": {
-            "protocol": protocol_text(spec.patience, spec.max_epochs, spec.metric),
-            "transfer": "transfer[i][j] = transfer(i ← j): relative change of task i's validation metric when "
-                        "trained with task j vs alone, same seed; positive = j helps i. Mean, 95 % t CI and "
-                        "paired t-test p-value over seeds; diagonal null. p_adjusted: the p-values Holm-adjusted "
-                        "(Holm's step-down correction) over the T(T−1) off-diagonal cells with a p-value; a "
-                        f"cell is significant when p_adjusted < α = {ALPHA:g}.",
-            "delta_m": "Δm % = 100 · mean over the tasks of the signed relative change vs single-task, same "
-                       "seeds; positive = better than single-task.",
-            "affinity": "affinity[i][j] = TAG Z_{i→j} = 1 − L_j(after a step θ − η∇L_i on task i) / L_j(before), "
-                        "on the same batch; positive = a step for task i helps task j. Per run: each epoch's mean "
-                        "over its lookahead steps, then the median over the epochs up to the run's best epoch; "
-                        "then the mean over seeds.",
-            "cosine": "cosine[i][j] = mean cosine of the gradients of tasks i and j on the shared parameters.",
-            "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
-                         "group mates' scores for it (0 when alone); score = mean over tasks.",
-        },
+        "conventions": _conventions(spec),
         "transfer": matrix.to_dict(),
         "cosine": nan_to_none(cosine) if cosine is not None else None,
         "cosine_source": cosine_source,
