@@ -729,8 +729,9 @@ class LiveRun:
             return None
         used = [e for _, extra in records if (e := extra["epoch"]) is not None and (best is None or e <= best)]
         if best is None or not used:
-            return matrix, f"median over {len(steps)} epochs"
-        return matrix, f"median over epochs {min(used)}–{max(used)} (up to the best epoch, {best})"
+            return matrix, f"median of {len(steps)} epochs"
+        # Short enough for a half-width chart's title; the caption says the window ends at the best epoch.
+        return matrix, f"median of epochs {min(used)}–{max(used)}"
 
     def mean_cosine(self) -> np.ndarray | None:
         """The mean of the cosine matrices recorded so far (None before the first)."""
@@ -1264,7 +1265,12 @@ def study_protocol(result: Mapping[str, Any]) -> dict[str, str | None]:
     """How the study's runs were trained, in words: ``rule`` (``conventions.protocol``, None for a
     study written before it was recorded) and ``stopping`` ("Runs stopped after a median of 34
     epochs (alone 30, pairs 36)", None while no run has finished or for such an older study)."""
+    from mtl_core.study import protocol_text
+
     rule = (result.get("conventions") or {}).get("protocol")
+    spec = result.get("spec") or {}
+    if rule and {"patience", "max_epochs"} <= set(spec):  # the same rule, without the file's field names
+        rule = protocol_text(spec["patience"], spec["max_epochs"], spec.get("metric", "best"), for_json=False)
     stopping = result.get("stopping") or {}
     overall = stopping.get("overall")
     sentence = None

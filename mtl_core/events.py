@@ -10,7 +10,8 @@ __all__ = ["StepEvent", "EpochEvent", "ProbeEvent", "Callback", "StopTraining"]
 
 @dataclass
 class StepEvent:
-    """After each optimisation step: per-task training loss of the batch and the method's weights.
+    """After each optimisation step: per-task training loss of the batch (a task with no labelled
+    row in the batch is left out) and the method's weights.
 
     ``total_steps`` is the run's step budget: with early stopping (``patience``) the run may end
     before it, and ``on_run_end``'s result then has ``stop_reason == "patience"``."""

@@ -472,8 +472,9 @@ def make_study_executor(name: str = "pool", **options: Any) -> StudyExecutor:
 # --- collecting the results -------------------------------------------------------------------------------
 
 
-def protocol_text(patience: int, max_epochs: int, metric: str = "best") -> str:
-    """The study protocol in one sentence, for ``study.json``'s ``conventions`` and the page."""
+def protocol_text(patience: int, max_epochs: int, metric: str = "best", *, for_json: bool = True) -> str:
+    """The study protocol in one sentence, for ``study.json``'s ``conventions`` (``for_json``: with
+    where the stopping epochs are in the file) and the Relationships page (without)."""
     if patience >= max_epochs:  # an early stop needs more epochs than there are
         rule = (f"every run — alone, pair, all — trains all max_epochs = {max_epochs} epochs "
                 f"(patience = {patience} ≥ max_epochs: no early stopping)")
@@ -482,7 +483,8 @@ def protocol_text(patience: int, max_epochs: int, metric: str = "best") -> str:
                 f"the sum of its validation losses has not improved for patience = {patience} epochs")
     taken = ("its best validation metric over the epochs trained" if metric == "best"
              else "its validation metric at the last epoch trained")
-    return f"{rule}; each task's metric is {taken}; stopping epochs are under runs[*].stopped_epoch."
+    where = "; stopping epochs are under runs[*].stopped_epoch" if for_json else ""
+    return f"{rule}; each task's metric is {taken}{where}."
 
 
 def stopping_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

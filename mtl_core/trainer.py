@@ -328,7 +328,9 @@ class Trainer:
                         step=self.step,
                         epoch=epoch,
                         total_steps=total_steps,
-                        train_loss=dict(zip(self.task_names, state.losses.tolist(), strict=True)),
+                        # A task with no labelled row in the batch has no loss there (not a loss of 0).
+                        train_loss={name: value for name, value, has in zip(
+                            self.task_names, state.losses.tolist(), labelled.tolist(), strict=True) if has},
                         weights=dict(zip(self.task_names, weights.tolist(), strict=True)) if weights is not None else None,
                     ))
                     for probe_event in state.extra.get("probe_events", []):

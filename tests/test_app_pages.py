@@ -259,7 +259,7 @@ def test_run_view_shows_curves_probes_and_results_of_a_finished_run(seeded: RunS
     expected = {
         "Overview": ["Training loss per step", latest],
         "Gradients": [latest, "Gradient cosine per task pair", "Gradient norms per task"],
-        "TAG affinity": [f"Inter-task affinity (TAG), median over epochs 1–{best} (up to the best epoch, {best})",
+        "TAG affinity": [f"Inter-task affinity (TAG), median of epochs 1–{best}",
                          "Inter-task affinity (TAG), epoch 3"],
         "Task weights": ["Task weights"],
         "Losses & metrics": ["Loss per task", "Validation metric per task", "Training loss per step"],

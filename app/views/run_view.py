@@ -307,7 +307,8 @@ def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
                "(positive, blue = i helps j; negative, red = i hurts j). Tasks are ordered so that groups "
                "that help each other form blocks. Left: the median of the epochs' affinities up to the best "
                "epoch so far, as a transfer study reads it (after it, a step on one task mostly fits that "
-               "task's own rows, and affinities turn noisy).")
+               "task's own rows, and affinities turn noisy). Right: the latest epoch alone, on its own colour "
+               "scale.")
 
 
 def _downloads(current: service.RunSummary) -> None:

@@ -4,8 +4,9 @@ Each task k owns a latent function ``φₖ`` (a sum of M sine ridges of the inpu
 group's own subspace); the labels mix the latent functions through the symmetric square root of a
 block correlation matrix ``C`` (1 on the diagonal, ``p_in`` inside a group, ``p_out`` across), so
 tasks of one group share most of their function while tasks of different groups share nothing
-(``p_out = 0``) and even read different input directions. Every task is labelled on its own, scarce
-block of training rows: a partner from the same group brings new rows about the shared function
+(``p_out = 0``) and even read different input directions. Every task is labelled on its own scarce
+random share (``label_share``) of a pool of training rows: a partner from the same group brings rows
+this task has not seen about the shared function
 (positive transfer), a partner from another group competes for the shared trunk (negative transfer).
 The generator is :class:`mtl_core.suites._generators.PlantedFunctions`; ``benchmarks/validity.py``
 measures how often the analyses recover the planting.
@@ -77,8 +78,9 @@ class PlantedSuite(Suite):
         "directions, disjoint between groups). The labels mix the latent functions, y = S φ(x) + ε, "
         "with S the symmetric square root of the block correlation C (1 on the diagonal, p_in inside a "
         "group, p_out across; corr(yᵢ, yⱼ) = Cᵢⱼ / (1 + σ²)), so tasks of a group share most of one "
-        "function and tasks of different groups nothing. Each task is labelled on its own, scarce block "
-        "of n_samples training rows: a partner from the same group brings new rows about the shared "
+        "function and tasks of different groups nothing. Each task is labelled on n_samples training rows "
+        "drawn at random from a shared pool of ⌈n_samples / label_share⌉ rows (scarce: 100 of 200 by "
+        "default), so a partner from the same group brings rows about the shared "
         "function (positive transfer), a partner from another group only competes for the shared trunk "
         "(negative transfer). Groups interleave (t1, t3, t5 | t2, t4, t6 for two groups), so only a "
         "clustering of a measured task-relationship matrix (pairwise transfer, TAG affinities, gradient "
@@ -94,8 +96,9 @@ class PlantedSuite(Suite):
         Option("p_in", "float", 0.9, "Correlation between two tasks of the same group (their shared part).",
                low=-1.0, high=1.0),
         Option("p_out", "float", 0.0, "Correlation between tasks of different groups.", low=-1.0, high=1.0),
-        Option("n_samples", "int", 100, "Labelled training rows per task, each task on its own rows "
-               "(validation and test: 500 rows, every task labelled).", low=2, high=1_000_000),
+        Option("n_samples", "int", 100, "Labelled training rows per task, drawn at random from a pool of "
+               "⌈n_samples / label_share⌉ rows (validation and test: 500 rows, every task labelled).",
+               low=2, high=1_000_000),
         Option("scarce_task", "str_or_none", None, "A task with fewer labelled training rows (e.g. t1), or null."),
         Option("scarce_samples", "int", 25, "Labelled training rows of the scarce task.", low=2),
         Option("label_share", "float", 0.5, "Share of the training rows each task is labelled on (drawn per "
