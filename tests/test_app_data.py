@@ -42,8 +42,9 @@ TINY = {
     "probe_interval": 1,
 }
 
-import figures  # noqa: E402  (app/ is a script folder, not a package)
 import service  # noqa: E402
+
+from mtl_core import figures  # noqa: E402
 
 
 # --- fixtures and helpers --------------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ TINY = {
     "probe_interval": 1,
 }
 
-import figures  # noqa: E402  (app_support put app/ on sys.path: a script folder, not a package)
 import service  # noqa: E402
+
+from mtl_core import figures  # noqa: E402
 
 STUDY = service.StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
                           max_epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
@@ -446,7 +447,7 @@ def test_app_modules_do_not_import_torch() -> None:
     for path in sources:
         assert not re.search(r"^\s*(import|from)\s+torch\b", path.read_text(), re.MULTILINE), path
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import service, state, figures, views._widgets; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import service, state, views._widgets; from mtl_core import figures; "
         "service.list_runs(); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(APP)], check=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Tests of the dashboard's pure figure functions (app/figures): what lands in ``fig.data`` and
+"""Tests of the pure figure functions (mtl_core/figures, used by the pages and the CLI): what lands in ``fig.data`` and
 ``fig.layout``, empty states, and the errors that name the offending argument."""
 
 from __future__ import annotations
@@ -7,19 +7,13 @@ import math
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-# `streamlit run app/main.py` puts app/ on sys.path, and pages import the module as `figures`.
-APP_DIR = Path(__file__).resolve().parents[1] / "app"
-if str(APP_DIR) not in sys.path:
-    sys.path.insert(0, str(APP_DIR))
-
-import figures  # noqa: E402
+from mtl_core import figures
 
 TASKS = ["alpha", "beta", "gamma"]
 RDBU = go.Heatmap(colorscale="RdBu").colorscale
@@ -51,20 +45,11 @@ def _z(trace) -> np.ndarray:
 
 
 def test_module_does_not_import_torch() -> None:
-    code = f"import sys; sys.path.insert(0, {str(APP_DIR)!r}); import figures; print('torch' in sys.modules)"
+    code = "import sys; from mtl_core import figures; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
-
-
-def test_importable_as_app_figures_too() -> None:
-    sys.path.insert(0, str(APP_DIR.parent))
-    try:
-        from app.figures import cosine_heatmap
-    finally:
-        sys.path.remove(str(APP_DIR.parent))
-    assert cosine_heatmap([[1.0]], ["a"]).data[0].zmid == 0
 
 
 # ------------------------------------------------------------------------------------------ colours

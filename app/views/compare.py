@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import figures
 import service
 import streamlit as st
 from state import StateKeys, init_state
 from views._widgets import figure_downloads, first_steps
+
+from mtl_core import figures
 
 init_state()
 st.title("Compare runs")

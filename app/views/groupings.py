@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import figures
 import pandas as pd
 import service
 import streamlit as st
 from state import StateKeys, group_edit_key, init_state, session_owner
 from views._widgets import figure_downloads, flash, show_flash
+
+from mtl_core import figures
 
 init_state()
 st.title("Task groupings")

@@ -4,12 +4,13 @@ restores it."""
 
 from __future__ import annotations
 
-import figures
 import pandas as pd
 import service
 import streamlit as st
 from state import init_state
 from views._widgets import figure_downloads
+
+from mtl_core import figures
 
 init_state()
 st.title("Gradient playground")

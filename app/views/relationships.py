@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import figures
 import numpy as np
 import service
 import streamlit as st
 from state import StateKeys, init_state, session_owner
 from views._widgets import figure_downloads, flash, option_inputs, show_flash
+
+from mtl_core import figures
 
 init_state()
 st.title("Task relationships")

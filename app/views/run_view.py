@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-import figures
 import pandas as pd
 import service
 import streamlit as st
 from state import StateKeys, init_state, run_key, session_owner
 from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
+
+from mtl_core import figures
 
 init_state()
 st.title("Run view")

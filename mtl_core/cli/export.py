@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,28 +121,11 @@ def study_command(args: argparse.Namespace) -> int:
 
 # --- figures -----------------------------------------------------------------------------------------
 
-_FIGURES_MODULE = "mtl_lab_dashboard_figures"
-
-
 def dashboard_figures() -> Any:
-    """The dashboard's figure functions (``app/figures`` of the checkout this mtl_core comes from),
-    loaded under a private module name; :class:`UsageError` when they are not there."""
-    if _FIGURES_MODULE in sys.modules:
-        return sys.modules[_FIGURES_MODULE]
-    init = Path(__file__).resolve().parents[2] / "app" / "figures" / "__init__.py"
-    if not init.is_file():
-        raise UsageError("figures of runs and studies are drawn by the dashboard's `app/figures`, which is not "
-                         "next to this mtl_core; download the figure (JSON) from the dashboard and pass that file")
-    spec = importlib.util.spec_from_file_location(_FIGURES_MODULE, init, submodule_search_locations=[str(init.parent)])
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_FIGURES_MODULE] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[_FIGURES_MODULE]
-        raise
-    return module
+    """The figure functions the dashboard draws with (:mod:`mtl_core.figures`: plotly, no torch)."""
+    from mtl_core import figures
+
+    return figures
 
 
 def _history_from_metrics(rows: list[Any]) -> list[dict[str, Any]]:

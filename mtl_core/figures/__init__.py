@@ -1,7 +1,7 @@
 """Figures of the MTL Lab dashboard: pure functions, validated data in → ``plotly.graph_objects.Figure``
 out (no I/O, no Streamlit, no torch), in the manner of plotly's figure factories.
 
-Pages import it as ``import figures`` (``streamlit run app/main.py`` puts ``app/`` on ``sys.path``).
+Pages and the CLI import it as ``from mtl_core import figures`` (plotly and numpy, imported on use).
 Data are plain Python / pandas values; the service module converts run-store records to them.
 
 Conventions: cosines and transfer use a red-blue scale centred on 0 (red = conflict / negative
