@@ -56,10 +56,15 @@ class TrainConfig:
     tag_lookahead: str = "sgd"
     jacobian_mode: str = "auto"
     name: str | None = None
+    #: Set on the copy :meth:`validated` returns, so that checking it again is free: a run's config
+    #: is checked once where it enters (page, CLI, lesson, study plan) and once where it is read
+    #: back from the store. Not a setting: not in ``to_dict``, not compared; ``replace`` clears it.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     # --- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        del out["_checked"]
         out["tasks"] = list(self.tasks) if self.tasks is not None else None
         for key in ("suite_options", "strategy_options", "method_options"):
             out[key] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(out[key]).items()}
@@ -72,7 +77,7 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         if not isinstance(data, Mapping):
             raise ConfigError("config", "a mapping of settings", type(data).__name__)
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(unknown[0], f"a known setting ({', '.join(sorted(known))})", unknown[0])
@@ -100,8 +105,16 @@ class TrainConfig:
     def validated(self) -> TrainConfig:
         """Return a copy with every field checked and options resolved (defaults filled in).
 
-        Raises :class:`ConfigError` naming the first bad field.
+        Raises :class:`ConfigError` naming the first bad field. A config this method returned is
+        returned as it is (it was checked when it was made, and it is frozen).
         """
+        if self._checked:
+            return self
+        checked = self._check()
+        object.__setattr__(checked, "_checked", True)
+        return checked
+
+    def _check(self) -> TrainConfig:
         from .balancing import METHODS
         from .strategies import STRATEGIES
         from .suites import SUITES

@@ -148,6 +148,8 @@ class Trainer:
             self.jacobian_mode = resolve_mode("auto", self.device)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed + 2)
         self.step = 0
+        #: The epoch records of the current :meth:`run`.
+        self.history: list[dict[str, Any]] = []
         self.probes = build_probes(self.config)
 
     # --- one optimisation step -------------------------------------------------------------------
@@ -282,90 +284,101 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        train = self.data.train
-        n = len(train)
+        n = len(self.data.train)
         if n == 0:
             raise TrainingError("the training split is empty")
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
         # With early stopping (``patience``) this is the most the run can take, not a promise.
-        total_steps = steps_per_epoch * cfg.epochs
-        info = {
+        total_steps = math.ceil(n / cfg.batch_size) * cfg.epochs
+        self._emit("on_run_start", {
             "config": cfg.to_dict(),
             "tasks": [t.to_dict() for t in self.tasks],
             "suite_info": _jsonable(self.data.info),
             "total_steps": total_steps,
             "n_parameters": sum(p.numel() for p in self.model.parameters()),
             "n_shared_parameters": sum(p.numel() for p in self.shared),
-        }
-        self._emit("on_run_start", info)
-        x_all = train.x.to(self.device)
-        y_all = {k: v.to(self.device) for k, v in train.y.items()}
-        m_all = {k: v.to(self.device) for k, v in train.masks.items()}
-        history: list[dict[str, Any]] = []
-        best_state: dict[str, torch.Tensor] | None = None
-        best_score = math.inf
-        best_epoch = 0
-        status = "done"
-        stop_reason = "max_epochs"
+        })
+        train = self.data.train
+        batches = _Batches(train.x.to(self.device), {k: v.to(self.device) for k, v in train.y.items()},
+                           {k: v.to(self.device) for k, v in train.masks.items()})
+        best = _Best()
+        self.history = []
+        status, stop_reason = "done", "max_epochs"
         started = time.perf_counter()
         self.model.train()
+        epoch = 0
         try:
             for epoch in range(1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
-                order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
-                sums = torch.zeros(len(self.tasks), device=self.device)
-                counts = torch.zeros(len(self.tasks), device=self.device)
-                for start in range(0, n, cfg.batch_size):
-                    idx = order[start : start + cfg.batch_size]
-                    batch_masks = {k: v[idx] for k, v in m_all.items()}
-                    state = self._train_step(x_all[idx], {k: v[idx] for k, v in y_all.items()}, batch_masks, epoch)
-                    self.step += 1
-                    labelled = torch.stack([batch_masks[t].any() for t in self.task_names]).float()
-                    sums += state.losses * labelled
-                    counts += labelled
-                    weights = self.method.weights
-                    self._emit("on_step", StepEvent(
-                        step=self.step,
-                        epoch=epoch,
-                        total_steps=total_steps,
-                        # A task with no labelled row in the batch has no loss there (not a loss of 0).
-                        train_loss={name: value for name, value, has in zip(
-                            self.task_names, state.losses.tolist(), labelled.tolist(), strict=True) if has},
-                        weights=dict(zip(self.task_names, weights.tolist(), strict=True)) if weights is not None else None,
-                    ))
-                    for probe_event in state.extra.get("probe_events", []):
-                        self._emit("on_probe", probe_event)
-                    if self._should_stop():
-                        raise StopTraining
-                self._end_probe_epoch(epoch)
-                mean_train = sums / counts.clamp(min=1)
-                self.method.on_epoch_end(epoch, mean_train.detach())
-                val = evaluate(self.model, self.data.val, self.tasks)
-                record = EpochEvent(
-                    epoch=epoch,
-                    epochs=cfg.epochs,
-                    step=self.step,
-                    train_loss=dict(zip(self.task_names, mean_train.tolist(), strict=True)),
-                    val_loss={t: v["loss"] for t, v in val.items()},
-                    val_metric={t: v["metric"] for t, v in val.items()},
-                    seconds=time.perf_counter() - epoch_start,
-                )
-                history.append(record.to_dict())
-                self._emit("on_epoch_end", record)
+                mean_train = self._train_epoch(epoch, batches, total_steps)
+                score = self._end_epoch(epoch, mean_train, time.perf_counter() - epoch_start)
                 # One criterion for the checkpoint and for early stopping, whatever the tasks.
-                score = sum(v["loss"] for v in val.values() if math.isfinite(v["loss"]))
-                if score < best_score or best_state is None:
-                    best_score, best_epoch = score, epoch
-                    best_state = copy.deepcopy(self.model.state_dict())
-                if cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+                if score < best.score or best.state is None:
+                    best.score, best.epoch, best.state = score, epoch, copy.deepcopy(self.model.state_dict())
+                if cfg.patience is not None and epoch - best.epoch >= cfg.patience:
                     stop_reason = "patience"
                     break
         except StopTraining:
             status, stop_reason = "cancelled", "cancelled"
             self._end_probe_epoch(epoch)
         train_seconds = time.perf_counter() - started
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if best.state is not None:
+            self.model.load_state_dict(best.state)
+        result = self._result(status, stop_reason, best.epoch, train_seconds)
+        self._emit("on_run_end", result)
+        return result
+
+    def _train_epoch(self, epoch: int, batches: _Batches, total_steps: int) -> torch.Tensor:
+        """One pass over the training split; returns each task's mean loss over its labelled batches."""
+        n, batch_size = len(batches.x), self.config.batch_size
+        order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
+        sums = torch.zeros(len(self.tasks), device=self.device)
+        counts = torch.zeros(len(self.tasks), device=self.device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            batch_masks = {k: v[idx] for k, v in batches.masks.items()}
+            state = self._train_step(batches.x[idx], {k: v[idx] for k, v in batches.y.items()}, batch_masks, epoch)
+            self.step += 1
+            labelled = torch.stack([batch_masks[t].any() for t in self.task_names]).float()
+            sums += state.losses * labelled
+            counts += labelled
+            weights = self.method.weights
+            self._emit("on_step", StepEvent(
+                step=self.step,
+                epoch=epoch,
+                total_steps=total_steps,
+                # A task with no labelled row in the batch has no loss there (not a loss of 0).
+                train_loss={name: value for name, value, has in zip(
+                    self.task_names, state.losses.tolist(), labelled.tolist(), strict=True) if has},
+                weights=dict(zip(self.task_names, weights.tolist(), strict=True)) if weights is not None else None,
+            ))
+            for probe_event in state.extra.get("probe_events", []):
+                self._emit("on_probe", probe_event)
+            if self._should_stop():
+                raise StopTraining
+        return sums / counts.clamp(min=1)
+
+    def _end_epoch(self, epoch: int, mean_train: torch.Tensor, seconds: float) -> float:
+        """Close an epoch: probes, the method's epoch hook, validation, the epoch record; returns the
+        checkpoint score (the sum of the tasks' finite validation losses)."""
+        self._end_probe_epoch(epoch)
+        self.method.on_epoch_end(epoch, mean_train.detach())
+        val = evaluate(self.model, self.data.val, self.tasks)
+        record = EpochEvent(
+            epoch=epoch,
+            epochs=self.config.epochs,
+            step=self.step,
+            train_loss=dict(zip(self.task_names, mean_train.tolist(), strict=True)),
+            val_loss={t: v["loss"] for t, v in val.items()},
+            val_metric={t: v["metric"] for t, v in val.items()},
+            seconds=seconds,
+        )
+        self.history.append(record.to_dict())
+        self._emit("on_epoch_end", record)
+        return sum(v["loss"] for v in val.values() if math.isfinite(v["loss"]))
+
+    def _result(self, status: str, stop_reason: str, best_epoch: int, train_seconds: float) -> dict[str, Any]:
+        """The run record: test metrics of the restored best checkpoint, history, timings."""
+        history = self.history
         test = evaluate(self.model, self.data.test, self.tasks)
         final_metrics = {
             spec.name: {
@@ -383,7 +396,7 @@ class Trainer:
                 best_val_metric[spec.name] = max(values) if spec.higher_is_better else min(values)
         result = {
             "status": status,
-            "config": cfg.to_dict(),
+            "config": self.config.to_dict(),
             "tasks": [t.to_dict() for t in self.tasks],
             "suite_info": _jsonable(self.data.info),
             "history": history,
@@ -401,8 +414,25 @@ class Trainer:
         }
         if "planted_groups" in self.data.info:
             result["planted_groups"] = self.data.info["planted_groups"]
-        self._emit("on_run_end", result)
         return result
+
+
+@dataclass
+class _Batches:
+    """The training split on the run's device."""
+
+    x: torch.Tensor
+    y: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+
+
+@dataclass
+class _Best:
+    """The best checkpoint so far (lowest validation score)."""
+
+    score: float = math.inf
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
 
 
 def _jsonable(value: Any) -> Any:

@@ -112,3 +112,24 @@ def test_patience_is_off_by_default_and_round_trips(tmp_path) -> None:
     assert TrainConfig.from_dict(load_config_file(config_file)).validated() == cfg
     config_file.write_text("patience: null\n")
     assert TrainConfig.from_dict(load_config_file(config_file)).patience is None
+
+
+def test_a_validated_config_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    check = TrainConfig._check
+    monkeypatch.setattr(TrainConfig, "_check", lambda self: calls.append(1) or check(self))
+    cfg = TrainConfig(epochs=3).validated()
+    assert calls == [1]
+    assert cfg.validated() is cfg and cfg.validated().validated() is cfg
+    assert calls == [1]
+    # A changed copy is a new config: checked again, and a bad change is caught.
+    changed = cfg.replace(seed=4)
+    assert changed.validated().seed == 4 and calls == [1, 1]
+    with pytest.raises(ConfigError, match="`epochs`"):
+        cfg.replace(epochs=0).validated()
+    # The mark is not a setting: not written, not read, not compared.
+    assert "_checked" not in cfg.to_dict()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="`_checked`"):
+        TrainConfig.from_dict({"_checked": True})
+    assert not TrainConfig.from_dict(cfg.to_dict())._checked
