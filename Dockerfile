@@ -10,8 +10,9 @@ RUN useradd --create-home --uid 1000 mtl
 WORKDIR /app
 
 # Dependencies first (requirements.txt pins torch==2.13.0 and ends with `-e .`, so the project
-# files it needs are copied before installing). PyPI's Linux torch wheel is the multi-GB CUDA build,
-# so torch comes from PyTorch's CPU index first; the README's command then finds it satisfied.
+# files it needs are copied before installing; the workshop lessons are package data inside mtl_core,
+# and nothing reads assets/, the README's screenshots). PyPI's Linux torch wheel is the multi-GB CUDA
+# build, so torch comes from PyTorch's CPU index first; the README's command then finds it satisfied.
 COPY --chown=mtl:mtl requirements.txt pyproject.toml README.md ./
 COPY --chown=mtl:mtl mtl_core ./mtl_core
 RUN python -m venv /opt/venv \
@@ -20,7 +21,6 @@ RUN python -m venv /opt/venv \
 ENV PATH="/opt/venv/bin:$PATH"
 
 COPY --chown=mtl:mtl app ./app
-COPY --chown=mtl:mtl assets ./assets
 COPY --chown=mtl:mtl .streamlit ./.streamlit
 
 USER mtl

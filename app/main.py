@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 
-import service
 import streamlit as st
+from services.catalog import check_store, ensure_workers, plugin_problems, store_path, warm_up
+from services.pacing import record_render
+from services.runs import run_counts
 from state import StateKeys, init_state
 from views._lessons import lesson_aside
 
@@ -32,19 +34,21 @@ page = st.navigation({
     "Workshop": [PAGES["learn"], PAGES["playground"]],
 })
 
-problem = service.check_store()
+problem = check_store()
 if problem is not None:
     st.error(f"The run store cannot be used: {problem}")
     st.stop()
+for plugin_problem in plugin_problems():  # a broken plugin: everything else works without it
+    st.warning(plugin_problem, icon=":material/extension_off:")
 
 # The pool is started once per session (it exits by itself when idle), and again whenever queued
 # runs wait with no pool to take them (e.g. after a reboot).
 if not st.session_state[StateKeys.POOL_CHECKED]:
-    service.ensure_workers(always=True)
-    service.warm_up()
+    ensure_workers(always=True)
+    warm_up()
     st.session_state[StateKeys.POOL_CHECKED] = True
 else:
-    service.ensure_workers()
+    ensure_workers()
 
 # A deep link to the home address (``/?run=7``) opens the run view.
 if page is PAGES["train"] and "run" in st.query_params:
@@ -53,10 +57,10 @@ if page is PAGES["train"] and "run" in st.query_params:
 
 @st.fragment(run_every=5.0)
 def store_summary() -> None:
-    counts = service.run_counts()
+    counts = run_counts()
     st.caption(
         f"{counts['running']} running · {counts['queued']} queued · {counts['total']} runs in "
-        f"`{service.store_path()}`"
+        f"`{store_path()}`"
     )
 
 
@@ -68,4 +72,4 @@ started = time.perf_counter()
 try:
     page.run()
 finally:
-    service.record_render(page.title, time.perf_counter() - started)
+    record_render(page.title, time.perf_counter() - started)

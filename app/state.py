@@ -89,9 +89,9 @@ class StateKeys:
     DATA_FILE = "data_file"  # file id of the upload the choices above belong to
     DATA_PREVIEW = "data_preview"  # (file id, CsvPreview or None, problem or None): parsed once per upload
     DATA_TARGETS_OF = "data_targets_of"  # the targets DATA_FEATURES was last fitted to
-    DATA_REPORT = "data_report"  # service.import_summary of the last save (or None)
+    DATA_REPORT = "data_report"  # services.data.import_summary of the last save (or None)
     # Not widgets: caches and flags of the session
-    LIVE_CACHE = "live_cache"  # run id → service.LiveRun (incremental reads of a run's series)
+    LIVE_CACHE = "live_cache"  # run id → services.live.LiveRun (incremental reads of a run's series)
     POOL_CHECKED = "pool_checked"  # the worker pool was started (or found) for this session
     FLASH = "flash"  # a one-shot message shown on the next page (e.g. "queued 2 runs")
     GROUPS_EDIT = "groups_edit"  # the grouping being edited: list of task lists

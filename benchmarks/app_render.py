@@ -233,9 +233,9 @@ class _StepClock(Callback):
 
 
 def live_lag(home: Path, epochs: int) -> dict[str, Any]:
-    import figures
-    import service
+    from services.live import LiveRun
 
+    from mtl_core import figures
     from mtl_core.store import RunStore
     from mtl_core.trainer import train
     from mtl_core.workers import StoreRecorder, validate_config
@@ -254,7 +254,7 @@ def live_lag(home: Path, epochs: int) -> dict[str, Any]:
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    live = service.LiveRun(run_id)
+    live = LiveRun(run_id)
     lags, reads, renders = [], [], []
     while not done.is_set():
         time.sleep(1.0)

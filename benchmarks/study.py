@@ -31,13 +31,8 @@ from typing import Any
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.study import (
-    PLANTED_STUDY_CONFIG,
-    LocalSerialExecutor,
-    PoolExecutor,
-    StudySpec,
-    run_study,
-)
+from mtl_core.executors import LocalProcessExecutor, SerialExecutor
+from mtl_core.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
 
 
 def _pool_run_seconds(study: dict[str, Any], home: Path) -> tuple[dict[Any, float], float]:
@@ -83,7 +78,7 @@ def _time_pool(spec: StudySpec, workers: int) -> list[Measurement]:
     from mtl_core.workers import stop_pool
 
     home = Path(tempfile.mkdtemp(prefix="mtl_study_bench_"))
-    executor = PoolExecutor(home=home, max_workers=workers)
+    executor = LocalProcessExecutor(home=home, max_workers=workers)
     out = []
     cpu_before = _children_cpu()
     try:
@@ -113,19 +108,20 @@ def _time_serial(spec: StudySpec) -> Measurement:
     return Measurement("serial, 1 process", study, wall, sum(timings.values()), timings, _self_cpu() - cpu_before)
 
 
-class _TimedSerialExecutor(LocalSerialExecutor):
-    """The serial executor, recording each run's training seconds from its run record."""
+class _TimedSerialExecutor(SerialExecutor):
+    """The serial executor (in a throw-away home), recording each run's training seconds from its run record."""
 
     def __init__(self, timings: dict[Any, float]) -> None:
+        super().__init__(tempfile.mkdtemp(prefix="mtl_study_bench_serial_"))
         self.timings = timings
 
-    def execute(self, configs, *, group_id, progress=None):  # type: ignore[no-untyped-def]
-        outcomes = super().execute(configs, group_id=group_id, progress=progress)
-        for outcome in outcomes:
-            if outcome.result is not None:
-                timing = outcome.result["timings"]
-                self.timings[outcome.run_id] = timing["train_seconds"] + timing["data_seconds"]
-        return outcomes
+    def train(self, run_ids, progress=None):  # type: ignore[no-untyped-def]
+        super().train(run_ids, progress)
+        for run_id in run_ids:
+            result = self.store.get_result(run_id)
+            if result is not None:
+                timing = result["timings"]
+                self.timings[run_id] = timing["train_seconds"] + timing["data_seconds"]
 
 
 def _planted_contrast(study: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis import adjusted_rand_index, same_partition
-from mtl_core.study import PLANTED_STUDY_CONFIG, PoolExecutor, StudySpec, run_study
+from mtl_core.executors import LocalProcessExecutor
+from mtl_core.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
 
 SOURCES = ("transfer", "affinity", "cosine")
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mtl-validity-") as home:
         os.environ["MTL_LAB_POOL_IDLE_EXIT"] = "600"
-        executor = PoolExecutor(home=home, max_workers=args.workers)
+        executor = LocalProcessExecutor(home=home, max_workers=args.workers)
         for groups, size in plantings:
             n_tasks = groups * size
             options = {**dict(PLANTED_STUDY_CONFIG.suite_options), "n_tasks": n_tasks, "n_groups": groups,

@@ -1,7 +1,8 @@
 """Workshop lessons: small, curated experiments with a question for the students and a checked answer.
 
-A lesson is one YAML file of ``assets/lessons/`` (or of the folder named by ``$MTL_LAB_LESSONS``),
-named ``NN-some-name.yaml``: ``NN`` orders the lessons and ``some-name`` is the lesson's id. Fields:
+A lesson is one YAML file of ``mtl_core/assets/lessons/`` (package data: an installed copy has them
+too) or of the folder named by ``$MTL_LAB_LESSONS``, named ``NN-some-name.yaml``: ``NN`` orders the
+lessons and ``some-name`` is the lesson's id. Fields:
 
 ``title``, ``story``, ``question``, ``expect`` (the observation students should make), optional
 ``look_at`` (where in the dashboard to look), and
@@ -35,8 +36,10 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ import numpy as np
 from .config import TrainConfig, parse_yaml
 from .errors import ConfigError, MTLError
 from .events import Callback, ProbeEvent
+from .settings import settings
 
 __all__ = [
     "LESSONS_ENV",
@@ -58,19 +62,20 @@ __all__ = [
     "CHECKS",
     "register_check",
     "lessons_dir",
+    "packaged_lessons_dir",
     "lesson_files",
     "load_lesson",
     "load_lessons",
     "get_lesson",
     "run_lesson_headless",
+    "launch_lesson",
     "evaluate_check",
     "mean_pairwise_cosine",
     "update_conflicts",
 ]
 
-#: Environment variable naming another lessons folder (default: the repository's ``assets/lessons``).
+#: Environment variable naming another lessons folder (default: the lessons shipped in the package).
 LESSONS_ENV = "MTL_LAB_LESSONS"
-_DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "lessons"
 _FILE_NAME = re.compile(r"^(?:(\d+)[-_])?([A-Za-z0-9][A-Za-z0-9_-]*)\.ya?ml$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TEXT_FIELDS = ("title", "story", "question", "expect")
@@ -717,9 +722,14 @@ def planted_transfer_signs(
 
 
 def lessons_dir() -> Path:
-    """The lessons folder: ``$MTL_LAB_LESSONS`` if set, else the repository's ``assets/lessons``."""
-    custom = os.environ.get(LESSONS_ENV, "").strip()
-    return Path(custom).expanduser() if custom else _DEFAULT_DIR
+    """The lessons folder: ``$MTL_LAB_LESSONS`` if set, else the lessons shipped in the package."""
+    return settings().lessons_dir or packaged_lessons_dir()
+
+
+def packaged_lessons_dir() -> Path:
+    """The workshop lessons shipped with :mod:`mtl_core` (package data: ``mtl_core/assets/lessons``)."""
+    # pip installs a package unpacked, so its data folder is a real directory (a Path, not a zip entry).
+    return Path(str(resources.files("mtl_core") / "assets" / "lessons"))
 
 
 def lesson_files(folder: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -988,7 +998,8 @@ def run_lesson_headless(
     lesson: Lesson, progress: Callable[[int, int], None] | None = None
 ) -> LessonResults:
     """Train the lesson's preset in this process, one run after the other, then its study (if
-    any, with :class:`~mtl_core.study.LocalSerialExecutor`); returns every run's record and probes.
+    any, with :class:`~mtl_core.executors.SerialExecutor`: recorded in the run store of
+    ``$MTL_LAB_HOME``); returns every run's record and probes.
 
     ``progress(done, total)`` counts the preset's runs and the study's. ``cpu_seconds`` is the
     process CPU time spent (the measure of a lesson's cost on a shared machine).
@@ -1009,7 +1020,8 @@ def run_lesson_headless(
             progress(index + 1, total)
     study = None
     if lesson.study is not None:
-        from .study import LocalSerialExecutor, run_study
+        from .executors import SerialExecutor
+        from .study import new_study_id, run_study
 
         offset = len(lesson.runs)
 
@@ -1017,10 +1029,42 @@ def run_lesson_headless(
             if progress is not None:
                 progress(offset + done, total)
 
-        study = run_study(lesson.study, LocalSerialExecutor(), progress=study_progress,
-                          group_id=f"lesson-{lesson.id}")
+        study = run_study(lesson.study, SerialExecutor(), progress=study_progress,
+                          group_id=new_study_id(f"lesson-{lesson.id}"))
     return LessonResults(lesson.id, results, study, cpu_seconds=time.process_time() - cpu_start,
                          wall_seconds=time.perf_counter() - wall_start)
+
+
+def launch_lesson(
+    lesson: Lesson,
+    store: Any,
+    owner: str | None = None,
+    *,
+    executor: Any = None,
+    start: bool = True,
+) -> dict[str, Any]:
+    """Queue a lesson's preset for ``owner`` in ``store`` (a :class:`~mtl_core.store.RunStore`) to
+    train in the background: its runs as one group (:func:`mtl_core.studies.submit_runs`) and its
+    study, if it has one, as a study record (:func:`mtl_core.studies.launch_study`). The presenter
+    limits are checked over all of them before anything is queued (:class:`~mtl_core.limits.LimitError`).
+
+    Returns ``group_id`` (of the runs), ``run_ids`` (in the order of ``lesson.runs``) and
+    ``study_id`` (None without a study)."""
+    from .limits import check_limits
+    from .studies import launch_study, submit_runs
+    from .study import plan_study
+
+    configs = [run.config for run in lesson.runs]
+    planned = plan_study(lesson.study) if lesson.study is not None else []
+    check_limits(configs + [run.config for run in planned], owner, store=store, home=store.home)
+    stamp, token = time.strftime("%Y%m%d-%H%M%S"), uuid.uuid4().hex[:6]
+    group_id = f"lesson-{lesson.id}-{stamp}-{token}"
+    run_ids = submit_runs(configs, store, owner=owner, group_id=group_id, executor=executor, start=start) if configs else []
+    study_id = None
+    if lesson.study is not None:
+        study_id = launch_study(lesson.study, store, owner, study_id=f"study-{stamp}-{token}", lesson=lesson.id,
+                                executor=executor, start=start)
+    return {"group_id": group_id, "run_ids": run_ids, "study_id": study_id}
 
 
 def evaluate_check(lesson: Lesson, results: LessonResults) -> tuple[bool, str]:

@@ -7,7 +7,7 @@ The limits live in a small YAML file — ``$MTL_LAB_LIMITS`` if set, else ``$MTL
     max_epochs: 100                      # per run (runs stop early; lessons ask for at most 100)
     max_concurrent_runs_per_session: 40  # queued + running runs of one session (owner) at a time
     max_tasks: 6                         # tasks trained together in one run
-    max_samples: 5000                    # training rows (the suite option n_samples)
+    max_samples: 5000                    # training rows (the suite's size option: n_samples)
 
 Every key is optional; ``null`` means no cap. Whoever queues runs (the dashboard, the CLI) calls
 :func:`check_limits` first: it raises :class:`LimitError` with a message that says which cap, its
@@ -29,6 +29,7 @@ from typing import Any
 
 from .config import TrainConfig, parse_yaml
 from .errors import ConfigError, MTLError
+from .settings import settings
 
 __all__ = [
     "LIMITS_ENV",
@@ -100,11 +101,11 @@ def limits_path(home: str | os.PathLike[str] | None = None) -> Path | None:
     no file), else ``<lab home>/limits.yaml`` when it exists, else None."""
     from .store import lab_home
 
-    custom = os.environ.get(LIMITS_ENV, "").strip()
-    if custom:
-        path = Path(custom).expanduser()
+    current = settings()
+    path = current.limits_file
+    if path is not None:
         if not path.is_file():
-            raise LimitsFileError(path, LIMITS_ENV, "the path of an existing limits file", custom)
+            raise LimitsFileError(path, LIMITS_ENV, "the path of an existing limits file", current.text(LIMITS_ENV))
         return path
     path = lab_home(home) / LIMITS_FILE
     return path if path.is_file() else None
@@ -146,15 +147,19 @@ def _as_config(config: TrainConfig | Mapping[str, Any], index: int) -> TrainConf
         raise ConfigError(f"configs[{index}].{exc.field}", exc.expected, exc.got) from None
 
 
-def _suite_facts(config: TrainConfig) -> tuple[int, int | None]:
-    """The number of tasks the run trains and its ``n_samples`` suite option (given or the suite's
-    default; None for a suite without one). Builds the suite object only (no data)."""
+def _suite_facts(config: TrainConfig) -> tuple[int, str | None, int | None]:
+    """The number of tasks the run trains, the name of its suite's size option
+    (:attr:`~mtl_core.suites.base.Suite.size_option`) and that option's value (given or the suite's
+    default); None, None for a suite of fixed size. Builds the suite object only (no data)."""
     from .suites import make_suite
 
     suite = make_suite(config.suite, **dict(config.suite_options))
     n_tasks = len(config.tasks) if config.tasks is not None else len(suite.task_specs())
-    samples = suite.settings.get("n_samples")
-    return n_tasks, (int(samples) if samples is not None else None)
+    option = suite.size_option
+    samples = suite.settings.get(option) if option is not None else None
+    if samples is None:
+        return n_tasks, None, None
+    return n_tasks, option, int(samples)
 
 
 def _run_name(index: int, total: int) -> str:
@@ -190,14 +195,15 @@ def check_limits(
                              f"{name} asks for {config.epochs}. Lower the epochs.")
         if limits.max_tasks is None and limits.max_samples is None:
             continue
-        count, samples = _suite_facts(config)
+        count, size_option, samples = _suite_facts(config)
         if limits.max_tasks is not None and count > limits.max_tasks:
             raise LimitError(f"This workshop allows at most {limits.max_tasks} tasks per run (max_tasks{where}); "
                              f"{name} trains {count}. Choose fewer tasks.")
         if limits.max_samples is not None:
             if samples is not None and samples > limits.max_samples:
                 raise LimitError(f"This workshop allows at most {limits.max_samples} training rows per run "
-                                 f"(max_samples{where}); {name} asks for n_samples = {samples}. Lower n_samples.")
+                                 f"(max_samples{where}); {name} asks for {size_option} = {samples}. "
+                                 f"Lower {size_option}.")
     cap = limits.max_concurrent_runs_per_session
     if cap is not None:
         from .store import DEFAULT_OWNER

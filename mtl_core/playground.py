@@ -1,6 +1,6 @@
 """The gradient-geometry playground: every gradient method of :func:`mtl_core.balancing.combine`
 applied to a few small task gradients (2-D or 3-D), with the pairwise cosines and one computed
-sentence per method on what it did.
+sentence per method on what it did (its opening is the method class's ``playground_lead``).
 
 Plain Python numbers in and out (lists of floats), so that the dashboard never handles tensors.
 Equal weights (``ew``, the plain sum of the gradients) is always included as the reference.
@@ -32,24 +32,6 @@ __all__ = [
 BASELINE = "ew"
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _TOLERANCE = 1e-9
-
-#: What each method does, as the opening of its sentence (the class description is the fallback).
-_LEADS = {
-    "ew": "Equal weights add the gradients",
-    "pcgrad": "PCGrad projected each gradient off the gradients it conflicts with, then added them",
-    "mgda": "MGDA took the shortest vector in the convex hull of the gradients",
-    "mgda_ub": "MGDA-UB did what MGDA does (it only changes where the gradients are taken, which "
-               "makes no difference here)",
-    "cagrad": "CAGrad moved the average gradient, within a ball around it, towards the task it improves least",
-    "imtl_g": "IMTL-G chose weights summing to one so that the update projects equally on every unit gradient",
-    "gradvac": "GradVac raised each pair's cosine to its target (0 on a first step, so it acts like PCGrad)",
-    "aligned_mtl": "Aligned-MTL rescaled the principal components of the gradients to equal strength",
-    "nash_mtl": "Nash-MTL weighted the gradients by the Nash bargaining solution",
-    "upgrad": "UPGrad projected each gradient onto the cone of directions that harm no task, then averaged",
-    "graddrop": "GradDrop kept, coordinate by coordinate and at random, only the positive or only the "
-                "negative gradient values",
-    "db_mtl": "DB-MTL rescaled every gradient to the largest norm and added them",
-}
 
 
 @dataclass(frozen=True)
@@ -113,12 +95,16 @@ def cosine_matrix(gradients: Sequence[Sequence[float]]) -> list[list[float | Non
 
 
 def _lead(method: str) -> str:
-    if method in _LEADS:
-        return _LEADS[method]
+    """The opening of ``method``'s sentence: its class's ``playground_lead``, else the first
+    sentence of its description."""
     from .balancing import METHODS
 
-    description = METHODS.get(method).description if method in METHODS else ""
-    first = description.split(". ")[0].rstrip(".")
+    if method not in METHODS:
+        return method
+    cls = METHODS.get(method)
+    if cls.playground_lead:
+        return cls.playground_lead
+    first = cls.description.split(". ")[0].rstrip(".")
     return f"{method}: {first[0].lower() + first[1:]}" if first else method
 
 

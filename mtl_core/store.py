@@ -25,13 +25,14 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import MTLError
+from .settings import settings
 
 __all__ = [
     "RunStore",
@@ -41,6 +42,9 @@ __all__ = [
     "StoreError",
     "RunNotFoundError",
     "RunStateError",
+    "StudyRecord",
+    "StudyNotFoundError",
+    "STUDY_KINDS",
     "STATUSES",
     "FINISHED_STATUSES",
     "SCHEMA_VERSION",
@@ -113,8 +117,26 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX probes_run_step ON probes (run_id, step)",
         "CREATE TABLE results (run_id INTEGER PRIMARY KEY, result TEXT NOT NULL, created_at REAL NOT NULL)",
     ),
+    # Studies and grouping evaluations: ``id`` is their runs' ``group_id``; ``manifest`` what was
+    # studied (a study's ``spec``; a grouping's ``study``, ``groups``, ``source``); ``run_ids`` the
+    # runs in plan order; ``result`` the analysis of a finished one, computed once. Existing
+    # manifest files (``$MTL_LAB_HOME/studies/*.json``) are imported by :func:`_import_study_manifests`.
+    2: (
+        """CREATE TABLE studies (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('study', 'grouping')),
+            owner TEXT NOT NULL DEFAULT 'local',
+            created_at REAL NOT NULL,
+            manifest TEXT NOT NULL,
+            run_ids TEXT NOT NULL,
+            result TEXT
+        )""",
+        "CREATE INDEX studies_kind ON studies (kind, created_at)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+#: Kinds of rows of the ``studies`` table.
+STUDY_KINDS = ("study", "grouping")
 
 _BUSY_TIMEOUT_MS = 30_000
 #: (device, inode) of the run-store files this process has checked and opened (see ``_prepare``).
@@ -139,14 +161,15 @@ class RunStateError(StoreError):
     """The run is not in a state that allows the operation (e.g. deleting a running run)."""
 
 
+class StudyNotFoundError(StoreError, LookupError):
+    """No study (or grouping evaluation) with this id in the store."""
+
+
 def lab_home(home: str | os.PathLike[str] | None = None) -> Path:
     """MTL Lab's data folder: ``home`` if given, else ``$MTL_LAB_HOME``, else ``~/.mtl_lab``."""
     if home is not None:
         return Path(home).expanduser()
-    env = os.environ.get("MTL_LAB_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".mtl_lab"
+    return settings().home
 
 
 def default_store_path(home: str | os.PathLike[str] | None = None) -> Path:
@@ -239,6 +262,87 @@ class RunRecord:
         if include_traceback:
             out["traceback"] = self.traceback
         return out
+
+
+@dataclass
+class StudyRecord:
+    """One row of the ``studies`` table: a transfer study (``kind="study"``, its ``manifest`` holds
+    its ``spec``, and ``lesson`` when a lesson launched it) or a grouping evaluation
+    (``kind="grouping"``: ``study``, ``groups``, ``source``). ``id`` is its runs' ``group_id``;
+    ``run_ids`` are in plan order."""
+
+    id: str
+    kind: str
+    owner: str
+    created_at: float
+    manifest: dict[str, Any]
+    run_ids: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a manifest file held it (``group_id`` for ``id``), with ``owner``."""
+        return {**self.manifest, "kind": self.kind, "group_id": self.id, "owner": self.owner,
+                "created_at": self.created_at, "run_ids": list(self.run_ids)}
+
+
+_STUDY_COLUMNS = "id, kind, owner, created_at, manifest, run_ids"
+#: Keys of a manifest file that are columns of the ``studies`` table, not part of its ``manifest``.
+_MANIFEST_COLUMNS = ("group_id", "kind", "created_at", "run_ids", "owner")
+
+
+def _study_row(path: Path) -> tuple[str, str, float, dict[str, Any], list[int]] | None:
+    """(id, kind, created_at, manifest, run ids) of a study manifest file, None when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    study_id, kind, run_ids = data.get("group_id"), data.get("kind", "study"), data.get("run_ids")
+    if not isinstance(study_id, str) or study_id != path.stem or kind not in STUDY_KINDS:
+        return None
+    if not isinstance(run_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in run_ids):
+        return None
+    created = data.get("created_at")
+    created_at = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0.0
+    manifest = {key: value for key, value in data.items() if key not in _MANIFEST_COLUMNS}
+    return study_id, kind, created_at, manifest, run_ids
+
+
+def _import_study_manifests(conn: sqlite3.Connection, home: Path) -> None:
+    """Schema 2: copy the study and grouping manifests the app wrote as files
+    (``<home>/studies/<id>.json``) into the ``studies`` table, with the cached analysis of a
+    finished study (``<id>.result.json``) when there is one. The owner is that of the study's first
+    run. The files stay where they are; a file that is not a manifest is left out."""
+    folder = home / "studies"
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith(".") or path.name.endswith(".result.json"):
+            continue
+        row = _study_row(path)
+        if row is None:
+            continue
+        study_id, kind, created_at, manifest, run_ids = row
+        owner = conn.execute(
+            f"SELECT owner FROM runs WHERE id IN ({', '.join('?' * len(run_ids))}) ORDER BY id LIMIT 1", run_ids
+        ).fetchone() if run_ids else None
+        result = None
+        cached = folder / f"{study_id}.result.json"
+        if kind == "study" and cached.is_file():
+            try:
+                result = _dumps(json.loads(cached.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                result = None
+        conn.execute(
+            f"INSERT OR IGNORE INTO studies ({_STUDY_COLUMNS}, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (study_id, kind, owner[0] if owner else DEFAULT_OWNER, created_at, _dumps(manifest), _dumps(run_ids),
+             result),
+        )
+
+
+#: Steps of a migration that SQL alone cannot do: ``MIGRATION_STEPS[v](conn, home)`` runs after the
+#: statements of ``MIGRATIONS[v]``, in the same transaction, when an existing store is upgraded.
+MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {2: _import_study_manifests}
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -422,6 +526,9 @@ class RunStore:
         for version in range(from_version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
+            step = MIGRATION_STEPS.get(version)
+            if step is not None and from_version > 0:
+                step(conn, self.home)
         if from_version == 0:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("INSERT INTO meta (key, value) VALUES ('application', 'mtl_lab run store')")
@@ -526,6 +633,17 @@ class RunStore:
         group_id: str | None = None,
     ) -> list[int]:
         """Queue several runs in one transaction (all or none) and return their ids in order."""
+        with self._write() as conn:
+            return self._insert_runs(conn, configs, names, owner, group_id)
+
+    @staticmethod
+    def _insert_runs(
+        conn: sqlite3.Connection,
+        configs: Sequence[Mapping[str, Any] | Any],
+        names: Sequence[str | None] | None,
+        owner: str,
+        group_id: str | None,
+    ) -> list[int]:
         dicts = [_config_dict(c) for c in configs]
         if names is None:
             names = [None] * len(dicts)
@@ -537,23 +655,22 @@ class RunStore:
             group_id = str(group_id)
         now = time.time()
         ids = []
-        with self._write() as conn:
-            for config, name in zip(dicts, names, strict=True):
-                cursor = conn.execute(
-                    "INSERT INTO runs (name, owner, group_id, suite, strategy, method, config, status, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                    (
-                        name if name is not None else config.get("name"),
-                        owner,
-                        group_id,
-                        config.get("suite"),
-                        config.get("strategy"),
-                        config.get("method"),
-                        _dumps(config),
-                        now,
-                    ),
-                )
-                ids.append(int(cursor.lastrowid or 0))
+        for config, name in zip(dicts, names, strict=True):
+            cursor = conn.execute(
+                "INSERT INTO runs (name, owner, group_id, suite, strategy, method, config, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (
+                    name if name is not None else config.get("name"),
+                    owner,
+                    group_id,
+                    config.get("suite"),
+                    config.get("strategy"),
+                    config.get("method"),
+                    _dumps(config),
+                    now,
+                ),
+            )
+            ids.append(int(cursor.lastrowid or 0))
         return ids
 
     def _record(self, row: Sequence[Any], traceback: str | None = None) -> RunRecord:
@@ -863,6 +980,71 @@ class RunStore:
         """The highest step with a metric row (None before the first)."""
         rows = self._read("SELECT MAX(step) FROM metrics WHERE run_id = ?", (int(run_id),))
         return rows[0][0]
+
+    # --- studies ---------------------------------------------------------------------------------
+    def create_study(
+        self,
+        study_id: str,
+        kind: str,
+        manifest: Mapping[str, Any],
+        configs: Sequence[Mapping[str, Any] | Any],
+        names: Sequence[str | None] | None = None,
+        owner: str = DEFAULT_OWNER,
+    ) -> list[int]:
+        """Queue a study's (or grouping evaluation's) runs under ``group_id = study_id`` and record
+        the study, in one transaction (all or none); returns the run ids in order. Raises
+        :class:`StoreError` when ``study_id`` is taken."""
+        if kind not in STUDY_KINDS:
+            raise ValueError(f"`kind` must be one of {', '.join(STUDY_KINDS)}, got {kind!r}")
+        if not isinstance(study_id, str) or not study_id:
+            raise ValueError(f"`study_id` must be a non-empty string, got {study_id!r}")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM studies WHERE id = ?", (study_id,)).fetchone():
+                raise StoreError(f"a study with id {study_id!r} already exists in {self.path}")
+            ids = self._insert_runs(conn, configs, names, owner, study_id)
+            conn.execute(
+                f"INSERT INTO studies ({_STUDY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (study_id, kind, owner, time.time(), _dumps(dict(manifest)), _dumps(ids)),
+            )
+        return ids
+
+    @staticmethod
+    def _study_record(row: Sequence[Any]) -> StudyRecord:
+        return StudyRecord(id=row[0], kind=row[1], owner=row[2], created_at=row[3], manifest=_loads(row[4]) or {},
+                           run_ids=[int(i) for i in _loads(row[5]) or []])
+
+    def get_study(self, study_id: str) -> StudyRecord:
+        """The study (or grouping evaluation) ``study_id``. Raises :class:`StudyNotFoundError`."""
+        rows = self._read(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE id = ?", (str(study_id),))
+        if not rows:
+            raise StudyNotFoundError(f"study {study_id!r} does not exist in {self.path}")
+        return self._study_record(rows[0])
+
+    def list_studies(self, kind: str | None = None, owner: str | None = None) -> list[StudyRecord]:
+        """Studies of ``kind`` (all kinds when None), of ``owner`` when given, newest first."""
+        clauses, params = [], []
+        for column, value in (("kind", kind), ("owner", owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read(f"SELECT {_STUDY_COLUMNS} FROM studies{where} ORDER BY created_at DESC, id DESC", params)
+        return [self._study_record(row) for row in rows]
+
+    def set_study_result(self, study_id: str, result: Mapping[str, Any]) -> None:
+        """Keep the analysis of a finished study (see :meth:`get_study_result`)."""
+        with self._write() as conn:
+            conn.execute("UPDATE studies SET result = ? WHERE id = ?", (_dumps(dict(result)), str(study_id)))
+
+    def get_study_result(self, study_id: str) -> dict[str, Any] | None:
+        """The analysis kept by :meth:`set_study_result`, None when there is none."""
+        rows = self._read("SELECT result FROM studies WHERE id = ?", (str(study_id),))
+        return _loads(rows[0][0]) if rows and rows[0][0] else None
+
+    def delete_study(self, study_id: str) -> None:
+        """Forget a study record (its runs stay: delete them one by one)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM studies WHERE id = ?", (str(study_id),))
 
     # --- results ---------------------------------------------------------------------------------
     def set_result(self, run_id: int, result: Mapping[str, Any]) -> None:

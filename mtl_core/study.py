@@ -28,22 +28,21 @@ Conventions (also written into ``study.json`` under ``conventions``):
 * groupings are partitions (see :mod:`mtl_core.analysis.grouping`): a task alone in its group
   scores 0. For ``affinity`` the score of b for a is Z_{b→a}.
 
-Execution goes through a small :class:`StudyExecutor` interface: :class:`PoolExecutor` (the
-background worker pool of :mod:`mtl_core.workers`, all runs under one ``group_id``) and
-:class:`LocalSerialExecutor` (in this process, one run after the other). A Ray executor only has to
-implement :meth:`StudyExecutor.execute`.
+Execution: the runs are trained by an :class:`~mtl_core.executors.Executor` (the background
+worker pool, or this process) and read back from the run store. :func:`run_study` and
+:func:`evaluate_grouping` do it in the foreground (the CLI, lessons, benchmarks); a study launched
+to train in the background (the pages) is a record of the run store, :mod:`mtl_core.studies`.
+Both record the study and collect it from the store the same way.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
 import time
 import uuid
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,21 +51,29 @@ from .analysis.affinity import run_affinity
 from .analysis.grouping import best_groupings
 from .analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
 from .config import TrainConfig
-from .errors import ConfigError, MTLError
-from .events import Callback, ProbeEvent
+from .errors import ConfigError
+from .executors import (
+    PROBE_KINDS,
+    Executor,
+    ProgressCallback,
+    RunOutcome,
+    make_executor,
+    run_outcomes,
+    stored_probes,
+)
 
 __all__ = [
     "StudySpec",
     "PlannedRun",
     "RunOutcome",
-    "StudyExecutor",
-    "LocalSerialExecutor",
-    "PoolExecutor",
-    "make_study_executor",
     "plan_study",
     "run_study",
     "collect_study",
+    "GroupingPlan",
+    "plan_grouping",
+    "collect_grouping",
     "evaluate_grouping",
+    "new_study_id",
     "grouping_sources",
     "ProgressCallback",
     "STUDY_FORMAT",
@@ -98,10 +105,6 @@ ALPHA = 0.05
 #: Run roles: one task alone, a pair, all the study's tasks, and TAG runs (hard sharing) for a
 #: strategy without a shared representation.
 ROLES = ("alone", "pair", "all", "affinity")
-#: Probe records a study reads back from its runs.
-PROBE_KINDS = ("cosine", "affinity")
-
-ProgressCallback = Callable[[int, int], None]
 
 def apply_study_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (config fields, as a dict) with the suite's :attr:`~mtl_core.suites.base.Suite.study_defaults`
@@ -296,179 +299,6 @@ def plan_study(spec: StudySpec) -> list[PlannedRun]:
     return runs
 
 
-# --- executors --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunOutcome:
-    """What an executor hands back for one run: its id, final status, error (one line), the run
-    record (``trainer.train``'s result; None when it failed) and its probe records of the
-    :data:`PROBE_KINDS` as ``(kind, value, extra)``."""
-
-    run_id: int | str
-    status: str
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    probes: list[tuple[str, Any, dict[str, Any]]] = field(default_factory=list)
-
-
-class StudyExecutor(ABC):
-    """Runs a batch of configs as one group and returns one :class:`RunOutcome` per config, in
-    order. ``progress(done, total)`` is called as runs finish (and once at the start)."""
-
-    name: str = ""
-
-    @abstractmethod
-    def execute(
-        self,
-        configs: Sequence[TrainConfig],
-        *,
-        group_id: str,
-        progress: ProgressCallback | None = None,
-    ) -> list[RunOutcome]:
-        """Run ``configs`` (validated) and return their outcomes in order."""
-
-
-class _ProbeCollector(Callback):
-    """A trainer callback that keeps the probe records a study reads."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any, dict[str, Any]]] = []
-
-    def on_probe(self, event: ProbeEvent) -> None:
-        if event.kind in PROBE_KINDS:
-            self.records.append((event.kind, event.value, {**event.extra, "epoch": event.epoch}))
-
-
-def stored_probes(store: Any, run_id: int) -> list[tuple[str, Any, dict[str, Any]]]:
-    """A stored run's probe records of the :data:`PROBE_KINDS`, as :class:`RunOutcome` holds them:
-    ``(kind, value, extra)`` with the record's epoch in ``extra["epoch"]`` (as :class:`_ProbeCollector`
-    keeps it for a run trained here)."""
-    return [(row.kind, row.value, {**row.extra, "epoch": row.epoch})
-            for kind in PROBE_KINDS for row in store.probes_after(run_id, kind=kind)]
-
-
-class LocalSerialExecutor(StudyExecutor):
-    """Train every run in this process, one after the other (headless use, tests, debugging).
-
-    Run ids are ``"<group_id>/<index>"``. A run that raises becomes ``failed`` with its message;
-    the others go on.
-    """
-
-    name = "serial"
-
-    def execute(
-        self,
-        configs: Sequence[TrainConfig],
-        *,
-        group_id: str,
-        progress: ProgressCallback | None = None,
-    ) -> list[RunOutcome]:
-        from .trainer import train
-
-        total = len(configs)
-        if progress is not None:
-            progress(0, total)
-        outcomes = []
-        for index, config in enumerate(configs):
-            collector = _ProbeCollector()
-            run_id = f"{group_id}/{index}"
-            try:
-                result = train(config, [collector])
-                status = "cancelled" if result.get("status") == "cancelled" else "done"
-                outcomes.append(RunOutcome(run_id, status, result, None, collector.records))
-            except MTLError as exc:
-                outcomes.append(RunOutcome(run_id, "failed", None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-            except (RuntimeError, ValueError, FloatingPointError) as exc:
-                outcomes.append(RunOutcome(run_id, "failed", None, f"{type(exc).__name__}: {exc}".splitlines()[0]))
-            if progress is not None:
-                progress(index + 1, total)
-        return outcomes
-
-
-class PoolExecutor(StudyExecutor):
-    """The background worker pool (:mod:`mtl_core.workers`): the runs are queued in the run store
-    under one ``group_id``, trained by the pool's worker processes, and read back from the store.
-
-    ``max_workers`` caps the pool if this call starts it (default: the pool's own default);
-    ``timeout`` (seconds, None = none) bounds the wait. Interrupting the wait (Ctrl-C) cancels
-    the group's unfinished runs.
-    """
-
-    name = "pool"
-
-    def __init__(
-        self,
-        home: str | os.PathLike[str] | None = None,
-        max_workers: int | None = None,
-        poll: float = 0.25,
-        timeout: float | None = None,
-        owner: str | None = None,
-    ) -> None:
-        self.home = home
-        self.max_workers = max_workers
-        self.poll = poll
-        self.timeout = timeout
-        self.owner = owner
-
-    def execute(
-        self,
-        configs: Sequence[TrainConfig],
-        *,
-        group_id: str,
-        progress: ProgressCallback | None = None,
-    ) -> list[RunOutcome]:
-        from .store import FINISHED_STATUSES, RunStore
-        from .workers import LocalProcessExecutor, cancel, submit
-
-        executor = LocalProcessExecutor(home=self.home, max_workers=self.max_workers)
-        extra: dict[str, Any] = {"owner": self.owner} if self.owner else {}
-        ids = submit(list(configs), group_id=group_id, home=self.home, executor=executor, **extra)
-        store = RunStore.at_home(self.home)
-        total = len(ids)
-        if progress is not None:
-            progress(0, total)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        done = 0
-        try:
-            while True:
-                statuses = {record.id: record.status for record in store.list_runs(group_id=group_id)}
-                finished = sum(1 for run_id in ids if statuses.get(run_id) in FINISHED_STATUSES)
-                if finished != done:
-                    done = finished
-                    if progress is not None:
-                        progress(done, total)
-                if done == total:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"study group {group_id}: {total - done} of {total} runs unfinished "
-                                       f"after {self.timeout} s")
-                time.sleep(self.poll)
-        except BaseException:
-            for run_id in ids:
-                try:
-                    if store.get_run(run_id).status not in FINISHED_STATUSES:
-                        cancel(run_id, home=self.home)
-                except MTLError:
-                    pass
-            raise
-        outcomes = []
-        for run_id in ids:
-            record = store.get_run(run_id)
-            outcomes.append(RunOutcome(run_id, record.status, store.get_result(run_id), record.error,
-                                       stored_probes(store, run_id)))
-        return outcomes
-
-
-def make_study_executor(name: str = "pool", **options: Any) -> StudyExecutor:
-    """``pool`` (:class:`PoolExecutor`) or ``serial`` (:class:`LocalSerialExecutor`)."""
-    if name == "pool":
-        return PoolExecutor(**options)
-    if name == "serial":
-        return LocalSerialExecutor()
-    raise ConfigError("executor", "pool or serial", name)
-
-
 # --- collecting the results -------------------------------------------------------------------------------
 
 
@@ -629,6 +459,58 @@ def _conventions(spec: StudySpec) -> dict[str, str]:
     }
 
 
+def _per_seed_metrics(
+    spec: StudySpec, runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome]
+) -> tuple[dict[str, dict[int, float]], dict[tuple[str, str], dict[int, float]], dict[str, dict[int, float]], list[dict[str, Any]]]:
+    """Each task's metric per seed alone, in each pair (``pairs[(a, b)]``: a's metric trained with
+    b) and with all tasks, and ``study["runs"]``'s rows."""
+    alone: dict[str, dict[int, float]] = {task: {} for task in spec.tasks}
+    pairs: dict[tuple[str, str], dict[int, float]] = {}
+    joint_all: dict[str, dict[int, float]] = {task: {} for task in spec.tasks}
+    rows = []
+    for run, outcome in zip(runs, outcomes, strict=True):
+        values = _run_metrics(outcome.result if outcome.status == "done" else None, run.tasks, spec.metric)
+        if run.role == "alone":
+            alone[run.tasks[0]][run.seed] = values[run.tasks[0]]
+        elif run.role == "pair":
+            a, b = run.tasks
+            pairs.setdefault((a, b), {})[run.seed] = values[a]
+            pairs.setdefault((b, a), {})[run.seed] = values[b]
+        elif run.role == "all":
+            for task in spec.tasks:
+                joint_all[task][run.seed] = values[task]
+        record = outcome.result or {}
+        rows.append({
+            "run_id": outcome.run_id, "role": run.role, "tasks": list(run.tasks), "seed": run.seed,
+            "status": outcome.status, "error": outcome.error, "metrics": values,
+            "stopped_epoch": record.get("stopped_epoch"), "best_epoch": record.get("best_epoch"),
+            "stop_reason": record.get("stop_reason"),
+        })
+    return alone, pairs, joint_all, rows
+
+
+def _planted_groups(outcomes: Sequence[RunOutcome], tasks: Sequence[str]) -> list[list[str]] | None:
+    """The suite's planted groups (from the first run record that has them), restricted to ``tasks``."""
+    for outcome in outcomes:
+        if outcome.result and "planted_groups" in outcome.result:
+            groups = [[t for t in group if t in tasks] for group in outcome.result["planted_groups"]]
+            return [group for group in groups if group]
+    return None
+
+
+def _study_notes(spec: StudySpec, runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome],
+                 cosine: np.ndarray | None, affinity: np.ndarray | None) -> list[str]:
+    """Why a matrix the finished runs should have given is missing."""
+    notes = []
+    finished = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome.status == "done"]
+    if cosine is None and any(run.config.probe_interval > 0 for run in finished):
+        notes.append("no gradient-cosine probe record: the runs had no shared parameters or fewer steps "
+                     f"than the probe interval ({spec.probe_interval})")
+    if spec.tag and affinity is None and any(run.config.tag for run in finished):
+        notes.append("no TAG affinity record: the all-tasks runs had fewer steps than TAG's lookahead interval")
+    return notes
+
+
 def collect_study(
     spec: StudySpec,
     runs: Sequence[PlannedRun],
@@ -640,46 +522,12 @@ def collect_study(
     spec = spec.validated()
     if len(runs) != len(outcomes):
         raise ValueError(f"`outcomes` must have one entry per run ({len(runs)}), got {len(outcomes)}")
-    tasks = spec.tasks
-    seeds = spec.seeds
+    tasks, seeds = spec.tasks, spec.seeds
     from .suites import make_suite
 
     specs = {t.name: t for t in make_suite(spec.base.suite, **dict(spec.base.suite_options)).task_specs()}
     higher = {task: specs[task].higher_is_better for task in tasks}
-
-    alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
-    pairs: dict[tuple[str, str], dict[int, float]] = {}
-    joint_all: dict[str, dict[int, float]] = {task: {} for task in tasks}
-    run_rows = []
-    planted: Any = None
-    for run, outcome in zip(runs, outcomes, strict=True):
-        values = _run_metrics(outcome.result if outcome.status == "done" else None, run.tasks, spec.metric)
-        if run.role == "alone":
-            alone[run.tasks[0]][run.seed] = values[run.tasks[0]]
-        elif run.role == "pair":
-            a, b = run.tasks
-            pairs.setdefault((a, b), {})[run.seed] = values[a]
-            pairs.setdefault((b, a), {})[run.seed] = values[b]
-        elif run.role == "all":
-            for task in tasks:
-                joint_all[task][run.seed] = values[task]
-        if planted is None and outcome.result and "planted_groups" in outcome.result:
-            planted = outcome.result["planted_groups"]
-        record = outcome.result or {}
-        run_rows.append({
-            "run_id": outcome.run_id,
-            "role": run.role,
-            "tasks": list(run.tasks),
-            "seed": run.seed,
-            "status": outcome.status,
-            "error": outcome.error,
-            "metrics": values,
-            "stopped_epoch": record.get("stopped_epoch"),
-            "best_epoch": record.get("best_epoch"),
-            "stop_reason": record.get("stop_reason"),
-        })
-
-    matrix = transfer_matrix(tasks, alone, pairs, higher, seeds=seeds)
+    alone, pairs, joint_all, run_rows = _per_seed_metrics(spec, runs, outcomes)
     delta_pairs = []
     for a, b in itertools.combinations(tasks, 2):
         summary = delta_m({a: pairs[(a, b)], b: pairs[(b, a)]}, {a: alone[a], b: alone[b]}, higher, seeds=seeds)
@@ -689,7 +537,6 @@ def collect_study(
         delta_all = {"tasks": list(tasks), **delta_m(joint_all, alone, higher, seeds=seeds).to_dict()}
     cosine, cosine_source = _cosine_study(runs, outcomes, tasks)
     affinity = _affinity_study(runs, outcomes, tasks) if spec.tag else None
-
     study: dict[str, Any] = {
         "format": STUDY_FORMAT,
         "group_id": group_id,
@@ -702,7 +549,7 @@ def collect_study(
             "tasks": {task: {"name": specs[task].metric, "higher_is_better": higher[task]} for task in tasks},
         },
         "conventions": _conventions(spec),
-        "transfer": matrix.to_dict(),
+        "transfer": transfer_matrix(tasks, alone, pairs, higher, seeds=seeds).to_dict(),
         "cosine": nan_to_none(cosine) if cosine is not None else None,
         "cosine_source": cosine_source,
         "delta_m": {"pairs": delta_pairs, "all": delta_all},
@@ -711,19 +558,12 @@ def collect_study(
         "runs": run_rows,
         "stopping": stopping_summary(run_rows),
     }
-    notes = []
-    finished = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome.status == "done"]
-    if cosine is None and any(run.config.probe_interval > 0 for run in finished):
-        notes.append("no gradient-cosine probe record: the runs had no shared parameters or fewer steps "
-                     f"than the probe interval ({spec.probe_interval})")
     if spec.tag:
         study["affinity"] = nan_to_none(affinity) if affinity is not None else None
-        if affinity is None and any(run.config.tag for run in finished):
-            notes.append("no TAG affinity record: the all-tasks runs had fewer steps than TAG's lookahead interval")
-    study["notes"] = notes
+    study["notes"] = _study_notes(spec, runs, outcomes, cosine, affinity)
+    planted = _planted_groups(outcomes, tasks)
     if planted is not None:
-        study["planted_groups"] = [[t for t in group if t in tasks] for group in planted]
-        study["planted_groups"] = [group for group in study["planted_groups"] if group]
+        study["planted_groups"] = planted
     study["groupings"] = {
         source: [grouping.to_dict() for grouping in best_groupings(scores, tasks)]
         for source, scores in grouping_sources(study).items()
@@ -733,44 +573,69 @@ def collect_study(
     return nan_to_none(study)
 
 
-def _default_group_id(prefix: str = "study") -> str:
-    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+def new_study_id(kind: str = "study") -> str:
+    """A fresh id for a study or grouping evaluation (its runs' ``group_id``)."""
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def run_study(
     spec: StudySpec,
-    executor: StudyExecutor | None = None,
+    executor: Executor | None = None,
     progress: ProgressCallback | None = None,
     group_id: str | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Plan, execute (default: :class:`PoolExecutor`) and collect a study; returns ``study.json``'s
-    content. ``progress(done, total)`` reports runs finished."""
-    spec = spec.validated()
-    runs = plan_study(spec)
-    group_id = group_id or _default_group_id()
+    """A study in the foreground: record it in the run store of ``executor`` (default:
+    :func:`~mtl_core.executors.make_executor`) with :func:`mtl_core.studies.launch_study`, train
+    its runs there and collect it (:func:`mtl_core.studies.collect`); returns ``study.json``'s
+    content. ``progress(done, total)`` reports runs finished; ``group_id`` is the study's id."""
+    from .studies import collect, launch_study
+
+    executor = executor or make_executor()
+    store = executor.store
     started = time.perf_counter()
-    outcomes = (executor or PoolExecutor()).execute([run.config for run in runs], group_id=group_id, progress=progress)
-    return collect_study(spec, runs, outcomes, group_id, seconds=time.perf_counter() - started)
+    study_id = launch_study(spec, store, owner, study_id=group_id, start=False)
+    executor.train(store.get_study(study_id).run_ids, progress)
+    study = collect(study_id, store)
+    study["timings"] = {"seconds": round(time.perf_counter() - started, 3), "runs": study["n_runs"]}
+    return study
 
 
 # --- training a chosen grouping ---------------------------------------------------------------------------
 
 
-def evaluate_grouping(
-    study: Mapping[str, Any],
-    groups: Sequence[Sequence[str]],
-    source: str = "transfer",
-    executor: StudyExecutor | None = None,
-    progress: ProgressCallback | None = None,
-    group_id: str | None = None,
-) -> dict[str, Any]:
-    """Train ``groups`` (every group of two or more tasks, for each of the study's seeds, with the
-    study's config and protocol: its ``max_epochs`` and ``patience``) and compare each task's
-    measured relative change against alone (the study's own alone runs, same seeds) with the
-    predicted score from ``source``'s matrix.
+@dataclass(frozen=True)
+class GroupingPlan:
+    """How to evaluate ``groups`` of a study: the runs to train (``configs``: each group of two or
+    more tasks, per seed, with the study's config and protocol; ``keys[i]`` = (group, seed) of
+    ``configs[i]``), the prediction from ``source`` and what the measurement compares against
+    (the study's own alone runs, same seeds)."""
 
-    Predicted and measured are in the same units only for ``source="transfer"``.
-    """
+    groups: tuple[tuple[str, ...], ...]
+    source: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    metric: str
+    higher: Mapping[str, bool]
+    alone: Mapping[str, Mapping[int, float]]
+    predicted: Mapping[str, float]
+    keys: tuple[tuple[tuple[str, ...], int], ...]
+    configs: tuple[TrainConfig, ...]
+
+
+def _alone_metrics(study: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, dict[int, float]]:
+    alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
+    for row in study["runs"]:
+        if row["role"] == "alone":
+            value = row["metrics"].get(row["tasks"][0])
+            alone[row["tasks"][0]][int(row["seed"])] = math.nan if value is None else float(value)
+    return alone
+
+
+def plan_grouping(study: Mapping[str, Any], groups: Sequence[Sequence[str]], source: str = "transfer") -> GroupingPlan:
+    """The runs that evaluate ``groups`` (a partition of the study's tasks) and what they are
+    compared with; raises :class:`ConfigError` for groups that are not a partition or a source
+    the study lacks."""
     tasks = list(study["tasks"])
     flat = [task for group in groups for task in group]
     if sorted(flat) != sorted(tasks):
@@ -780,52 +645,83 @@ def evaluate_grouping(
         raise ConfigError("source", f"one of {', '.join(sources) or 'no available source'}", source)
     from .analysis.grouping import task_scores
 
-    predicted = task_scores(sources[source], groups, tasks)
     # The study's own protocol (max_epochs, patience), also for a study written before it had one.
     spec = StudySpec.from_dict(study["spec"])
     base = spec.base.replace(epochs=spec.max_epochs, patience=spec.patience)
-    seeds = [int(s) for s in study["seeds"]]
-    metric = spec.metric
-    higher = {task: bool(info["higher_is_better"]) for task, info in study["metric"]["tasks"].items()}
-    alone: dict[str, dict[int, float]] = {task: {} for task in tasks}
-    for row in study["runs"]:
-        if row["role"] == "alone":
-            value = row["metrics"].get(row["tasks"][0])
-            alone[row["tasks"][0]][int(row["seed"])] = math.nan if value is None else float(value)
+    seeds = tuple(int(s) for s in study["seeds"])
     trained = [tuple(group) for group in groups if len(group) >= 2]
-    configs, keys = [], []
-    for seed in seeds:
-        for group in trained:
-            name = f"grouping {'+'.join(group)} seed {seed}"
-            configs.append(base.replace(tasks=group, seed=seed, probe_interval=0, tag=False, name=name).validated())
-            keys.append((group, seed))
-    outcomes = (executor or PoolExecutor()).execute(
-        configs, group_id=group_id or _default_group_id("grouping"), progress=progress
+    keys = tuple((group, seed) for seed in seeds for group in trained)
+    configs = tuple(
+        base.replace(tasks=group, seed=seed, probe_interval=0, tag=False,
+                     name=f"grouping {'+'.join(group)} seed {seed}").validated()
+        for group, seed in keys
     )
-    joint: dict[str, dict[int, float]] = {task: {} for task in tasks}
-    for (group, seed), outcome in zip(keys, outcomes, strict=True):
-        values = _run_metrics(outcome.result if outcome.status == "done" else None, group, metric)
+    return GroupingPlan(
+        groups=tuple(tuple(group) for group in groups), source=source, tasks=tuple(tasks), seeds=seeds,
+        metric=spec.metric,
+        higher={task: bool(info["higher_is_better"]) for task, info in study["metric"]["tasks"].items()},
+        alone=_alone_metrics(study, tasks), predicted=task_scores(sources[source], groups, tasks),
+        keys=keys, configs=configs,
+    )
+
+
+def collect_grouping(plan: GroupingPlan, outcomes: Sequence[RunOutcome]) -> dict[str, Any]:
+    """Each task's measured relative change against alone next to its predicted score, from the
+    outcomes of ``plan.configs`` (same order; unfinished runs count as missing).
+
+    Predicted and measured are in the same units only for ``source="transfer"``."""
+    if len(outcomes) != len(plan.configs):
+        raise ValueError(f"`outcomes` must have one entry per run ({len(plan.configs)}), got {len(outcomes)}")
+    joint: dict[str, dict[int, float]] = {task: {} for task in plan.tasks}
+    for (group, seed), outcome in zip(plan.keys, outcomes, strict=True):
+        values = _run_metrics(outcome.result if outcome.status == "done" else None, group, plan.metric)
         for task in group:
             joint[task][seed] = values[task]
+    trained = {task for group, _ in plan.keys for task in group}
     per_task = {}
     per_seed_changes = []
-    for task in tasks:
-        if any(task in group for group in trained):
-            changes = relative_change([joint[task].get(s, math.nan) for s in seeds],
-                                      [alone[task].get(s, math.nan) for s in seeds], higher[task])
+    for task in plan.tasks:
+        if task in trained:
+            changes = relative_change([joint[task].get(s, math.nan) for s in plan.seeds],
+                                      [plan.alone[task].get(s, math.nan) for s in plan.seeds], plan.higher[task])
         else:
-            changes = np.zeros(len(seeds))  # alone: the baseline itself
+            changes = np.zeros(len(plan.seeds))  # alone: the baseline itself
         per_seed_changes.append(changes)
-        per_task[task] = {"predicted": predicted[task], **summarize_seeds(changes).to_dict()}
+        per_task[task] = {"predicted": plan.predicted[task], **summarize_seeds(changes).to_dict()}
     overall = summarize_seeds(np.mean(np.vstack(per_seed_changes), axis=0))
     return nan_to_none({
-        "groups": [list(group) for group in groups],
-        "source": source,
-        "seeds": seeds,
-        "predicted_score": float(np.mean(list(predicted.values()))),
+        "groups": [list(group) for group in plan.groups],
+        "source": plan.source,
+        "seeds": list(plan.seeds),
+        "predicted_score": float(np.mean(list(plan.predicted.values()))),
         "measured_score": overall.to_dict(),
         "tasks": per_task,
         "runs": [{"run_id": o.run_id, "tasks": list(g), "seed": s, "status": o.status, "error": o.error,
                   "stopped_epoch": (o.result or {}).get("stopped_epoch")}
-                 for (g, s), o in zip(keys, outcomes, strict=True)],
+                 for (g, s), o in zip(plan.keys, outcomes, strict=True)],
     })
+
+
+def evaluate_grouping(
+    study: Mapping[str, Any],
+    groups: Sequence[Sequence[str]],
+    source: str = "transfer",
+    executor: Executor | None = None,
+    progress: ProgressCallback | None = None,
+    group_id: str | None = None,
+    owner: str | None = None,
+) -> dict[str, Any]:
+    """Train ``groups`` in the foreground (:func:`plan_grouping`: every group of two or more tasks,
+    for each of the study's seeds, by the study's protocol) with ``executor`` and compare each
+    task's measured relative change against alone with the predicted score from ``source``'s
+    matrix (:func:`collect_grouping`). The runs are queued as :func:`mtl_core.studies.launch_grouping`
+    queues them: recorded as a grouping evaluation when the study is a record of the same store."""
+    from .studies import queue_grouping
+
+    plan = plan_grouping(study, groups, source)
+    executor = executor or make_executor()
+    store = executor.store
+    ids = queue_grouping(plan, study.get("group_id"), store, owner, grouping_id=group_id, start=False)
+    executor.train(ids, progress)
+    return collect_grouping(plan, run_outcomes(store, ids))
+

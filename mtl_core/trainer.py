@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .errors import ConfigError, MTLError
 from .events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
 from .jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
+from .plugins import run_record as plugin_record
 from .probes import ProbeContext, build_probes
 from .strategies import MTLModel, make_model
 from .suites import Split, SuiteData, TaskSpec, make_suite
@@ -296,6 +297,7 @@ class Trainer:
             "total_steps": total_steps,
             "n_parameters": sum(p.numel() for p in self.model.parameters()),
             "n_shared_parameters": sum(p.numel() for p in self.shared),
+            **plugin_record(cfg),
         })
         train = self.data.train
         batches = _Batches(train.x.to(self.device), {k: v.to(self.device) for k, v in train.y.items()},
@@ -414,6 +416,7 @@ class Trainer:
         }
         if "planted_groups" in self.data.info:
             result["planted_groups"] = self.data.info["planted_groups"]
+        result.update(plugin_record(self.config))
         return result
 
 

@@ -5,7 +5,8 @@ configs, queues them in the :class:`~mtl_core.store.RunStore` and asks an :class
 them. The store *is* the queue, so a run survives a page reload, and any process can read its
 status and metrics.
 
-:class:`LocalProcessExecutor` (the default) runs a *pool supervisor* process per MTL Lab home:
+:class:`LocalProcessExecutor` (the default; the :class:`Executor` interface and its implementations
+are in :mod:`mtl_core.executors`) runs a *pool supervisor* process per MTL Lab home:
 
 - started on demand by whoever submits when none is running (:func:`ensure_pool`; it exits after
   ``$MTL_LAB_POOL_IDLE_EXIT`` seconds, default 60, without work), or by hand as a long-lived
@@ -44,7 +45,6 @@ import sys
 import threading
 import time
 import traceback
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,9 @@ from typing import Any
 from .config import TrainConfig
 from .errors import ConfigError, MTLError
 from .events import Callback, EpochEvent, ProbeEvent, StepEvent
-from .registry import Registry
+from .executors import EXECUTORS, SHUTDOWN_GRACE, Executor, LocalProcessExecutor, make_executor
+from .plugins import resolve_plugin_paths
+from .settings import settings
 from .store import (
     DEFAULT_OWNER,
     FINISHED_STATUSES,
@@ -94,7 +96,6 @@ __all__ = [
     "DEFAULT_IDLE_EXIT",
     "EXIT_ALREADY_RUNNING",
     "main",
-    "env_number",
     "default_max_workers",
     "setup_logging",
 ]
@@ -109,7 +110,6 @@ FORCE_STOP_AFTER = 5.0
 #: Seconds an automatically started pool (and each of its workers) waits for work before exiting.
 DEFAULT_IDLE_EXIT = 60.0
 SUPERVISOR_TICK = 0.5
-SHUTDOWN_GRACE = 10.0
 
 #: How the pool starts its processes: straight into :func:`main`, not through the CLI, so that a
 #: supervisor imports neither torch nor the other commands' modules (it stays small and starts fast).
@@ -233,65 +233,6 @@ def wait(
             pending = {i: s for i, s in statuses.items() if s not in FINISHED_STATUSES}
             raise TimeoutError(f"runs still unfinished after {timeout} s: {pending}")
         time.sleep(poll)
-
-
-# --- executors -------------------------------------------------------------------------------------
-class Executor(ABC):
-    """Where queued runs execute. The store is the queue and the source of truth (status, cancel
-    flag, heartbeats), so an executor only has to make sure that something claims the runs and
-    calls :func:`execute_run` on them — a local process pool now, a Ray cluster later."""
-
-    name: str = ""
-
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        self.home = lab_home(home)
-
-    @abstractmethod
-    def start(self, run_ids: Sequence[int]) -> None:
-        """Make sure these (queued) runs will be executed."""
-
-    def status(self) -> dict[str, Any] | None:
-        """What is running (for display); None when nothing is."""
-        return None
-
-    def stop(self, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
-        """Stop executing (running runs become ``failed (interrupted)``). True if something stopped."""
-        return False
-
-
-EXECUTORS: Registry[type[Executor]] = Registry("executor")
-
-
-@EXECUTORS.register("local")
-class LocalProcessExecutor(Executor):
-    """A pool of worker processes on this machine, supervised per MTL Lab home (see module doc)."""
-
-    name = "local"
-
-    def __init__(
-        self,
-        home: str | os.PathLike[str] | None = None,
-        max_workers: int | None = None,
-        idle_exit: float | None = None,
-    ) -> None:
-        super().__init__(home)
-        self.max_workers = max_workers
-        self.idle_exit = idle_exit
-
-    def start(self, run_ids: Sequence[int]) -> None:
-        ensure_pool(self.home, max_workers=self.max_workers, idle_exit=self.idle_exit)
-
-    def status(self) -> dict[str, Any] | None:
-        return pool_status(self.home)
-
-    def stop(self, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
-        return stop_pool(self.home, timeout=timeout)
-
-
-def make_executor(name: str | None = None, home: str | os.PathLike[str] | None = None) -> Executor:
-    """The executor ``name`` (default ``$MTL_LAB_EXECUTOR`` or ``local``) for ``home``."""
-    name = name or os.environ.get("MTL_LAB_EXECUTOR") or "local"
-    return EXECUTORS.get(name, "executor")(home)
 
 
 # --- recording a run into the store ------------------------------------------------------------------
@@ -569,13 +510,18 @@ def _limit_threads() -> None:
 
 
 def _preload() -> None:
-    """Import the trainer (and torch's lazily imported optimizer machinery) before the first run."""
+    """Import the trainer (and torch's lazily imported optimizer machinery) and load the plugins
+    before the first run."""
     try:
         import torch._dynamo  # noqa: F401  # first optimizer construction imports it; takes seconds
 
         from . import trainer  # noqa: F401
     except Exception as exc:  # the first run will fail with the same error and record it
         log.warning("preloading the trainer failed: %s", exc)
+    from .plugins import load_plugins
+
+    for failure in load_plugins().failed:  # a run that needs it fails with "unknown suite …"
+        log.warning("%s", failure.message())
 
 
 def run_worker(
@@ -701,6 +647,8 @@ def pool_status(home: str | os.PathLike[str] | None = None) -> dict[str, Any] | 
 def _child_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["MTL_LAB_HOME"] = str(home)
+    if env.get("MTL_LAB_PLUGINS"):  # the pool runs in ``home``: plugin paths must not be relative
+        env["MTL_LAB_PLUGINS"] = resolve_plugin_paths(env["MTL_LAB_PLUGINS"])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
@@ -1007,20 +955,9 @@ class PoolSupervisor:
 
 
 # --- entry point of the pool's processes ------------------------------------------------------------
-def env_number(name: str, default: float) -> float:
-    """A number from the environment variable ``name`` (``default`` when unset)."""
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise PoolError(f"`{name}` must be a number, got {value!r}") from None
-
-
 def default_max_workers() -> int:
-    """``$MTL_LAB_WORKERS``, else the number of CPU cores."""
-    return max(1, int(env_number("MTL_LAB_WORKERS", os.cpu_count() or 1)))
+    """``$MTL_LAB_WORKERS``, else the number of CPU cores (see :mod:`mtl_core.settings`)."""
+    return settings().workers
 
 
 def setup_logging() -> None:
@@ -1044,7 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.role == "work":
             return run_worker(args.home, parent_pid=args.parent_pid, idle_exit=args.idle_exit or None)
-        idle = args.idle_exit if args.idle_exit is not None else env_number("MTL_LAB_POOL_IDLE_EXIT", DEFAULT_IDLE_EXIT)
+        idle = args.idle_exit if args.idle_exit is not None else settings().pool_idle_exit
         supervisor = PoolSupervisor(args.home, max_workers=args.workers or default_max_workers(), min_workers=0,
                                     idle_exit=idle, worker_idle_exit=idle)
         status = supervisor.run()

@@ -1,6 +1,9 @@
-"""Small property helpers for the balancing-method tests (torchjd-style)."""
+"""Small property helpers for the balancing-method tests (torchjd-style), and :func:`declaring`,
+which selects the registry entries a property test runs on by what their classes declare."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -9,8 +12,20 @@ __all__ = [
     "assert_parallel",
     "assert_shape_and_finite",
     "cosine",
+    "declaring",
     "random_grads",
 ]
+
+
+def declaring(registry: Any, **capabilities: object) -> list[str]:
+    """Sorted names of the entries of ``registry`` whose class attributes have the given values,
+    e.g. ``declaring(METHODS, kind="gradient", permutation_invariant=True)``: a test parametrised
+    with it runs on every entry that declares the property, and on nothing else, with no list of
+    names to keep up to date. A misspelt attribute raises ``AttributeError``."""
+    return sorted(
+        name for name, cls in registry.items()
+        if all(getattr(cls, attribute) == value for attribute, value in capabilities.items())
+    )
 
 
 def random_grads(

@@ -16,7 +16,7 @@ APP = ROOT / "app"
 MAIN = str(APP / "main.py")
 
 if str(APP) not in sys.path:
-    sys.path.insert(0, str(APP))  # app/ is a script folder, not a package: `import service` etc.
+    sys.path.insert(0, str(APP))  # app/ is a script folder, not a package: `from services import runs` etc.
 
 
 def open_page(page: str, **query: str) -> AppTest:

@@ -26,7 +26,7 @@ from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
 from mtl_core import workers
-from mtl_core.datasets import import_csv, user_suites_dir
+from mtl_core.csv_import import import_csv, user_suites_dir
 from mtl_core.export import RUN_CSV_COLUMNS, STUDY_CSV_COLUMNS
 from mtl_core.store import RunStore, lab_home
 from mtl_core.suites.user_csv import refresh_user_suites
@@ -42,7 +42,10 @@ TINY = {
     "probe_interval": 1,
 }
 
-import service  # noqa: E402
+from services import downloads  # noqa: E402
+from services.catalog import AUTOSTART_ENV  # noqa: E402
+from services.downloads import figure_html, run_csv, run_json, study_csv, study_json  # noqa: E402
+from services.studies import StudyForm, launch_study, list_studies, study_result  # noqa: E402
 
 from mtl_core import figures  # noqa: E402
 
@@ -58,7 +61,7 @@ def _fresh_user_suites(_isolated_home: None, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(service.AUTOSTART_ENV, "0")
+    monkeypatch.setenv(AUTOSTART_ENV, "0")
     return lab_home()
 
 
@@ -70,8 +73,8 @@ def finished_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workers.submit([dict(TINY, method="ew")], home=home, start=False, group_id="one")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MTL_LAB_HOME", str(home))
-        patch.setenv(service.AUTOSTART_ENV, "0")
-        service.launch_study(service.StudyForm(
+        patch.setenv(AUTOSTART_ENV, "0")
+        launch_study(StudyForm(
             suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150, "dim": 6}, max_epochs=1,
             batch_size=32, seeds=2, include_all=True, tag=False))
     _train_queued(store)
@@ -292,9 +295,9 @@ def test_train_sees_a_suite_saved_outside_the_dashboard(app_env: Path) -> None:
 
 def test_service_reads_uploads_without_importing_torch() -> None:
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import service, views._widgets; "
-        "p = service.inspect_upload(b'a,b,c\\n1,x,2\\n3,y,4\\n', 'f.csv'); service.columns_table(p); "
-        "service.user_suites(); service.png_export_available(); "
+        "import sys; sys.path.insert(0, sys.argv[1]); import views._widgets; from services import data, downloads; "
+        "p = data.inspect_upload(b'a,b,c\\n1,x,2\\n3,y,4\\n', 'f.csv'); data.columns_table(p); "
+        "data.user_suites(); downloads.png_export_available(); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(APP)], check=True, timeout=120)
@@ -312,10 +315,10 @@ def test_run_view_offers_the_run_as_json_and_csv(finished: RunStore) -> None:
     buttons = {b.key: b.label for b in at.get("download_button")}
     assert buttons["run_download_json_1"] == "Run as JSON" and buttons["run_download_csv_1"] == "Metrics as CSV"
 
-    exported = json.loads(service.run_json(1))
+    exported = json.loads(run_json(1))
     assert exported["format"] == "mtl_lab.run_export/1" and exported["run"]["id"] == 1
     assert exported["result"]["final_metrics"].keys() == {"t1", "t2", "t3", "t4"}
-    rows = list(csv.reader(io.StringIO(service.run_csv(1))))
+    rows = list(csv.reader(io.StringIO(run_csv(1))))
     assert tuple(rows[0]) == RUN_CSV_COLUMNS
     assert len(rows) - 1 == len(exported["metrics"]) > 0
     assert {row[0] for row in rows[1:]} == {"1"}
@@ -325,22 +328,22 @@ def test_run_view_offers_the_run_as_json_and_csv(finished: RunStore) -> None:
 def test_relationships_offers_the_study_as_json_and_csv(finished: RunStore) -> None:
     at = _open("relationships")
     assert not at.exception, at.exception
-    study = service.list_studies()[0]
+    study = list_studies()[0]
     buttons = {b.key: b.label for b in at.get("download_button")}
     assert buttons["study_download_json"] == "Study as JSON"
     assert buttons["study_download_csv"] == "Transfer cells as CSV"
     assert f"transfer_{study.group_id}_html" in buttons and f"cosine_{study.group_id}_html" in buttons
 
-    result = service.study_result(study)
-    assert json.loads(service.study_json(result))["tasks"] == ["t1", "t2"]
-    rows = list(csv.DictReader(io.StringIO(service.study_csv(result))))
+    result = study_result(study)
+    assert json.loads(study_json(result))["tasks"] == ["t1", "t2"]
+    rows = list(csv.DictReader(io.StringIO(study_csv(result))))
     assert tuple(rows[0].keys()) == STUDY_CSV_COLUMNS
     assert sorted((r["target"], r["partner"]) for r in rows) == [("t1", "t2"), ("t2", "t1")]
     assert all(r["n"] == "2" for r in rows)
 
 
 def test_a_study_without_results_offers_no_download(app_env: Path) -> None:
-    service.launch_study(service.StudyForm(suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150},
+    launch_study(StudyForm(suite="planted", tasks=["t1", "t2"], suite_options={"n_samples": 150},
                                            max_epochs=1, seeds=1, include_all=False, tag=False))
     at = _open("relationships")
     assert not at.exception, at.exception
@@ -349,12 +352,12 @@ def test_a_study_without_results_offers_no_download(app_env: Path) -> None:
 
 def test_figure_downloads_offer_png_only_with_a_static_exporter(finished: RunStore,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "_png_available", False)
+    monkeypatch.setattr(downloads, "_png_available", False)
     keys = _keys(_open("run_view", run="1"), "download_button")
     assert "overview_loss_1_html" in keys and "overview_loss_1_png" not in keys
-    monkeypatch.setattr(service, "_png_available", True)
+    monkeypatch.setattr(downloads, "_png_available", True)
     keys = _keys(_open("run_view", run="1"), "download_button")
     assert {"overview_loss_1_html", "overview_loss_1_png"} <= set(keys)
 
-    html = service.figure_html(figures.cosine_heatmap([[1.0, -0.5], [-0.5, 1.0]], ["a", "b"]))
+    html = figure_html(figures.cosine_heatmap([[1.0, -0.5], [-0.5, 1.0]], ["a", "b"]))
     assert "<html" in html[:200].lower() and "Plotly.newPlot" in html

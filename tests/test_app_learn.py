@@ -63,7 +63,11 @@ check:
 """
 
 sys.path.insert(0, str(APP))
-import service  # noqa: E402  (app/ is a script folder, not a package)
+from services.catalog import AUTOSTART_ENV  # noqa: E402
+from services.lessons import lesson_catalog, lesson_launches  # noqa: E402
+from services.playground import PLAYGROUND_DEFAULTS, gradient_methods, playground_query, playground_state  # noqa: E402
+from services.runs import list_runs  # noqa: E402
+from services.studies import list_studies  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(service.AUTOSTART_ENV, "0")
+    monkeypatch.setenv(AUTOSTART_ENV, "0")
     return lab_home()
 
 
@@ -104,7 +108,7 @@ def _sidebar(at: AppTest) -> str:
 def test_learn_lists_every_lesson_with_its_story_and_question(app_env: Path, harness: Path) -> None:
     at = _open(harness, "learn")
     assert not at.exception, at.exception
-    lessons, problems = service.lesson_catalog()
+    lessons, problems = lesson_catalog()
     assert problems == [] and len(lessons) >= 6
     headers = [h.value for h in at.subheader]
     text = _texts(at)
@@ -154,10 +158,10 @@ def test_a_lesson_with_a_study_queues_the_study_for_the_relationships_page(app_e
     at = _open(harness, "learn")
     at.button(key="learn_run_choosing-groups").click().run()
     assert not at.exception, at.exception
-    studies = service.list_studies()
+    studies = list_studies()
     assert len(studies) == 1 and studies[0].total == 30 and studies[0].tasks == ["t1", "t2", "t3", "t4"]
     assert at.session_state["study_pick"] == studies[0].group_id
-    (launch,) = service.lesson_launches("choosing-groups")
+    (launch,) = lesson_launches("choosing-groups")
     assert launch["study_id"] == studies[0].group_id and launch["total"] == 31 and not launch["finished"]
 
 
@@ -170,7 +174,7 @@ def test_presenter_limits_stop_a_lesson_with_a_clear_message(app_env: Path, harn
     assert not at.exception, at.exception
     errors = _texts(at, ("error",))
     assert "Nothing was queued" in errors and "at most 5 epochs per run" in errors and "asks for 100" in errors
-    assert service.list_runs() == []
+    assert list_runs() == []
     assert at.title[0].value == "Learn"
 
 
@@ -220,7 +224,7 @@ def test_playground_renders_every_method_with_cosines_and_sentences(app_env: Pat
     at = _open(harness, "playground")
     assert not at.exception, at.exception
     assert at.query_params == {"d": "2", "n": "2", "a1": "10", "l1": "1", "a2": "135", "l2": "2"}
-    methods = [m["name"] for m in service.gradient_methods()]
+    methods = [m["name"] for m in gradient_methods()]
     bullets = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert [b.split("**")[1] for b in bullets] == ["ew", *methods]
     assert "raises the loss of task 1" in bullets[0]
@@ -281,14 +285,14 @@ def test_bad_address_values_warn_and_fall_back_to_defaults(app_env: Path, harnes
     {"d": 3, "n": 3, "a1": 5, "l1": 0.3, "e1": -90, "a2": 6, "l2": 1.7, "e2": 90, "a3": 7, "l3": 2.2, "e3": 0},
 ])
 def test_playground_state_round_trips_through_the_address(state: dict) -> None:
-    full = {**service.PLAYGROUND_DEFAULTS, **state, "methods": ["mgda", "upgrad"]}
-    query = service.playground_query(full)
-    restored, warnings = service.playground_state(query)
+    full = {**PLAYGROUND_DEFAULTS, **state, "methods": ["mgda", "upgrad"]}
+    query = playground_query(full)
+    restored, warnings = playground_state(query)
     assert warnings == []
     for key, value in state.items():
         assert restored[key] == value
     assert restored["methods"] == ["mgda", "upgrad"]
-    assert service.playground_query(restored) == query
+    assert playground_query(restored) == query
 
 
 def test_coming_back_to_the_playground_keeps_the_configuration(app_env: Path, harness: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,11 +41,24 @@ TINY = {
     "probe_interval": 1,
 }
 
-import service  # noqa: E402
+from services import pacing, studies  # noqa: E402
+from services.catalog import AUTOSTART_ENV, catalog  # noqa: E402
+from services.compare import mean_ci  # noqa: E402
+from services.live import COSINE_WINDOWS, DEFAULT_COSINE_WINDOW, LiveRun  # noqa: E402
+from services.pacing import (  # noqa: E402
+    LIVE_REFRESH_ENV,
+    LIVE_SECONDS_PER_VIEWER,
+    live_refresh_for,
+    live_refresh_seconds,
+    live_viewers,
+)
+from services.results import delta_m  # noqa: E402
+from services.runs import ConfigError, explain, parse_run_id  # noqa: E402
+from services.studies import StudyForm, launch_study, list_studies, study_heatmaps, study_result, study_size  # noqa: E402
 
 from mtl_core import figures  # noqa: E402
 
-STUDY = service.StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
+STUDY = StudyForm(suite="planted", tasks=["t1", "t2", "t3"], suite_options={"n_samples": 150, "dim": 6},
                           max_epochs=2, batch_size=32, seeds=2, include_all=True, tag=True)
 
 
@@ -67,8 +81,8 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      traceback="Traceback (most recent call last):\n  File ...\nValueError: NaN")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MTL_LAB_HOME", str(home))
-        patch.setenv(service.AUTOSTART_ENV, "0")
-        service.launch_study(STUDY)
+        patch.setenv(AUTOSTART_ENV, "0")
+        launch_study(STUDY)
         _train_queued(store)
     store.close()
     return home
@@ -76,7 +90,7 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(service.AUTOSTART_ENV, "0")
+    monkeypatch.setenv(AUTOSTART_ENV, "0")
     return lab_home()
 
 
@@ -227,12 +241,12 @@ def test_train_explains_bad_settings_and_queues_nothing(app_env: Path, change: d
 
 def test_train_offers_every_registered_suite_strategy_and_method(app_env: Path) -> None:
     at = _open("train")
-    catalog = service.catalog()
-    assert at.selectbox(key="train_suite").options == list(catalog["suites"])
-    assert at.selectbox(key="train_strategy").options == list(catalog["strategies"])
-    assert len(at.multiselect(key="train_methods").options) == len(catalog["methods"])
+    entries = catalog()
+    assert at.selectbox(key="train_suite").options == list(entries["suites"])
+    assert at.selectbox(key="train_strategy").options == list(entries["strategies"])
+    assert len(at.multiselect(key="train_methods").options) == len(entries["methods"])
     at.selectbox(key="train_suite").select("penguins").run()
-    assert at.multiselect(key="train_tasks").value == [t["name"] for t in catalog["suites"]["penguins"]["tasks"]]
+    assert at.multiselect(key="train_tasks").value == [t["name"] for t in entries["suites"]["penguins"]["tasks"]]
 
 
 # --- Run view ----------------------------------------------------------------------------------------------------
@@ -302,19 +316,19 @@ def test_run_view_cosine_slider_and_play_step_through_the_probes(seeded: RunStor
     assert "Gradient cosine similarity — probe at step 6" in _chart_titles(at)
 
 
-def _live_with_cosines(count: int) -> service.LiveRun:
+def _live_with_cosines(count: int) -> LiveRun:
     """A LiveRun holding ``count`` cosine probes at steps 5, 10, …: in-group pairs (t1·t3) agree
     early (+0.5) and turn to noise (−0.1) in the second half, as on a long planted run."""
     steps = [5 * (i + 1) for i in range(count)]
     values = [[[1.0, 0.0, 0.5 if i < count // 2 else -0.1], [0.0, 1.0, 0.0], [0.5 if i < count // 2 else -0.1, 0.0, 1.0]]
               for i in range(count)]
-    return service.LiveRun(run_id=1, tasks=["t1", "t2", "t3"], probes={"cosine": (steps, values)})
+    return LiveRun(run_id=1, tasks=["t1", "t2", "t3"], probes={"cosine": (steps, values)})
 
 
 def test_cosine_window_defaults_to_every_probe_and_names_it() -> None:
     live = _live_with_cosines(48)
     averaged = live.cosine_window()  # the default: every probe so far, not the noisy last few
-    assert service.DEFAULT_COSINE_WINDOW == 0 and service.DEFAULT_COSINE_WINDOW in service.COSINE_WINDOWS
+    assert DEFAULT_COSINE_WINDOW == 0 and DEFAULT_COSINE_WINDOW in COSINE_WINDOWS
     assert averaged.steps == tuple(range(5, 241, 5)) and averaged.from_start and averaged.latest
     assert averaged.matrix[0, 2] == pytest.approx((24 * 0.5 - 24 * 0.1) / 48)
     assert averaged.label == "mean of all 48 probes (steps 5–240)"
@@ -327,7 +341,7 @@ def test_cosine_window_defaults_to_every_probe_and_names_it() -> None:
     assert live.cosine_window(1, step=100).label == "probe at step 100"
     # While the run trains the default window grows with each probe that arrives.
     assert _live_with_cosines(3).cosine_window().label == "mean of all 3 probes (steps 5–15)"
-    assert service.LiveRun(run_id=2).cosine_window() is None
+    assert LiveRun(run_id=2).cosine_window() is None
     with pytest.raises(ValueError, match="`step` must be a step with a cosine probe"):
         live.cosine_window(step=7)
     with pytest.raises(ValueError, match="`window` must be a number of probes"):
@@ -401,7 +415,7 @@ def test_compare_table_has_mean_ci_and_delta_m(seeded: RunStore) -> None:
     assert set(per_task["setting"]) == {"planted · hard · ew", "planted · hard · pcgrad", "planted · single · ew"}
     row = settings.set_index("setting").loc["planted · hard · ew"]
     assert re.fullmatch(r"[+-]\d+(\.\d+)?", row["Δm % ± CI"])
-    assert row["Δm % ± CI"] == f"{service.delta_m(seeded.get_result(1)['final_metrics'], seeded.get_result(3)['final_metrics']):+.4g}"
+    assert row["Δm % ± CI"] == f"{delta_m(seeded.get_result(1)['final_metrics'], seeded.get_result(3)['final_metrics']):+.4g}"
     keys = {button.key for button in at.get("download_button")}
     assert {"compare_download_summary", "compare_download_runs", "compare_curves_html", "compare_bars_html"} <= keys, keys
 
@@ -410,21 +424,21 @@ def test_compare_table_has_mean_ci_and_delta_m(seeded: RunStore) -> None:
 def test_delta_m_is_positive_when_better_than_single_task() -> None:
     base = {"a": {"value": 0.5, "higher_is_better": True}, "b": {"value": 2.0, "higher_is_better": False}}
     better = {"a": {"value": 0.6, "higher_is_better": True}, "b": {"value": 1.0, "higher_is_better": False}}
-    assert service.delta_m(better, base) == pytest.approx(100 * (0.2 + 0.5) / 2)
-    assert service.delta_m(base, better) == pytest.approx(100 * ((0.5 - 0.6) / 0.6 + (1.0 - 2.0) / 1.0) / 2)
-    assert service.delta_m(better, {}) is None
+    assert delta_m(better, base) == pytest.approx(100 * (0.2 + 0.5) / 2)
+    assert delta_m(base, better) == pytest.approx(100 * ((0.5 - 0.6) / 0.6 + (1.0 - 2.0) / 1.0) / 2)
+    assert delta_m(better, {}) is None
 
 
 def test_mean_ci_matches_the_t_interval() -> None:
-    mean, low, high = service.mean_ci([1.0, 2.0, 3.0])
+    mean, low, high = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and high - mean == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
-    assert service.mean_ci([4.0]) == (4.0, None, None)
+    assert mean_ci([4.0]) == (4.0, None, None)
 
 
 @pytest.mark.parametrize("text", ["abc", "", "-3", "0", "1.5"])
 def test_parse_run_id_rejects_what_is_not_a_run_number(text: str) -> None:
     with pytest.raises(ValueError, match="must be a run number"):
-        service.parse_run_id(text)
+        parse_run_id(text)
 
 
 def test_the_app_starts_the_worker_pool(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -447,8 +461,10 @@ def test_app_modules_do_not_import_torch() -> None:
     for path in sources:
         assert not re.search(r"^\s*(import|from)\s+torch\b", path.read_text(), re.MULTILINE), path
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import service, state, views._widgets; from mtl_core import figures; "
-        "service.list_runs(); assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys; sys.path.insert(0, sys.argv[1]); import state, views._widgets; from mtl_core import figures; "
+        "import services.catalog, services.compare, services.data, services.downloads, services.lessons, "
+        "services.limits, services.live, services.pacing, services.playground, services.results, services.runs, "
+        "services.studies; services.runs.list_runs(); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code, str(APP)], check=True, timeout=120)
 
@@ -483,12 +499,12 @@ def test_relationships_launches_a_study_with_the_chosen_settings(app_env: Path) 
 
 def test_a_bad_study_protocol_is_refused_before_anything_is_queued(app_env: Path) -> None:
     for field, label in (("patience", "Patience"), ("max_epochs", "Max epochs")):
-        form = service.StudyForm(suite="planted", tasks=["t1", "t2"], **{field: 0})
-        with pytest.raises(service.ConfigError) as info:
-            service.study_size(form)
-        assert service.explain(info.value) == f"{label} must be an integer in [1, 100000] (got 0)."
-        with pytest.raises(service.ConfigError):
-            service.launch_study(form)
+        form = StudyForm(suite="planted", tasks=["t1", "t2"], **{field: 0})
+        with pytest.raises(ConfigError) as info:
+            study_size(form)
+        assert explain(info.value) == f"{label} must be an integer in [1, 100000] (got 0)."
+        with pytest.raises(ConfigError):
+            launch_study(form)
     assert RunStore.at_home(app_env).list_runs() == []
 
 
@@ -519,9 +535,9 @@ def test_relationships_heatmaps_are_ordered_by_clustering_and_mark_significance(
     assert sorted(transfer["x"]) == ["t1", "t2", "t3"]
     assert transfer["x"] == affinity["x"] == cosine["x"]  # one clustering order for the three
     assert transfer["zmid"] == 0 and cosine["zmin"] == -1 and cosine["zmax"] == 1
-    study = service.list_studies()[0]
-    result = service.study_result(study)
-    order = service.study_heatmaps(result)["tasks"]
+    study = list_studies()[0]
+    result = study_result(study)
+    order = study_heatmaps(result)["tasks"]
     positions = [order.index(t) for t in transfer["x"]]
     expected = [[100 * v if v is not None else None for v in result["transfer"]["mean"][i]] for i in positions]
     got = [[cell for cell in row] for row in transfer["z"]]
@@ -542,34 +558,40 @@ def test_relationships_shows_the_protocol_under_the_transfer_heatmap(seeded: Run
     assert "after Holm correction over the 6 cells" in transfer["layout"]["xaxis"]["title"]["text"]
 
 
-def test_relationships_reads_a_study_written_before_the_protocol(seeded: RunStore, app_env: Path) -> None:
-    """A study of an older version: its manifest has no patience / max_epochs and its stored analysis no
-    p_adjusted, protocol or stopping summary. The page still draws it, with Holm-adjusted stars."""
-    info = service.list_studies()[0]
-    result = copy.deepcopy(service.study_result(info))  # it also writes the analysis next to the manifest
-    folder = app_env / "studies"
-    manifest = json.loads((folder / f"{info.group_id}.json").read_text())
+def _rewrite_study(store: RunStore, study_id: str, manifest: dict, result: dict | None) -> None:
+    """Replace a study record's manifest and kept analysis, as an older version left them."""
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE studies SET manifest = ?, result = ? WHERE id = ?",
+                     (json.dumps(manifest), None if result is None else json.dumps(result), study_id))
+    studies._study_cache.clear()
+
+
+def test_relationships_reads_a_study_written_before_the_protocol(seeded: RunStore) -> None:
+    """A study of an older version (its manifest file imported into the run store): its spec has no
+    patience / max_epochs and its kept analysis no p_adjusted, protocol or stopping summary. The page
+    still draws it, with Holm-adjusted stars."""
+    info = list_studies()[0]
+    result = copy.deepcopy(study_result(info))  # the engine keeps a finished study's analysis
+    manifest = copy.deepcopy(seeded.get_study(info.group_id).manifest)
     for key in ("patience", "max_epochs"):
         del manifest["spec"][key]
     manifest["spec"]["config"].pop("patience")
-    (folder / f"{info.group_id}.json").write_text(json.dumps(manifest))
     del result["transfer"]["p_adjusted"], result["conventions"]["protocol"], result["stopping"]
     for row in result["runs"]:
         for key in ("stopped_epoch", "best_epoch", "stop_reason"):
             del row[key]
-    (folder / f"{info.group_id}.result.json").write_text(json.dumps(result))
+    _rewrite_study(seeded, info.group_id, manifest, result)
     at = _open("relationships")
     assert not at.exception, at.exception
     assert "Pairwise transfer" in _chart_titles(at) and "**Protocol.**" not in _texts(at)
-    old = service.study_result(service.list_studies()[0])
+    old = study_result(list_studies()[0])
     assert "p_adjusted" not in old["transfer"]
-    data = service.study_heatmaps(old)
+    data = study_heatmaps(old)
     raw = np.array(data["transfer"]["p_value"], dtype=float)
     np.testing.assert_allclose(data["transfer"]["p_adjusted"], holm_adjust(raw), equal_nan=True)
-    # recomputed from the runs (the stored analysis gone), the old spec reads as its own protocol
-    (folder / f"{info.group_id}.result.json").unlink()
-    service._study_cache.clear()
-    again = service.study_result(service.list_studies()[0])
+    # recomputed from the runs (the kept analysis gone), the old spec reads as its own protocol
+    _rewrite_study(seeded, info.group_id, manifest, None)
+    again = study_result(list_studies()[0])
     assert again["spec"]["max_epochs"] == 2 and "p_adjusted" in again["transfer"]
 
 
@@ -621,21 +643,21 @@ def test_a_deep_link_to_the_home_address_opens_the_run_view(seeded: RunStore) ->
 def test_live_refresh_period_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None,
                                                         seconds: float) -> None:
     if value is None:
-        monkeypatch.delenv(service.LIVE_REFRESH_ENV, raising=False)
+        monkeypatch.delenv(LIVE_REFRESH_ENV, raising=False)
     else:
-        monkeypatch.setenv(service.LIVE_REFRESH_ENV, value)
-    assert service.live_refresh_seconds() == seconds
+        monkeypatch.setenv(LIVE_REFRESH_ENV, value)
+    assert live_refresh_seconds() == seconds
 
 
 def test_the_live_refresh_slows_down_as_more_sessions_watch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(service.LIVE_REFRESH_ENV, raising=False)
-    monkeypatch.setattr(service, "_live_viewers", {})
-    assert service.live_refresh_for("student-0") == 1.0
+    monkeypatch.delenv(LIVE_REFRESH_ENV, raising=False)
+    monkeypatch.setattr(pacing, "_live_viewers", {})
+    assert live_refresh_for("student-0") == 1.0
     for index in range(1, 40):
-        service.live_refresh_for(f"student-{index}")
-    assert service.live_viewers() == 40
-    assert service.live_refresh_for("student-0") == pytest.approx(40 * service.LIVE_SECONDS_PER_VIEWER)
+        live_refresh_for(f"student-{index}")
+    assert live_viewers() == 40
+    assert live_refresh_for("student-0") == pytest.approx(40 * LIVE_SECONDS_PER_VIEWER)
     # viewers who left (no refresh for 15 s) stop counting
-    stale = {key: seen - 60 for key, seen in service._live_viewers.items() if key != "student-0"}
-    service._live_viewers.update(stale)
-    assert service.live_refresh_for("student-0") == 1.0
+    stale = {key: seen - 60 for key, seen in pacing._live_viewers.items() if key != "student-0"}
+    pacing._live_viewers.update(stale)
+    assert live_refresh_for("student-0") == 1.0

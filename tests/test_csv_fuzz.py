@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from mtl_core.datasets import CsvError, CsvLimits, ImportReport, import_csv, inspect_csv, read_spec
+from mtl_core.csv_import import CsvError, CsvLimits, ImportReport, import_csv, inspect_csv, read_spec
 from mtl_core.suites import make_suite
 from mtl_core.suites.user_csv import refresh_user_suites
 

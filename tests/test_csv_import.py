@@ -1,4 +1,4 @@
-"""Your own data: CSV inspection and import (mtl_core.datasets), the user suites it registers
+"""Your own data: CSV inspection and import (mtl_core.csv_import), the user suites it registers
 (mtl_core.suites.user_csv) and `python -m mtl_core suites add-csv|remove|inspect`."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.datasets import (
+from mtl_core.csv_import import (
     CsvError,
     CsvLimits,
     import_csv,
@@ -398,6 +398,17 @@ def test_user_suites_follow_mtl_lab_home(tmp_path: Path, monkeypatch: pytest.Mon
     assert refresh_user_suites() == []
     assert "first_home" not in SUITES
     assert refresh_user_suites(tmp_path.parent / "mtl_home0") is not None  # any folder, even without suites
+
+
+def test_user_suites_are_discovered_when_the_registry_is_read_not_at_import(tmp_path: Path) -> None:
+    import_csv(write_csv(tmp_path, penguin_like()), "found_late", targets="species,body_mass_g")
+    # the home is set only after the import: an import-time scan would have looked elsewhere
+    code = ("import json, os, sys; import mtl_core.suites as suites; os.environ['MTL_LAB_HOME'] = sys.argv[1]; "
+            "print(json.dumps(suites.SUITES.names()))")
+    listed = subprocess.run([sys.executable, "-c", code, str(lab_home())], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MTL_LAB_HOME": str(tmp_path / "empty_home")})
+    assert listed.returncode == 0, listed.stderr
+    assert "found_late" in json.loads(listed.stdout)
 
 
 def test_a_corrupt_spec_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -94,7 +94,7 @@ def test_max_samples_reads_the_option_or_the_suites_default() -> None:
     check_limits([PLANTED], owner="s1")
     with pytest.raises(LimitError, match=r"at most 500 training rows per run .*asks for n_samples = 1000"):
         check_limits([{"suite": "mmoe"}], owner="s1")  # the mmoe suite's default is 1000 rows
-    check_limits([{"suite": "digits"}], owner="s1")  # a suite without n_samples is not capped
+    check_limits([{"suite": "digits"}], owner="s1")  # a suite of fixed size (no size_option) is not capped
 
 
 def test_concurrent_runs_are_counted_per_session_and_only_while_unfinished() -> None:

@@ -13,13 +13,15 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _asserts import declaring
 from torch import nn
 
 from mtl_core.balancing import METHODS, BalancingMethod, StepContext, make_method
 from mtl_core.errors import ConfigError
 
-OWN_METHODS = ["static", "uw", "gradnorm", "dwa", "rlw", "famo", "db_mtl"]
-LOSS_METHODS = [m for m in OWN_METHODS if m != "db_mtl"]
+#: Every method whose class declares positive weights (every loss-weighting method, and DB-MTL).
+POSITIVE_WEIGHTS = declaring(METHODS, positive_weights=True)
+LOSS_METHODS = declaring(METHODS, kind="loss")
 
 
 # --- a tiny multi-task model and a trainer-like loop ---------------------------------------------
@@ -125,7 +127,7 @@ def _gradient_step(method: BalancingMethod, model: TinyMTL, losses: torch.Tensor
 
 
 # --- properties shared by every method -----------------------------------------------------------
-@pytest.mark.parametrize("name", OWN_METHODS)
+@pytest.mark.parametrize("name", POSITIVE_WEIGHTS)
 def test_weights_positive_finite_and_recorded_every_step(name: str) -> None:
     method = make_method(name, 3, generator=torch.Generator().manual_seed(1))
     recorded = train(method, 3)
@@ -136,7 +138,7 @@ def test_weights_positive_finite_and_recorded_every_step(name: str) -> None:
         assert torch.isfinite(weights).all() and (weights > 0).all()
 
 
-@pytest.mark.parametrize("name", OWN_METHODS)
+@pytest.mark.parametrize("name", POSITIVE_WEIGHTS)
 def test_single_task_is_finite(name: str) -> None:
     recorded = train(make_method(name, 1), 1)
     assert all(w is not None and w.shape == (1,) and torch.isfinite(w).all() and (w > 0).all() for w in recorded)
@@ -193,11 +195,17 @@ def test_option_errors_name_the_field(name: str, options: dict[str, object], fie
     assert f"`{field}`" in str(error.value)
 
 
-@pytest.mark.parametrize("name", OWN_METHODS)
+@pytest.mark.parametrize("name", POSITIVE_WEIGHTS)
 def test_described_for_the_dashboard(name: str) -> None:
     info = METHODS.get(name).describe()
     assert info["name"] == name and info["description"] and info["paper"]
-    assert info["kind"] == ("gradient" if name == "db_mtl" else "loss")
+    assert info["kind"] in ("loss", "gradient")
+
+
+def test_built_in_methods_declare_positive_weights() -> None:
+    # A flag dropped by mistake would silently drop the tests above.
+    assert {"ew", "static", "uw", "gradnorm", "dwa", "rlw", "famo"} <= set(LOSS_METHODS)
+    assert set(LOSS_METHODS) | {"db_mtl"} <= set(POSITIVE_WEIGHTS)
 
 
 # --- static --------------------------------------------------------------------------------------

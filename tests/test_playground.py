@@ -57,6 +57,15 @@ def test_sentences_say_what_happened_to_the_worst_served_task() -> None:
     assert outcomes["graddrop"].dots[0] < 0 and "it still raises the loss of task 1" in outcomes["graddrop"].sentence
 
 
+def test_every_sentence_opens_with_the_lead_its_class_declares() -> None:
+    for method, outcome in combine_all(CONFLICT).items():
+        lead = METHODS.get(method).playground_lead
+        assert outcome.sentence.startswith(lead or f"{method}: "), (method, outcome.sentence)
+    built_in = {"ew", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl_g", "gradvac", "aligned_mtl", "nash_mtl", "upgrad",
+                "graddrop", "db_mtl"}
+    assert all(METHODS.get(method).playground_lead for method in built_in)
+
+
 def test_agreeing_opposite_and_zero_gradients() -> None:
     agreeing = combine_all([_polar(0, 1), _polar(60, 1)], ["mgda"])
     assert "every d·gᵢ ≥ 0" in agreeing["ew"].sentence

@@ -41,5 +41,5 @@ def test_the_dockerfile_mirrors_the_readme_set_up() -> None:
     assert re.search(r"^EXPOSE 8501$", docker, re.M)
     assert "HEALTHCHECK" in docker and "/_stcore/health" in docker
     assert '"streamlit", "run", "app/main.py"' in docker
-    for folder in ("app", "assets", "mtl_core", ".streamlit"):
+    for folder in ("app", "mtl_core", ".streamlit"):
         assert re.search(rf"^COPY .*(?<![\w.]){re.escape(folder)}(?!\w)", docker, re.M), folder

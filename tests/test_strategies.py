@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from _asserts import declaring
 
 from mtl_core.errors import ConfigError
 from mtl_core.strategies import STRATEGIES, MTLModel, make_model
@@ -24,7 +25,8 @@ REG2 = TaskSpec("reg2", "regression", 2, "mse", False)
 
 TASK_SETS = {"T1": [CLS3], "T2": [CLS2, REG1], "T4": [CLS3, CLS2, REG1, REG2]}
 NAMES = STRATEGIES.names()
-NO_SHARED = {"single", "soft"}
+#: Strategies whose every parameter belongs to one task (their classes declare it).
+NO_SHARED = set(declaring(STRATEGIES, has_shared_parameters=False))
 
 # Every strategy with its defaults, plus variants whose ownership rules differ.
 VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in NAMES] + [
@@ -59,6 +61,10 @@ def is_nonzero(grad: torch.Tensor | None) -> bool:
 
 def test_all_strategies_registered() -> None:
     assert {"single", "hard", "soft", "cross_stitch", "mmoe", "ple"} <= set(NAMES)
+    # What the built-in strategies declare: a flag dropped by mistake would change the tests below.
+    assert {"single", "soft"} <= NO_SHARED
+    assert "hard" in declaring(STRATEGIES, has_shared_representation=True)
+    assert "soft" in declaring(STRATEGIES, has_regularization=True)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,7 +74,8 @@ def test_describe(name: str) -> None:
     assert len(info["description"]) > 80
     option_names = [o["name"] for o in info["options"]]
     assert {"hidden", "depth"} <= set(option_names)
-    assert info["has_shared_representation"] == (name == "hard")
+    assert info["has_shared_representation"] == STRATEGIES.get(name).has_shared_representation
+    assert info["has_shared_parameters"] == (name not in NO_SHARED)
     assert STRATEGIES.get(name).__doc__
 
 
@@ -204,9 +211,9 @@ def test_task_and_input_validation(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_regularization_only_for_soft(name: str) -> None:
+def test_regularization_only_where_declared(name: str) -> None:
     reg = build(name, TASK_SETS["T2"]).regularization()
-    assert (reg is None) == (name != "soft")
+    assert (reg is None) == (not STRATEGIES.get(name).has_regularization)
 
 
 @pytest.mark.parametrize("name", NAMES)

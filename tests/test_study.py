@@ -15,10 +15,9 @@ import pytest
 from mtl_core.cli import main
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
+from mtl_core.executors import LocalProcessExecutor, SerialExecutor
 from mtl_core.study import (
     PLANTED_STUDY_CONFIG,
-    LocalSerialExecutor,
-    PoolExecutor,
     RunOutcome,
     StudySpec,
     collect_study,
@@ -101,7 +100,7 @@ def test_every_run_of_a_study_follows_its_protocol() -> None:
 
 
 def test_study_json_records_the_protocol_and_each_run_s_stopping_epoch() -> None:
-    study = run_study(StudySpec(CONVERGED, seeds=(0, 1), **PROTOCOL), LocalSerialExecutor())
+    study = run_study(StudySpec(CONVERGED, seeds=(0, 1), **PROTOCOL), SerialExecutor())
     assert study["n_failed"] == 0
     assert study["spec"]["patience"] == 2 and study["spec"]["max_epochs"] == 40
     protocol = study["conventions"]["protocol"]
@@ -134,7 +133,7 @@ def test_planted_study_recovers_the_planted_groups() -> None:
     unrelated ones hurt, and transfer, TAG affinity and cosine each find the planted groups."""
     progress: list[tuple[int, int]] = []
     base = PLANTED_STUDY_CONFIG.replace(suite_options={"n_tasks": 4, "n_groups": 2})
-    study = run_study(StudySpec(base, seeds=(0, 1), tag=True), LocalSerialExecutor(),
+    study = run_study(StudySpec(base, seeds=(0, 1), tag=True), SerialExecutor(),
                       progress=lambda done, total: progress.append((done, total)))
     tasks = study["tasks"]
     assert tasks == ["t1", "t2", "t3", "t4"]
@@ -196,11 +195,11 @@ def test_pool_runs_the_study_as_one_group_with_the_same_results(tmp_path: Path) 
     spec = StudySpec(TINY.replace(tasks=("t1", "t2")), seeds=(0, 1), include_all=True, **QUICK)
     progress: list[tuple[int, int]] = []
     try:
-        pooled = run_study(spec, PoolExecutor(max_workers=2, timeout=240), group_id="study-pool-test",
+        pooled = run_study(spec, LocalProcessExecutor(max_workers=2, timeout=240), group_id="study-pool-test",
                            progress=lambda done, total: progress.append((done, total)))
     finally:
         stop_pool(timeout=20)
-    serial = run_study(spec, LocalSerialExecutor())
+    serial = run_study(spec, SerialExecutor())
     assert progress[-1] == (8, 8)
     ids = [row["run_id"] for row in pooled["runs"]]
     assert all(isinstance(i, int) for i in ids)
@@ -213,9 +212,9 @@ def test_pool_runs_the_study_as_one_group_with_the_same_results(tmp_path: Path) 
 
 
 def test_evaluate_grouping_reports_measured_next_to_predicted() -> None:
-    study = run_study(StudySpec(CONVERGED, seeds=(0, 1), **PROTOCOL), LocalSerialExecutor())
+    study = run_study(StudySpec(CONVERGED, seeds=(0, 1), **PROTOCOL), SerialExecutor())
     groups = [["t1", "t3"], ["t2"]]
-    evaluation = evaluate_grouping(study, groups, "transfer", LocalSerialExecutor())
+    evaluation = evaluate_grouping(study, groups, "transfer", SerialExecutor())
     # a pair group is exactly a pair run of the study, trained by the study's protocol (the same
     # early stop): measured = the study's transfer cells
     pair_stops = sorted(r["stopped_epoch"] for r in study["runs"] if r["tasks"] == ["t1", "t3"])
@@ -227,15 +226,15 @@ def test_evaluate_grouping_reports_measured_next_to_predicted() -> None:
     assert evaluation["tasks"]["t2"]["mean"] == 0.0 and evaluation["tasks"]["t2"]["predicted"] == 0.0
     assert len(evaluation["runs"]) == 2
     with pytest.raises(ConfigError, match="`groups` must be a partition"):
-        evaluate_grouping(study, [["t1", "t2"]], "transfer", LocalSerialExecutor())
+        evaluate_grouping(study, [["t1", "t2"]], "transfer", SerialExecutor())
     with pytest.raises(ConfigError, match="`source` must be one of"):
-        evaluate_grouping(study, groups, "affinity", LocalSerialExecutor())
+        evaluate_grouping(study, groups, "affinity", SerialExecutor())
     # a study written before the protocol: its config's epochs, all of them, no early stop
     legacy = {**study, "spec": {key: value for key, value in study["spec"].items()
                                 if key not in ("patience", "max_epochs")}}
     legacy["spec"]["config"] = {**study["spec"]["config"], "epochs": 3, "patience": None}
     del legacy["conventions"]["protocol"]
-    old = evaluate_grouping(legacy, groups, "transfer", LocalSerialExecutor())
+    old = evaluate_grouping(legacy, groups, "transfer", SerialExecutor())
     assert [r["stopped_epoch"] for r in old["runs"]] == [3, 3]
 
 

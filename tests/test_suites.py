@@ -81,7 +81,7 @@ def test_build_matches_task_specs(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_SUITES)
 def test_split_sizes_are_sane(name: str) -> None:
     data = built(name)
-    if name == "planted":
+    if SUITES.get(name).scarce_training_rows:
         # Scarce training rows by design (a partner's rows must be able to help); evaluation is large.
         assert 0 < len(data.train) < len(data.val) == len(data.test)
         return
@@ -127,6 +127,30 @@ def test_select_round_trip(name: str) -> None:
     assert torch.equal(alone.test.y[one], data.test.y[one][data.test.masks[one]])
     back = alone.select([one])
     assert torch.equal(back.val.x, alone.val.x)
+
+
+@pytest.mark.parametrize("name", ALL_SUITES)
+def test_declared_capabilities_hold(name: str) -> None:
+    cls, suite = SUITES.get(name), make_suite(name)
+    assert {spec.kind for spec in suite.task_specs()} <= set(cls.task_kinds)
+    if cls.size_option is not None:
+        option = {o.name: o for o in cls.options}[cls.size_option]
+        assert option.kind == "int" and isinstance(suite.settings[cls.size_option], int)
+    groups = suite.groups()
+    if cls.plants_groups:
+        assert groups is not None
+        assert sorted(task for group in groups for task in group) == sorted(t.name for t in suite.task_specs())
+        assert built(name).info["planted_groups"] == groups
+    else:
+        assert groups is None and "planted_groups" not in built(name).info
+
+
+def test_built_in_suites_declare_what_they_are() -> None:
+    # A flag dropped by mistake would silently drop a limit or a test.
+    sized = {name for name in BUILT_IN if SUITES.get(name).size_option == "n_samples"}
+    assert sized == {"planted", "mmoe", "scales", "multidigit"}
+    assert {name for name in BUILT_IN if SUITES.get(name).plants_groups} == {"planted"}
+    assert not SUITES.get("planted").user_defined
 
 
 @pytest.mark.parametrize("name", ALL_SUITES)

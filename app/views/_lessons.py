@@ -8,8 +8,8 @@ per script run (the entry script, before ``page.run()``, or any page).
 
 from __future__ import annotations
 
-import service
 import streamlit as st
+from services.lessons import LESSON_PARAM, get_lesson
 from state import StateKeys, session_owner
 
 __all__ = ["SESSION_OWNER", "ACTIVE_LESSON", "CLOSE_LESSON", "session_owner", "lesson_aside"]
@@ -21,20 +21,20 @@ CLOSE_LESSON = StateKeys.CLOSE_LESSON
 
 def _close() -> None:
     st.session_state[ACTIVE_LESSON] = None
-    if service.LESSON_PARAM in st.query_params:
-        del st.query_params[service.LESSON_PARAM]
+    if LESSON_PARAM in st.query_params:
+        del st.query_params[LESSON_PARAM]
 
 
 def lesson_aside() -> None:
     """The active lesson's question in the sidebar (nothing when no lesson is active)."""
-    lesson_id = st.query_params.get(service.LESSON_PARAM) or st.session_state.get(ACTIVE_LESSON)
+    lesson_id = st.query_params.get(LESSON_PARAM) or st.session_state.get(ACTIVE_LESSON)
     if not lesson_id:
         return
-    lesson = service.get_lesson(lesson_id)
+    lesson = get_lesson(lesson_id)
     with st.sidebar:
         if lesson is None:
             st.session_state[ACTIVE_LESSON] = None
-            st.warning(f"`{service.LESSON_PARAM}` in the address must name a lesson of the Learn page, got "
+            st.warning(f"`{LESSON_PARAM}` in the address must name a lesson of the Learn page, got "
                        f"{str(lesson_id)!r}.")
             return
         st.session_state[ACTIVE_LESSON] = lesson["id"]

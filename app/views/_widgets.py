@@ -1,12 +1,12 @@
-"""Small drawing helpers shared by the pages (no engine access: data come from ``service``)."""
+"""Small drawing helpers shared by the pages (no engine access: data come from ``services``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import service
 import streamlit as st
+from services.downloads import figure_html, figure_png, png_export_available
 from state import StateKeys, figure_download_key, option_key
 
 __all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps", "figure_downloads"]
@@ -102,13 +102,13 @@ def figure_downloads(fig: Any, name: str, key: str) -> None:
     refreshes every second pays nothing for them; a click does not rerun the page."""
     with st.container(horizontal=True, gap="small"):
         st.download_button(
-            "HTML", data=lambda: service.figure_html(fig), file_name=f"{name}.html", mime="text/html",
+            "HTML", data=lambda: figure_html(fig), file_name=f"{name}.html", mime="text/html",
             key=figure_download_key(key, "html"), on_click="ignore", type="tertiary", icon=":material/download:",
             help="This chart as an interactive web page (zoom, hover; opens offline in any browser).",
         )
-        if service.png_export_available():
+        if png_export_available():
             st.download_button(
-                "PNG", data=lambda: service.figure_png(fig), file_name=f"{name}.png", mime="image/png",
+                "PNG", data=lambda: figure_png(fig), file_name=f"{name}.png", mime="image/png",
                 key=figure_download_key(key, "png"), on_click="ignore", type="tertiary", icon=":material/image:",
                 help="This chart as a PNG image.",
             )

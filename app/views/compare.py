@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import service
 import streamlit as st
+from services.compare import aggregate_table, compare_table, format_ci, settings_table
+from services.results import run_histories
+from services.runs import is_study_run, list_runs, run_counts
 from state import StateKeys, init_state
 from views._widgets import figure_downloads, first_steps
 
@@ -15,9 +17,9 @@ st.caption("Runs that differ only by their seed form one *setting*; the table av
            "confidence interval. Δm % compares each run with the single-task baseline of the same seed: "
            "**positive = better than training each task alone**.")
 
-finished = service.list_runs(status="done")
+finished = list_runs(status="done")
 if not finished:
-    if service.run_counts()["total"] == 0:
+    if run_counts()["total"] == 0:
         first_steps()
     else:
         st.info("Nothing to compare yet: this page uses finished runs. Come back when a run is done.")
@@ -38,7 +40,7 @@ candidates = [
 labels = {r.id: r.label for r in candidates}
 if st.session_state.get(StateKeys.COMPARE_RUNS) is None:
     # Start from the newest runs started from the Train page (not the many runs of studies).
-    own = [r for r in candidates if not service.is_study_run(r)] or candidates
+    own = [r for r in candidates if not is_study_run(r)] or candidates
     st.session_state[StateKeys.COMPARE_RUNS] = [r.id for r in own[:6]]
 else:
     st.session_state[StateKeys.COMPARE_RUNS] = [i for i in st.session_state[StateKeys.COMPARE_RUNS] if i in labels]
@@ -51,7 +53,7 @@ if not chosen:
 
 # --- curves ---------------------------------------------------------------------------------------------
 st.subheader("Curves")
-histories = service.run_histories(chosen)
+histories = run_histories(chosen)
 tasks = []
 for run in chosen:
     tasks.extend(t for t in run.tasks or [] if t not in tasks)
@@ -71,28 +73,28 @@ if task is not None:
 
 # --- the table --------------------------------------------------------------------------------------------
 st.subheader("Test metrics per task")
-table = service.compare_table(chosen)
+table = compare_table(chosen)
 if table.empty:
     st.info("The chosen runs stored no final metrics.")
     st.stop()
-summary = service.aggregate_table(table)
+summary = aggregate_table(table)
 bars = figures.compare_bars(summary, group_column="setting", title="Test metric per task (mean ± 95 % CI)")
 st.plotly_chart(bars, key="compare_bars")
 figure_downloads(bars, "mtl_compare_metrics", "compare_bars")
 per_task = summary.assign(
     **{
         "metric": [f"{m} {'↑' if h else '↓'}" for m, h in zip(summary["metric"], summary["higher_is_better"], strict=True)],
-        "mean ± CI": [service.format_ci(m, lo, hi) for m, lo, hi in
+        "mean ± CI": [format_ci(m, lo, hi) for m, lo, hi in
                       zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)],
-        "Δ vs single-task % ± CI": [service.format_ci(m, lo, hi, signed=True) for m, lo, hi in
+        "Δ vs single-task % ± CI": [format_ci(m, lo, hi, signed=True) for m, lo, hi in
                                     zip(summary["delta"], summary["delta_ci_low"], summary["delta_ci_high"], strict=True)],
     }
 )[["setting", "task", "metric", "seeds", "mean ± CI", "Δ vs single-task % ± CI"]]
 st.dataframe(per_task, hide_index=True)
-settings = service.settings_table(table)
+settings = settings_table(table)
 st.markdown("**Δm per setting** — the mean over tasks of the change against single-task, averaged over seeds.")
 st.dataframe(
-    settings.assign(**{"Δm % ± CI": [service.format_ci(m, lo, hi, signed=True) for m, lo, hi in
+    settings.assign(**{"Δm % ± CI": [format_ci(m, lo, hi, signed=True) for m, lo, hi in
                                     zip(settings["delta_m"], settings["delta_m_ci_low"], settings["delta_m_ci_high"],
                                         strict=True)]})[["setting", "runs", "seeds", "Δm % ± CI"]],
     hide_index=True,

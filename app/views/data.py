@@ -2,7 +2,7 @@
 suite that every page can train on; list and remove your suites.
 
 The upload is parsed once per file (the preview is kept in session state under its file id); the
-bytes go to the engine only through ``service`` and are saved only by the import, under
+bytes go to the engine only through ``services`` and are saved only by the import, under
 ``$MTL_LAB_HOME/suites``. Every problem the file or the choices cause is one ``st.error`` line that
 names the column or setting; the choices stay as they were.
 """
@@ -12,8 +12,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import service
 import streamlit as st
+from services.data import (
+    columns_table,
+    default_suite_name,
+    import_summary,
+    import_upload,
+    inspect_upload,
+    remove_suite,
+    user_suites,
+)
+from services.runs import MTLError, explain
 from state import StateKeys, data_kind_key, data_remove_key, init_state
 from views._widgets import flash, show_flash
 
@@ -41,9 +50,9 @@ def _preview(upload: Any) -> tuple[Any, str | None]:
     if cached is not None and cached[0] == upload.file_id:
         return cached[1], cached[2]
     try:
-        preview, problem = service.inspect_upload(upload.getvalue(), upload.name), None
-    except service.MTLError as exc:
-        preview, problem = None, service.explain(exc)
+        preview, problem = inspect_upload(upload.getvalue(), upload.name), None
+    except MTLError as exc:
+        preview, problem = None, explain(exc)
     st.session_state[StateKeys.DATA_PREVIEW] = (upload.file_id, preview, problem)
     return preview, problem
 
@@ -55,7 +64,7 @@ def _start_over(upload: Any) -> None:
     st.session_state[StateKeys.DATA_TARGETS] = []
     st.session_state[StateKeys.DATA_FEATURES] = None
     st.session_state[StateKeys.DATA_TARGETS_OF] = None
-    st.session_state[StateKeys.DATA_NAME] = service.default_suite_name(upload.name)
+    st.session_state[StateKeys.DATA_NAME] = default_suite_name(upload.name)
     st.session_state[StateKeys.DATA_REPORT] = None
     st.session_state[StateKeys.DATA_FILE] = upload.file_id
 
@@ -124,7 +133,7 @@ def upload_section() -> None:
     st.subheader("1 · The columns")
     st.caption(f"{upload.name}: {preview.n_rows} rows, {len(preview.columns)} columns "
                f"(separated by {preview.delimiter!r}).")
-    st.dataframe(service.columns_table(preview), hide_index=True)
+    st.dataframe(columns_table(preview), hide_index=True)
     with st.expander("First rows"):
         st.dataframe([dict(zip(preview.column_names, row)) for row in preview.head], hide_index=True)
     for warning in preview.warnings:
@@ -165,22 +174,22 @@ def upload_section() -> None:
         st.caption(waiting)
     if st.button("Save as suite", type="primary", key=StateKeys.DATA_SAVE, disabled=waiting is not None):
         try:
-            report = service.import_upload(
+            report = import_upload(
                 upload.getvalue(), upload.name, name, targets=list(targets), features=list(features),
                 kinds={t: st.session_state[data_kind_key(t)] for t in targets}, missing=missing, replace=replace,
             )
-        except service.MTLError as exc:
+        except MTLError as exc:
             st.session_state[StateKeys.DATA_REPORT] = None
-            st.error(f"**The suite was not saved.** {service.explain(exc)}", icon=":material/warning:")
+            st.error(f"**The suite was not saved.** {explain(exc)}", icon=":material/warning:")
         else:
-            st.session_state[StateKeys.DATA_REPORT] = service.import_summary(report)
+            st.session_state[StateKeys.DATA_REPORT] = import_summary(report)
     if st.session_state.get(StateKeys.DATA_REPORT):
         _report(st.session_state[StateKeys.DATA_REPORT])
 
 
 def suites_section() -> None:
     st.subheader("Your suites")
-    suites = service.user_suites()
+    suites = user_suites()
     if not suites:
         st.caption("No suites of your own yet.")
         return
@@ -194,9 +203,9 @@ def suites_section() -> None:
             if button.button("Remove", key=data_remove_key(suite["name"]), icon=":material/delete:",
                              help="Delete this suite. Runs already trained on it stay in the run store."):
                 try:
-                    service.remove_suite(suite["name"])
-                except service.MTLError as exc:
-                    st.error(f"**The suite was not removed.** {service.explain(exc)}", icon=":material/warning:")
+                    remove_suite(suite["name"])
+                except MTLError as exc:
+                    st.error(f"**The suite was not removed.** {explain(exc)}", icon=":material/warning:")
                 else:
                     report = st.session_state.get(StateKeys.DATA_REPORT)
                     if report and report["name"] == suite["name"]:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pandas as pd
-import service
 import streamlit as st
+from services.runs import MTLError, explain
+from services.studies import (
+    best_groupings,
+    get_study,
+    grouping_result,
+    grouping_sources,
+    launch_grouping,
+    list_studies,
+    predicted_scores,
+    study_result,
+)
 from state import StateKeys, group_edit_key, init_state, session_owner
 from views._widgets import figure_downloads, flash, show_flash
 
@@ -20,7 +30,7 @@ st.markdown(
     "the prediction holds."
 )
 
-studies = [s for s in service.list_studies() if s.finished and s.done > 0]
+studies = [s for s in list_studies() if s.finished and s.done > 0]
 if not studies:
     st.info("Groupings come from a finished transfer study. Launch one on **Relationships** (a small one takes "
             "a minute or two) and come back.")
@@ -33,8 +43,8 @@ if st.session_state.get(StateKeys.GROUP_STUDY) not in ids:
     st.session_state[StateKeys.GROUP_STUDY] = ids[0]
 picked = st.selectbox("Study", ids, format_func=lambda g: labels.get(g, g), key=StateKeys.GROUP_STUDY)
 study = next(s for s in studies if s.group_id == picked)
-result = service.study_result(study)
-sources = service.grouping_sources(result)
+result = study_result(study)
+sources = grouping_sources(result)
 if not sources:
     st.warning("This study has no usable scores (did all its runs fail?).")
     st.stop()
@@ -48,7 +58,7 @@ if st.session_state.get(StateKeys.GROUP_SOURCE) not in sources:
 source = st.radio("Scores from", list(sources), key=StateKeys.GROUP_SOURCE, horizontal=True,
                   format_func=lambda s: SOURCE_HELP.get(s, s))
 tasks = list(result["tasks"])
-best = service.best_groupings(result, source)
+best = best_groupings(result, source)
 
 # --- the best partition for each k ------------------------------------------------------------------------
 table = pd.DataFrame([
@@ -111,7 +121,7 @@ if missing or repeated:
     problem = "Every task must be in exactly one group — " + "; ".join(parts) + "."
     st.error(problem, icon=":material/warning:")
 else:
-    scores = service.predicted_scores(result, source, groups)
+    scores = predicted_scores(result, source, groups)
     mean_score = sum(scores.values()) / len(scores)
     st.metric("Predicted score of your grouping", f"{mean_score:+.4g}",
               help="Mean over tasks of the predicted gain in their group.")
@@ -120,16 +130,16 @@ runs_needed = sum(1 for g in groups if len(g) >= 2) * len(study.seeds)
 if st.button(f"Train this grouping ({runs_needed} runs)", type="primary", key=StateKeys.GROUP_TRAIN,
              disabled=problem is not None or runs_needed == 0):
     try:
-        evaluation = service.launch_grouping(study, groups, source, owner=session_owner())
-    except service.MTLError as exc:
-        st.error(f"**Nothing was queued.** {service.explain(exc)}")
+        evaluation = launch_grouping(study, groups, source, owner=session_owner())
+    except MTLError as exc:
+        st.error(f"**Nothing was queued.** {explain(exc)}")
     else:
         st.session_state[StateKeys.GROUP_EVALUATION] = evaluation
         flash(f"Queued {runs_needed} runs to train this grouping; measured vs predicted appears below as they finish.")
         st.rerun()
 
 # --- measured vs predicted ------------------------------------------------------------------------------------
-evaluations = [e for e in service.list_studies(kind="grouping") if e.manifest.get("study") == picked]
+evaluations = [e for e in list_studies(kind="grouping") if e.manifest.get("study") == picked]
 if not evaluations:
     st.stop()
 st.subheader("Measured vs predicted")
@@ -145,13 +155,13 @@ initial = next(e for e in evaluations if e.group_id == evaluation_id)
 
 @st.fragment(run_every=2.0 if not initial.finished else None)
 def evaluation_view() -> None:
-    info = service.get_study(evaluation_id)
+    info = get_study(evaluation_id)
     if info is None:
         return
     if info.finished != initial.finished:
         st.rerun()
     st.progress((info.done + info.failed) / max(info.total, 1), text=f"{info.done} of {info.total} runs done")
-    outcome = service.grouping_result(info)
+    outcome = grouping_result(info)
     if outcome is None:
         st.warning("The study this grouping came from is gone.")
         return

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
-import service
 import streamlit as st
+from services.lessons import LESSON_PARAM, launch_lesson, lesson_catalog, lesson_launches, lesson_verdict
+from services.limits import limits_summary
+from services.runs import MTLError, explain
 from state import StateKeys, init_state
 from views._lessons import ACTIVE_LESSON, session_owner
 from views._widgets import flash, show_flash
@@ -21,7 +23,7 @@ st.markdown(
     "have finished, the lesson checks the expected observation on **your** runs."
 )
 
-limits, limits_problem = service.limits_summary()
+limits, limits_problem = limits_summary()
 if limits_problem:
     st.error(f"The presenter's limits file cannot be read, so nothing can be queued: {limits_problem}",
              icon=":material/error:")
@@ -29,11 +31,11 @@ elif limits:
     st.caption("Limits set by the presenter: " + "; ".join(limits) + ".")
 
 with st.spinner("Loading the lessons…"):
-    lessons, problems = service.lesson_catalog()
+    lessons, problems = lesson_catalog()
 for problem in problems:
     st.warning(f"A lesson file cannot be used: {problem}", icon=":material/warning:")
 if not lessons:
-    st.info("No lessons found. Lessons are YAML files in `assets/lessons/` (or in the folder named by "
+    st.info("No lessons found. Lessons are YAML files in `mtl_core/assets/lessons/` (or in the folder named by "
             "`$MTL_LAB_LESSONS`).")
     st.stop()
 
@@ -48,7 +50,7 @@ def run_button_key(lesson_id: str) -> str:
 def _open(launch: dict) -> None:
     """Go to the run view of the launch's first run (or the Relationships page for a study-only
     lesson), with the lesson's question beside the plots."""
-    params = {service.LESSON_PARAM: launch["lesson"]}
+    params = {LESSON_PARAM: launch["lesson"]}
     if launch.get("study_id"):
         st.session_state[StateKeys.STUDY_PICK] = launch["study_id"]
     if launch.get("first_run") is not None:
@@ -70,10 +72,10 @@ def _describe_size(lesson: dict) -> str:
 def _latest(lesson_id: str) -> tuple[dict, bool] | None:
     """The latest launch of a lesson by this session (mine = True), else by any session (a reload
     starts a new session), or None."""
-    launches = service.lesson_launches(lesson_id, owner=owner)
+    launches = lesson_launches(lesson_id, owner=owner)
     if launches:
         return launches[0], True
-    launches = service.lesson_launches(lesson_id)
+    launches = lesson_launches(lesson_id)
     return (launches[0], False) if launches else None
 
 
@@ -87,14 +89,14 @@ def _launch_status(lesson: dict, launch: dict, mine: bool) -> None:
     columns[0].caption(text + ".")
     if launch.get("first_run") is not None:
         columns[1].page_link("views/run_view.py", label="Open", icon=":material/monitoring:",
-                             query_params={"run": str(launch["first_run"]), service.LESSON_PARAM: lesson["id"]})
+                             query_params={"run": str(launch["first_run"]), LESSON_PARAM: lesson["id"]})
     if not launch["finished"]:
         st.progress(launch["done"] / max(launch["total"], 1))
         return
     try:
-        verdict = service.lesson_verdict(launch)
-    except service.MTLError as exc:
-        st.warning(f"The lesson's check could not run: {service.explain(exc)}")
+        verdict = lesson_verdict(launch)
+    except MTLError as exc:
+        st.warning(f"The lesson's check could not run: {explain(exc)}")
         return
     if verdict is None:
         return
@@ -142,9 +144,9 @@ def _lesson_card(lesson: dict) -> None:
         columns[1].caption(_describe_size(lesson))
         if clicked:
             try:
-                launch = service.launch_lesson(lesson["id"], owner=owner)
-            except service.MTLError as exc:
-                st.error(f"**Nothing was queued.** {service.explain(exc)}", icon=":material/block:")
+                launch = launch_lesson(lesson["id"], owner=owner)
+            except MTLError as exc:
+                st.error(f"**Nothing was queued.** {explain(exc)}", icon=":material/block:")
             else:
                 st.session_state[ACTIVE_LESSON] = lesson["id"]
                 flash(f"Queued lesson “{lesson['title']}”: {len(launch['run_ids'])} runs"

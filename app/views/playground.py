@@ -5,8 +5,15 @@ restores it."""
 from __future__ import annotations
 
 import pandas as pd
-import service
 import streamlit as st
+from services.playground import (
+    PLAYGROUND_DEFAULTS,
+    gradient_methods,
+    playground,
+    playground_query,
+    playground_state,
+    playground_vectors,
+)
 from state import init_state
 from views._widgets import figure_downloads
 
@@ -42,7 +49,7 @@ def elevation_key(i: int) -> str:
     return f"pg_e{i}"
 
 
-_ADDRESS_KEYS = set(service.PLAYGROUND_DEFAULTS) | {"m"}
+_ADDRESS_KEYS = set(PLAYGROUND_DEFAULTS) | {"m"}
 
 
 def _address() -> dict[str, str]:
@@ -61,17 +68,17 @@ def _apply(state: dict) -> None:
 
 
 with st.spinner("Loading the methods…"):
-    method_names = [m["name"] for m in service.gradient_methods()]
+    method_names = [m["name"] for m in gradient_methods()]
 
 # The address is the source of truth when it changed outside this page (a shared link); coming back
 # from another page (which clears the address) restores the last configuration of this session.
 address = _address()
 if address and address != st.session_state.get(LAST_QUERY):
-    state, problems = service.playground_state(address)
+    state, problems = playground_state(address)
     _apply(state)
     st.session_state[WARNINGS] = problems
 elif DIM not in st.session_state:
-    _apply(st.session_state.get(SAVED_STATE) or service.playground_state({})[0])
+    _apply(st.session_state.get(SAVED_STATE) or playground_state({})[0])
 for problem in st.session_state.pop(WARNINGS, []) or []:
     st.warning(f"{problem} The rest of the link was applied.", icon=":material/link_off:")
 
@@ -99,7 +106,7 @@ for i in (1, 2, 3):
     state[f"e{i}"] = int(st.session_state[elevation_key(i)])
 
 # Write the configuration to the address (only what changed), so that the link can be shared.
-query = service.playground_query(state)
+query = playground_query(state)
 if query != address:
     for key in set(address) - set(query):
         del st.query_params[key]
@@ -109,8 +116,8 @@ if query != address:
 st.session_state[LAST_QUERY] = query
 st.session_state[SAVED_STATE] = state
 
-gradients = service.playground_vectors(state)
-result = service.playground(gradients, state["methods"] or None)
+gradients = playground_vectors(state)
+result = playground(gradients, state["methods"] or None)
 with picture:
     figure = figures.gradient_arrows(gradients, result["outputs"], result["names"])
     figure.update_layout(height=540)

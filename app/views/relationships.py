@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-import service
 import streamlit as st
+from services.catalog import catalog, suite_tasks
+from services.downloads import study_csv, study_exportable, study_json
+from services.runs import MTLError, explain
+from services.studies import (
+    STUDY_RUN_WARNING,
+    StudyForm,
+    StudyInfo,
+    get_study,
+    launch_study,
+    list_studies,
+    study_heatmaps,
+    study_protocol_defaults,
+    study_result,
+    study_settings,
+    study_size,
+)
 from state import StateKeys, init_state, session_owner
 from views._widgets import figure_downloads, flash, option_inputs, show_flash
 
@@ -20,24 +35,24 @@ st.markdown(
     "j helps i, negative (red) = j hurts i**."
 )
 
-studies = service.list_studies()
+studies = list_studies()
 
 
 # --- launching ------------------------------------------------------------------------------------------
 def _launch_form() -> None:
     with st.spinner("Loading the engine…"):
-        catalog = service.catalog()
-    suites = list(catalog["suites"])
+        entries = catalog()
+    suites = list(entries["suites"])
     if st.session_state.get(StateKeys.STUDY_SUITE) not in suites:
         st.session_state[StateKeys.STUDY_SUITE] = "planted" if "planted" in suites else suites[0]
     cols = st.columns(2)
     suite = cols[0].selectbox("Task suite", suites, key=StateKeys.STUDY_SUITE)
     with cols[0].expander("Suite options"):
-        suite_options = option_inputs("study_suite", suite, catalog["suites"][suite]["options"])
+        suite_options = option_inputs("study_suite", suite, entries["suites"][suite]["options"])
     try:
-        task_names = [t["name"] for t in service.suite_tasks(suite, suite_options)]
-    except service.MTLError as exc:
-        st.error(service.explain(exc))
+        task_names = [t["name"] for t in suite_tasks(suite, suite_options)]
+    except MTLError as exc:
+        st.error(explain(exc))
         return
     chosen = st.session_state.get(StateKeys.STUDY_TASKS)
     if chosen is None or not set(chosen) <= set(task_names):
@@ -46,7 +61,7 @@ def _launch_form() -> None:
                                 help="Every pair is trained, so the number of runs grows with the square of this.")
     seeds = cols[1].number_input("Seeds", min_value=1, max_value=10, value=2, step=1, key=StateKeys.STUDY_SEEDS,
                                  help="With 2 or more seeds each cell gets a confidence interval and a test.")
-    protocol = service.study_protocol_defaults()
+    protocol = study_protocol_defaults()
     stopping = cols[1].columns(2)
     max_epochs = stopping[0].number_input(
         "Max epochs per run", min_value=1, max_value=100_000, value=protocol["max_epochs"], step=10,
@@ -58,10 +73,10 @@ def _launch_form() -> None:
         help="Every run stops once the sum of its validation losses has not improved for this many epochs, "
              "so single-task and joint runs are each trained to convergence by the same rule.")
     # Pairs need something shared: every strategy but the single-task baseline.
-    strategies = [name for name in catalog["strategies"] if name != "single"]
+    strategies = [name for name in entries["strategies"] if name != "single"]
     if st.session_state.get(StateKeys.STUDY_STRATEGY) not in strategies:
         st.session_state[StateKeys.STUDY_STRATEGY] = "hard" if "hard" in strategies else strategies[0]
-    methods = list(catalog["methods"])
+    methods = list(entries["methods"])
     if st.session_state.get(StateKeys.STUDY_METHOD) not in methods:
         st.session_state[StateKeys.STUDY_METHOD] = "ew" if "ew" in methods else methods[0]
     model = cols[0].columns(2)
@@ -75,23 +90,23 @@ def _launch_form() -> None:
                            value=True, key=StateKeys.STUDY_TAG,
                            help="TAG's look-ahead needs one shared trunk: for a strategy without one, each "
                                 "seed gets an extra hard-sharing run of all tasks for it.")
-    form = service.StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, strategy=strategy,
+    form = StudyForm(suite=suite, tasks=list(tasks), suite_options=suite_options, strategy=strategy,
                              method=method, seeds=int(seeds), max_epochs=int(max_epochs), patience=int(patience),
                              include_all=bool(tag), tag=bool(tag))
     try:
-        size = service.study_size(form)
-    except service.MTLError as exc:
-        st.error(f"**Can't start yet.** {service.explain(exc)}", icon=":material/warning:")
+        size = study_size(form)
+    except MTLError as exc:
+        st.error(f"**Can't start yet.** {explain(exc)}", icon=":material/warning:")
         size = None
     if size is not None:
-        note = " That is a lot for a laptop; fewer tasks or seeds go faster." if size > service.STUDY_RUN_WARNING else ""
-        how = f"{service.study_settings(form)}, {method}"
+        note = " That is a lot for a laptop; fewer tasks or seeds go faster." if size > STUDY_RUN_WARNING else ""
+        how = f"{study_settings(form)}, {method}"
         st.markdown(f"This study queues **{size} runs** ({how}).{note}")
     if st.button("Start the study", type="primary", key=StateKeys.STUDY_START, disabled=size is None):
         try:
-            group_id = service.launch_study(form, owner=session_owner())
-        except service.MTLError as exc:
-            st.error(f"**Nothing was queued.** {service.explain(exc)}")
+            group_id = launch_study(form, owner=session_owner())
+        except MTLError as exc:
+            st.error(f"**Nothing was queued.** {explain(exc)}")
             return
         st.session_state[StateKeys.STUDY_PICK] = group_id
         flash(f"Queued the study's {size} runs; the heatmaps fill in as they finish.")
@@ -113,13 +128,13 @@ if st.session_state.get(StateKeys.STUDY_PICK) not in ids:
     st.session_state[StateKeys.STUDY_PICK] = ids[0]
 labels = {s.group_id: s.label for s in studies}
 picked = st.selectbox("Study", ids, format_func=lambda g: labels.get(g, g), key=StateKeys.STUDY_PICK)
-initial = service.get_study(picked)
+initial = get_study(picked)
 if initial is None:
     st.warning("This study's manifest is gone.")
     st.stop()
 
 
-def _study_chart(info: service.StudyInfo, name: str, figure, empty_title: str = "") -> None:
+def _study_chart(info: StudyInfo, name: str, figure, empty_title: str = "") -> None:
     """One of the study's charts with its HTML download, or an empty chart titled ``empty_title`` while
     (or because) the study has nothing for it."""
     key = f"{name}_{info.group_id}"
@@ -130,9 +145,9 @@ def _study_chart(info: service.StudyInfo, name: str, figure, empty_title: str = 
     figure_downloads(figure, f"{info.group_id}_{name}", key)
 
 
-def _heatmaps(info: service.StudyInfo) -> None:
-    result = service.study_result(info)
-    data = service.study_heatmaps(result)
+def _heatmaps(info: StudyInfo) -> None:
+    result = study_result(info)
+    data = study_heatmaps(result)
     tasks = data["tasks"]
     order = figures.cluster_order(data["order_basis"]) if data["order_basis"] is not None else None
     top, bottom = st.columns(2), st.columns(2)
@@ -186,19 +201,19 @@ def _protocol(protocol: dict) -> None:
         st.caption(f"**Protocol.** {text}" + (f" {protocol['stopping']}" if protocol["stopping"] else ""))
 
 
-def _study_downloads(info: service.StudyInfo, result: dict) -> None:
+def _study_downloads(info: StudyInfo, result: dict) -> None:
     """The study's analysis as JSON and its transfer cells as CSV, built when clicked."""
-    if not service.study_exportable(result):
+    if not study_exportable(result):
         return
     partial = "" if info.finished else " (so far)"
     with st.container(horizontal=True, gap="small"):
         st.download_button(
-            f"Study as JSON{partial}", data=lambda: service.study_json(result), file_name=f"{info.group_id}.json",
+            f"Study as JSON{partial}", data=lambda: study_json(result), file_name=f"{info.group_id}.json",
             mime="application/json", key=StateKeys.STUDY_DOWNLOAD_JSON, on_click="ignore", icon=":material/download:",
             help="The whole analysis (study.json): transfer statistics, affinity, cosines, Δm, groupings.",
         )
         st.download_button(
-            f"Transfer cells as CSV{partial}", data=lambda: service.study_csv(result),
+            f"Transfer cells as CSV{partial}", data=lambda: study_csv(result),
             file_name=f"{info.group_id}.csv", mime="text/csv", key=StateKeys.STUDY_DOWNLOAD_CSV, on_click="ignore",
             icon=":material/download:", help="One row per ordered task pair: target, partner, mean transfer, "
             "confidence interval, p-value (raw and Holm-adjusted), seeds, metric, cosine, affinity.",
@@ -207,7 +222,7 @@ def _study_downloads(info: service.StudyInfo, result: dict) -> None:
 
 @st.fragment(run_every=2.0 if not initial.finished else None)
 def study_view() -> None:
-    info = service.get_study(picked)
+    info = get_study(picked)
     if info is None:
         return
     if info.finished != initial.finished:

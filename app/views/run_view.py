@@ -5,8 +5,29 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import service
 import streamlit as st
+from services.downloads import run_csv, run_json
+from services.live import COSINE_WINDOWS, DEFAULT_COSINE_WINDOW, LiveRun, ProbeWindow, live_run, progress
+from services.pacing import live_refresh_for
+from services.results import (
+    delta_m,
+    final_metrics,
+    find_baseline,
+    is_baseline,
+    queue_baseline,
+    queued_baselines,
+    task_deltas,
+)
+from services.runs import (
+    MTLError,
+    RunSummary,
+    cancel_run,
+    explain,
+    get_run,
+    group_runs,
+    list_runs,
+    parse_run_id,
+)
 from state import StateKeys, init_state, run_key, session_owner
 from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
 
@@ -16,7 +37,7 @@ init_state()
 st.title("Run view")
 show_flash()
 
-recent = service.list_runs(limit=200)
+recent = list_runs(limit=200)
 if not recent:
     first_steps()
     st.stop()
@@ -27,9 +48,9 @@ run = None
 raw = st.query_params.get("run")
 if raw is not None:
     try:
-        run = service.get_run(service.parse_run_id(raw))
+        run = get_run(parse_run_id(raw))
         if run is None:
-            problem = f"Run {service.parse_run_id(raw)} does not exist in the store (it may have been deleted)."
+            problem = f"Run {parse_run_id(raw)} does not exist in the store (it may have been deleted)."
     except ValueError as exc:
         problem = str(exc)
 if problem:
@@ -55,12 +76,12 @@ picked = st.selectbox("Run", options, format_func=lambda i: labels.get(i, f"#{i}
 if problem:
     st.stop()
 if run is None:
-    run = service.get_run(picked)
+    run = get_run(picked)
     if run is None:
         st.stop()
     st.query_params["run"] = str(run.id)
 
-group = service.group_runs(run)
+group = group_runs(run)
 cache: dict = st.session_state[StateKeys.LIVE_CACHE]
 if len(group) > 1:
     shown = group[:8]
@@ -75,7 +96,7 @@ log_key = run_key(StateKeys.LOG_Y, run.id)
 watching = group if len(group) > 1 else [run]
 live_runs = any(not member.finished for member in watching)
 playing = bool(st.session_state.get(play_key))
-interval = 0.7 if playing else service.live_refresh_for(session_owner()) if live_runs else None
+interval = 0.7 if playing else live_refresh_for(session_owner()) if live_runs else None
 
 EXPLAIN_COSINE = (
     "Each cell is the cosine between two tasks' gradients on the shared weights: **blue (> 0)** the "
@@ -84,11 +105,11 @@ EXPLAIN_COSINE = (
 )
 
 
-def _tasks(current: service.RunSummary, live: service.LiveRun) -> list[str]:
+def _tasks(current: RunSummary, live: LiveRun) -> list[str]:
     return list(current.tasks or live.tasks)
 
 
-def _metrics_meta(current: service.RunSummary) -> dict[str, dict]:
+def _metrics_meta(current: RunSummary) -> dict[str, dict]:
     return {t["name"]: {"metric": t["metric"], "higher_is_better": t["higher_is_better"]}
             for t in current.task_specs or []}
 
@@ -106,8 +127,8 @@ def _chart(fig, key: str, download: str | None = None) -> None:
         figure_downloads(fig, download, key)
 
 
-def _header(current: service.RunSummary, live: service.LiveRun) -> None:
-    fraction = service.progress(current, live)
+def _header(current: RunSummary, live: LiveRun) -> None:
+    fraction = progress(current, live)
     cols = st.columns([2, 2, 2, 2, 1])
     cols[0].metric("Status", current.status)
     steps = f"{live.last_step or 0} / {current.total_steps}" if current.total_steps else "—"
@@ -139,10 +160,10 @@ def _header(current: service.RunSummary, live: service.LiveRun) -> None:
 
 
 def _cancel(run_id: int) -> None:
-    flash(service.cancel_run(run_id))
+    flash(cancel_run(run_id))
 
 
-def _loss_view(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool, key: str,
+def _loss_view(current: RunSummary, live: LiveRun, colors: dict, log_y: bool, key: str,
                download: bool = False) -> None:
     losses = {task: live.step_losses.get(task, []) for task in _tasks(current, live)}
     smoothing = 0.8 if len(live.steps) > 100 else 0.0
@@ -155,15 +176,15 @@ def _window_label(window: int) -> str:
 
 
 def _cosine_window() -> int:
-    window = st.session_state.get(StateKeys.COSINE_WINDOW, service.DEFAULT_COSINE_WINDOW)
-    return window if window in service.COSINE_WINDOWS else service.DEFAULT_COSINE_WINDOW
+    window = st.session_state.get(StateKeys.COSINE_WINDOW, DEFAULT_COSINE_WINDOW)
+    return window if window in COSINE_WINDOWS else DEFAULT_COSINE_WINDOW
 
 
-def _cosine_heatmap(tasks: list[str], averaged: service.ProbeWindow):
+def _cosine_heatmap(tasks: list[str], averaged: ProbeWindow):
     return figures.cosine_heatmap(averaged.matrix, tasks, window=averaged.label)
 
 
-def _cosine_at_latest(current: service.RunSummary, live: service.LiveRun, key: str, download: bool = False) -> None:
+def _cosine_at_latest(current: RunSummary, live: LiveRun, key: str, download: bool = False) -> None:
     averaged = live.cosine_window(_cosine_window())
     if averaged is None:
         _no_probe_message(current)
@@ -172,7 +193,7 @@ def _cosine_at_latest(current: service.RunSummary, live: service.LiveRun, key: s
            download=f"run{current.id}_cosine_step{averaged.steps[-1]}" if download else None)
 
 
-def _no_probe_message(current: service.RunSummary) -> None:
+def _no_probe_message(current: RunSummary) -> None:
     if current.strategy == "single":
         st.info("A single-task baseline shares no weights between tasks, so there are no shared gradients "
                 "to compare.")
@@ -185,7 +206,7 @@ def _no_probe_message(current: service.RunSummary) -> None:
         st.info("Waiting for the first gradient probe…")
 
 
-def _overview(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool) -> None:
+def _overview(current: RunSummary, live: LiveRun, colors: dict, log_y: bool) -> None:
     left, right = st.columns(2)
     with left:
         _loss_view(current, live, colors, log_y, f"overview_loss_{current.id}", download=True)
@@ -195,7 +216,7 @@ def _overview(current: service.RunSummary, live: service.LiveRun, colors: dict, 
         st.caption(EXPLAIN_COSINE)
 
 
-def _losses_and_metrics(current: service.RunSummary, live: service.LiveRun, colors: dict, log_y: bool) -> None:
+def _losses_and_metrics(current: RunSummary, live: LiveRun, colors: dict, log_y: bool) -> None:
     left, right = st.columns(2)
     with left:
         _chart(figures.loss_curves(live.history, log_y, colors=colors), f"epoch_loss_{current.id}",
@@ -212,7 +233,7 @@ def _losses_and_metrics(current: service.RunSummary, live: service.LiveRun, colo
     _loss_view(current, live, colors, log_y, f"step_loss_{current.id}")
 
 
-def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict) -> None:
+def _gradients(current: RunSummary, live: LiveRun, colors: dict) -> None:
     steps, matrices = live.probe("cosine")
     if not steps:
         _no_probe_message(current)
@@ -239,9 +260,9 @@ def _gradients(current: service.RunSummary, live: service.LiveRun, colors: dict)
     else:
         step = steps[0]
     if StateKeys.COSINE_WINDOW not in st.session_state:
-        st.session_state[StateKeys.COSINE_WINDOW] = service.DEFAULT_COSINE_WINDOW
+        st.session_state[StateKeys.COSINE_WINDOW] = DEFAULT_COSINE_WINDOW
     window = controls[2].selectbox(
-        "Heatmap averages", service.COSINE_WINDOWS, format_func=_window_label, key=StateKeys.COSINE_WINDOW,
+        "Heatmap averages", COSINE_WINDOWS, format_func=_window_label, key=StateKeys.COSINE_WINDOW,
         help="Each probe measures the cosines on one mini-batch, so one probe is noisy. The heatmap "
              "averages the probes of a window that ends at the chosen step; by default every probe from "
              "the start, which shows related tasks on short and long runs alike. A short window shows one "
@@ -268,7 +289,7 @@ def _stop_following(follow_key: str, play_key_: str) -> None:
     st.session_state[play_key_] = False
 
 
-def _weights(current: service.RunSummary, live: service.LiveRun, colors: dict) -> None:
+def _weights(current: RunSummary, live: LiveRun, colors: dict) -> None:
     steps, weights = live.task_weights()
     if not steps:
         st.info("No task weights recorded yet." if not current.finished else
@@ -279,7 +300,7 @@ def _weights(current: service.RunSummary, live: service.LiveRun, colors: dict) -
                "weights mean no task is favoured; a growing weight means the method is boosting that task.")
 
 
-def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
+def _affinity(current: RunSummary, live: LiveRun) -> None:
     steps, matrices = live.probe("affinity")
     if not current.config.get("tag"):
         st.info("TAG affinity is off for this run. Tick **TAG affinity** on the Train page (hard sharing) to "
@@ -312,37 +333,38 @@ def _affinity(current: service.RunSummary, live: service.LiveRun) -> None:
                "scale.")
 
 
-def _downloads(current: service.RunSummary) -> None:
+def _downloads(current: RunSummary) -> None:
     """The run as JSON (everything stored) and its metric series as CSV, built when clicked."""
     run_id = current.id
     partial = "" if current.finished else " (so far)"
     with st.container(horizontal=True, gap="small"):
         st.download_button(
-            f"Run as JSON{partial}", data=lambda: service.run_json(run_id), file_name=f"mtl_run_{run_id}.json",
+            f"Run as JSON{partial}", data=lambda: run_json(run_id), file_name=f"mtl_run_{run_id}.json",
             mime="application/json", key=run_key(StateKeys.RUN_DOWNLOAD_JSON, run_id), on_click="ignore",
             icon=":material/download:", help="Everything stored about this run: its settings, status, metric "
             "series, gradient probes and final result (what `python -m mtl_core export run` writes).",
         )
         st.download_button(
-            f"Metrics as CSV{partial}", data=lambda: service.run_csv(run_id), file_name=f"mtl_run_{run_id}.csv",
+            f"Metrics as CSV{partial}", data=lambda: run_csv(run_id), file_name=f"mtl_run_{run_id}.csv",
             mime="text/csv", key=run_key(StateKeys.RUN_DOWNLOAD_CSV, run_id), on_click="ignore",
             icon=":material/download:", help="The metric series, one row per value: run_id, step, epoch, task, "
             "key, value.",
         )
 
 
-def _results(current: service.RunSummary) -> None:
+def _results(current: RunSummary) -> None:
     _downloads(current)
     if not current.finished:
         st.info("Final test metrics appear here when the run has finished.")
         return
-    final = service.final_metrics(current.id)
+    final = final_metrics(current.id)
     if not final:
         st.info("This run stored no final metrics." if current.status != "failed" else
                 "A failed run has no final metrics.")
         return
-    baseline = service.find_baseline(current)
-    base_metrics = service.final_metrics(baseline.id) if baseline is not None else None
+    baseline = find_baseline(current)
+    base_metrics = final_metrics(baseline.id) if baseline is not None else None
+    deltas = task_deltas(final, base_metrics) if base_metrics else {}
     rows = []
     for task, entry in final.items():
         row = {
@@ -354,21 +376,20 @@ def _results(current: service.RunSummary) -> None:
         if base_metrics and task in base_metrics:
             reference = base_metrics[task].get("value")
             row["single-task"] = reference
-            one = service.delta_m({task: entry}, {task: base_metrics[task]})
-            row["Δ vs single-task %"] = math.nan if one is None else one
+            row["Δ vs single-task %"] = deltas.get(task, math.nan)
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    if current.strategy == "single":
+    if is_baseline(current):
         st.caption("This run is a single-task baseline: every task has its own network.")
         return
     if base_metrics:
-        value = service.delta_m(final, base_metrics)
+        value = delta_m(final, base_metrics)
         st.metric("Δm vs single-task", "n/a" if value is None else f"{value:+.2f} %",
                   help=f"Against single-task run #{baseline.id} (seed {baseline.seed}).")
         st.caption("Δm is the mean over tasks of the relative change of the test metric against training each "
                    "task alone; **positive = multi-task training is better than single-task**.")
         return
-    pending = [r for r in service.list_runs(group_id=f"baseline-of-{current.id}") if not r.finished]
+    pending = queued_baselines(current)
     if pending:
         st.info(f"Its single-task baseline (run #{pending[0].id}) is {pending[0].status}; Δm appears when it is done.")
         return
@@ -379,13 +400,13 @@ def _results(current: service.RunSummary) -> None:
 
 
 def _queue_baseline(run_id: int) -> None:
-    current = service.get_run(run_id)
+    current = get_run(run_id)
     if current is None:
         return
     try:
-        ids = service.queue_baseline(current, owner=session_owner())
-    except service.MTLError as exc:
-        flash(f"Could not queue the baseline: {service.explain(exc)}")
+        ids = queue_baseline(current, owner=session_owner())
+    except MTLError as exc:
+        flash(f"Could not queue the baseline: {explain(exc)}")
     else:
         flash(f"Queued the single-task baseline as run #{ids[0]}.")
 
@@ -393,7 +414,7 @@ def _queue_baseline(run_id: int) -> None:
 SIDE_BY_SIDE_LIMIT = 6
 
 
-def _side_by_side(members: list[service.RunSummary], log_y: bool) -> None:
+def _side_by_side(members: list[RunSummary], log_y: bool) -> None:
     if len(members) > SIDE_BY_SIDE_LIMIT:
         st.caption(f"Showing the first {SIDE_BY_SIDE_LIMIT} of {len(members)} runs queued together; the "
                    "**Compare** page puts any runs side by side.")
@@ -403,9 +424,9 @@ def _side_by_side(members: list[service.RunSummary], log_y: bool) -> None:
         columns = st.columns(per_row)
         for column, member in zip(columns, members[start:start + per_row]):
             with column:
-                current = service.get_run(member.id) or member
-                live = service.live_run(cache, member.id)
-                fraction = service.progress(current, live)
+                current = get_run(member.id) or member
+                live = live_run(cache, member.id)
+                fraction = progress(current, live)
                 st.markdown(f"**#{current.id} {current.method}** · seed {current.seed} · "
                             f"{status_badge(current.status)}")
                 st.progress(fraction or 0.0)
@@ -418,20 +439,20 @@ def _side_by_side(members: list[service.RunSummary], log_y: bool) -> None:
 
 @st.fragment(run_every=interval)
 def live_area() -> None:
-    current = service.get_run(run.id)
+    current = get_run(run.id)
     if current is None:
         st.warning(f"Run {run.id} was deleted.")
         return
-    members = [service.get_run(m.id) or m for m in watching]
+    members = [get_run(m.id) or m for m in watching]
     still_live = any(not m.finished for m in members)
     now_playing = bool(st.session_state.get(play_key))
     if still_live != live_runs or now_playing != playing:
         st.rerun()  # switch the polling on or off
     if interval is not None and not playing:
-        wanted = service.live_refresh_for(session_owner())  # also keeps this viewer counted
+        wanted = live_refresh_for(session_owner())  # also keeps this viewer counted
         if abs(wanted - interval) > 0.25 * interval:
             st.rerun()  # more (or fewer) sessions watch live runs now: refresh at the new pace
-    live = service.live_run(cache, current.id)
+    live = live_run(cache, current.id)
     _header(current, live)
     tasks = _tasks(current, live)
     colors = figures.task_colors(tasks) if tasks else None

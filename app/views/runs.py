@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import service
 import streamlit as st
+from services.runs import cancel_run, delete_run, list_runs, runs_table
 from state import StateKeys, init_state
 from views._widgets import first_steps, show_flash
 
 init_state()
 st.title("Runs")
 show_flash()
-runs = service.list_runs()
+runs = list_runs()
 if not runs:
     first_steps()
     st.stop()
@@ -21,7 +21,7 @@ visible = [run for run in runs if run.status in shown]
 st.caption(f"{len(visible)} of {len(runs)} runs. Everything is read from the run store, so this page "
            "survives reloads; open a run for its live charts.")
 st.dataframe(
-    service.runs_table(visible),
+    runs_table(visible),
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("run", format="#%d", width="small"),
@@ -39,13 +39,13 @@ picked = st.multiselect("Runs", list(labels), format_func=lambda i: labels.get(i
 
 
 def _cancel() -> None:
-    messages = [service.cancel_run(run_id) for run_id in st.session_state[StateKeys.RUNS_DELETE_PICK]]
+    messages = [cancel_run(run_id) for run_id in st.session_state[StateKeys.RUNS_DELETE_PICK]]
     st.session_state[StateKeys.FLASH] = " ".join(messages)
 
 
 def _delete() -> None:
     picked_ids = list(st.session_state[StateKeys.RUNS_DELETE_PICK])
-    problems = [p for p in (service.delete_run(run_id) for run_id in picked_ids) if p]
+    problems = [p for p in (delete_run(run_id) for run_id in picked_ids) if p]
     deleted = len(picked_ids) - len(problems)
     st.session_state[StateKeys.FLASH] = " ".join(
         [f"Deleted {deleted} run{'s' if deleted != 1 else ''}."] + problems

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import service
 import streamlit as st
+from services.catalog import catalog, suite_tasks
+from services.runs import MTLError, TrainForm, build_configs, check_configs, explain, queue_runs, run_counts
 from state import StateKeys, init_state, session_owner
 from views._widgets import flash, option_inputs, show_flash
 
@@ -17,7 +18,7 @@ st.markdown(
     "how they share (**strategy**) and how their gradients are combined (**balancing method**), then "
     "watch it train."
 )
-with st.expander("New here? The one-minute tour", expanded=service.run_counts()["total"] == 0):
+with st.expander("New here? The one-minute tour", expanded=run_counts()["total"] == 0):
     st.markdown(
         "1. Keep the **planted** suite: synthetic tasks in two hidden groups — tasks in the same group "
         "help each other, tasks in different groups do not.\n"
@@ -30,8 +31,23 @@ with st.expander("New here? The one-minute tour", expanded=service.run_counts()[
     )
 
 with st.spinner("Loading the engine (the first time takes a few seconds)…"):
-    catalog = service.catalog()
-suites, strategies, methods = catalog["suites"], catalog["strategies"], catalog["methods"]
+    entries = catalog()
+suites, strategies, methods = entries["suites"], entries["strategies"], entries["methods"]
+
+
+def entry_label(name: str, info: dict) -> str:
+    """An option's label: its name, and the plugin module it came from (built-in entries: the name)."""
+    plugin = info.get("plugin")
+    return f"{name} (plugin {plugin['module']})" if plugin else name
+
+
+def plugin_note(info: dict) -> str:
+    plugin = info.get("plugin")
+    if not plugin:
+        return ""
+    version = f" {plugin['version']}" if plugin.get("version") else ""
+    return f" *From the plugin `{plugin['plugin']}`{version} (module `{plugin['module']}`).*"
+
 
 left, right = st.columns(2, gap="large")
 
@@ -42,15 +58,16 @@ with left:
     if st.session_state.get(StateKeys.SUITE) not in suite_names:
         st.session_state[StateKeys.SUITE] = "planted" if "planted" in suite_names else suite_names[0]
     suite = st.selectbox("Task suite", suite_names, key=StateKeys.SUITE,
+                         format_func=lambda name: entry_label(name, suites[name]),
                          help="A suite is a data set with several prediction tasks on the same inputs.")
-    st.caption(suites[suite]["description"])
+    st.caption(suites[suite]["description"] + plugin_note(suites[suite]))
     with st.expander("Suite options"):
         suite_options = option_inputs("suite", suite, suites[suite]["options"])
     task_problem = None
     try:
-        task_specs = service.suite_tasks(suite, suite_options)
-    except service.MTLError as exc:
-        task_problem = service.explain(exc)
+        task_specs = suite_tasks(suite, suite_options)
+    except MTLError as exc:
+        task_problem = explain(exc)
         task_specs = suites[suite]["tasks"]
     task_names = [t["name"] for t in task_specs]
     chosen = st.session_state.get(StateKeys.TASKS)
@@ -73,10 +90,11 @@ with right:
         st.session_state[StateKeys.STRATEGY] = "hard" if "hard" in strategy_names else strategy_names[0]
     strategy = st.selectbox(
         "Sharing strategy", strategy_names, key=StateKeys.STRATEGY,
+        format_func=lambda name: entry_label(name, strategies[name]),
         help="How the tasks share the network: `hard` = one shared trunk and a head per task; "
         "`single` = no sharing (the single-task baseline).",
     )
-    st.caption(strategies[strategy]["description"])
+    st.caption(strategies[strategy]["description"] + plugin_note(strategies[strategy]))
     with st.expander("Strategy options"):
         strategy_options = option_inputs("strategy", strategy, strategies[strategy]["options"])
 
@@ -85,14 +103,14 @@ with right:
         st.session_state[StateKeys.METHODS] = ["ew"] if "ew" in method_names else method_names[:1]
     chosen_methods = st.multiselect(
         "Balancing methods (one run each, shown side by side)", method_names, key=StateKeys.METHODS,
-        format_func=lambda name: f"{name} ({methods[name]['kind']})",
+        format_func=lambda name: f"{entry_label(name, methods[name])} ({methods[name]['kind']})",
         help="How the task losses or gradients are combined into one update. Pick several to compare.",
     )
     method_options: dict[str, dict] = {}
     for name in chosen_methods:
         info = methods[name]
         paper = f" — {info['paper']}" if info.get("paper") else ""
-        st.caption(f"**{name}**: {info['description']}{paper}")
+        st.caption(f"**{name}**: {info['description']}{paper}{plugin_note(info)}")
         if info["options"]:
             with st.expander(f"{name} options"):
                 method_options[name] = option_inputs("method", name, info["options"])
@@ -117,19 +135,19 @@ tag = cols[5].toggle(
     "probe; slower, and needs the `hard` strategy.",
 )
 
-form = service.TrainForm(
+form = TrainForm(
     suite=suite, tasks=list(tasks), strategy=strategy, methods=list(chosen_methods),
     suite_options=suite_options, strategy_options=strategy_options, method_options=method_options,
     epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), seeds=int(seeds),
     probe_interval=int(probe_interval), tag=bool(tag),
 )
-configs: list[dict] = []
+configs: list = []  # validated run configs
 problem = task_problem
 if problem is None:
     try:
-        configs = service.check_configs(service.build_configs(form))
-    except service.MTLError as exc:
-        problem = service.explain(exc)
+        configs = check_configs(build_configs(form))
+    except MTLError as exc:
+        problem = explain(exc)
 
 if problem is not None:
     st.error(f"**Can't start yet.** {problem}", icon=":material/warning:")
@@ -142,9 +160,9 @@ else:
 
 if st.button("Start training", type="primary", key=StateKeys.START, disabled=problem is not None):
     try:
-        ids = service.queue_runs(configs, owner=session_owner())
-    except service.MTLError as exc:
-        st.error(f"**Nothing was queued.** {service.explain(exc)}", icon=":material/warning:")
+        ids = queue_runs(configs, owner=session_owner())
+    except MTLError as exc:
+        st.error(f"**Nothing was queued.** {explain(exc)}", icon=":material/warning:")
     else:
         flash(f"Queued run{'s' if len(ids) > 1 else ''} {', '.join(f'#{i}' for i in ids)}. "
               "The first run of a session waits a few seconds for a worker to load PyTorch.")

@@ -1,5 +1,6 @@
 """Analyses of task relationships: transfer statistics (:mod:`.transfer`) and task grouping
-(:mod:`.grouping`). Pure functions of numbers: no training, no torch."""
+(:mod:`.grouping`); single-task baselines and Δm of one run (:mod:`.baselines`, imported as a
+module). Pure functions of numbers: no training, no torch."""
 
 from __future__ import annotations
 

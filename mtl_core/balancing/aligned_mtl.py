@@ -64,6 +64,10 @@ class AlignedMTL(BalancingMethod):
     )
     paper = "Senushkin et al., CVPR 2023"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "Aligned-MTL rescaled the principal components of the gradients to equal strength"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         matrix = gramian(grads)

@@ -66,17 +66,43 @@ def check_grads(grads: object, n_tasks: int | None = None) -> torch.Tensor:
 
 
 class BalancingMethod:
-    """Base class. Subclasses set the class attributes and override the hooks they need."""
+    """Base class. Subclasses set the class attributes and override the hooks they need.
+
+    The class attributes say what a method *is*; the trainer, the configuration checks, the
+    playground, the CLI help and the property tests read them (the tests run each property on
+    every registered method that declares it), so a new method is one new file. Declare only
+    what the method guarantees: a property declared ``True`` is tested.
+    """
 
     name: ClassVar[str]
+    #: One or two sentences for the dashboard and the CLI.
     description: ClassVar[str] = ""
     #: Paper reference shown in the dashboard, e.g. "Yu et al., NeurIPS 2020".
     paper: ClassVar[str] = ""
+    #: ``"loss"``: weights the task losses (one backward of :meth:`loss`, no per-task gradients);
+    #: ``"gradient"``: combines the per-task gradients, so the trainer computes the T × P matrix
+    #: ``G`` (the Jacobian of the losses) every step and applies :meth:`aggregate`'s direction.
     kind: ClassVar[Literal["loss", "gradient"]] = "loss"
     #: For gradient methods: aggregate over shared ``parameters`` or the shared ``representation``.
     level: ClassVar[Literal["parameters", "representation"]] = "parameters"
     #: True when the output depends on random draws (then ``generator`` is honoured).
     randomised: ClassVar[bool] = False
+    #: Gradient methods: the direction is ``weights @ G``, a combination of the task gradients
+    #: whose coefficients :meth:`aggregate` leaves in ``self.weights``.
+    weighted_sum: ClassVar[bool] = False
+    #: Gradient methods: multiplying every task gradient by the same positive factor leaves the
+    #: direction's orientation unchanged.
+    scale_invariant: ClassVar[bool] = False
+    #: Gradient methods: reordering the tasks reorders ``self.weights`` the same way and leaves
+    #: the direction unchanged (deterministic methods only).
+    permutation_invariant: ClassVar[bool] = False
+    #: With its default options, ``self.weights`` holds one positive, finite number per task after
+    #: every step (a loss weight, or a gradient method's per-task scale).
+    positive_weights: ClassVar[bool] = False
+    #: The opening of the playground's sentence on what the method did to a few 2-D or 3-D
+    #: gradients, in the past tense ("PCGrad projected each gradient off …"); empty: the first
+    #: sentence of :attr:`description`. See :func:`mtl_core.playground.describe`.
+    playground_lead: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None, **options: Any) -> None:

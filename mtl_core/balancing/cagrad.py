@@ -84,6 +84,10 @@ class CAGrad(BalancingMethod):
     )
     paper = "Liu et al., NeurIPS 2021"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "CAGrad moved the average gradient, within a ball around it, towards the task it improves least"
     options = (
         Option("c", "float", 0.5, "Radius of the ball around the mean gradient (c = 0: the mean).", low=0.0),
     )

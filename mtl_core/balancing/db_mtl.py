@@ -38,6 +38,8 @@ class DBMTL(BalancingMethod):
     description = "Log-transformed losses, then EMA task gradients rescaled to the largest norm and summed."
     paper = "Lin et al., 2023 (Dual-Balancing)"
     kind = "gradient"
+    positive_weights = True
+    playground_lead = "DB-MTL rescaled every gradient to the largest norm and added them"
     options = (Option("beta", "float", 0.9, "EMA factor β of the task gradients", low=0.0, high=1.0),)
 
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None, **options: Any) -> None:

@@ -35,6 +35,7 @@ class DynamicWeightAverage(BalancingMethod):
     description = "Weights each task by how slowly its epoch loss falls: T·softmax(L̄(t−1)/L̄(t−2)/τ)."
     paper = "Liu et al., CVPR 2019"
     kind = "loss"
+    positive_weights = True
     options = (Option("temperature", "float", 2.0, "softmax temperature τ (larger → flatter)", low=1e-3),)
 
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None, **options: Any) -> None:

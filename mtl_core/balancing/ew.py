@@ -14,3 +14,5 @@ class EqualWeighting(BalancingMethod):
     description = "Equal weights: the sum of the task losses."
     paper = "baseline"
     kind = "loss"
+    positive_weights = True
+    playground_lead = "Equal weights add the gradients"

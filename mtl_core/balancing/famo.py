@@ -45,6 +45,7 @@ class FAMO(BalancingMethod):
     description = "Adapts softmax weights on log-losses so that all tasks' losses fall at the same rate."
     paper = "Liu et al., NeurIPS 2023"
     kind = "loss"
+    positive_weights = True
     options = (
         Option("lr", "float", 0.025, "learning rate of the logits' Adam optimiser", low=0.0, high=10.0),
         Option("weight_decay", "float", 1e-3, "weight decay γ on the logits", low=0.0, high=1.0),

@@ -39,6 +39,11 @@ class GradDrop(BalancingMethod):
     kind = "gradient"
     level = "representation"
     randomised = True
+    scale_invariant = True
+    playground_lead = (
+        "GradDrop kept, coordinate by coordinate and at random, only the positive or only the "
+        "negative gradient values"
+    )
     options = (
         Option(
             "leak",

@@ -49,6 +49,7 @@ class GradNorm(BalancingMethod):
     description = "Learns weights that equalise gradient norms on the last shared layer, scaled by training rates."
     paper = "Chen et al., ICML 2018"
     kind = "loss"
+    positive_weights = True
     options = (
         Option("alpha", "float", 1.5, "restoring-force strength α (0 → equal gradient norms)", low=0.0, high=10.0),
         Option("lr", "float", 0.025, "learning rate of the Adam optimiser on the log-weights (≈ relative change per step)", low=0.0, high=10.0),

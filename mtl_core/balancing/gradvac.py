@@ -48,6 +48,9 @@ class GradVac(BalancingMethod):
     paper = "Wang et al., ICLR 2021"
     kind = "gradient"
     randomised = True
+    weighted_sum = True
+    scale_invariant = True
+    playground_lead = "GradVac raised each pair's cosine to its target (0 on a first step, so it acts like PCGrad)"
     options = (
         Option(
             "beta", "float", 0.5, "EMA rate of the target cosines (1 = last cosine only).", low=0.0, high=1.0

@@ -74,6 +74,10 @@ class IMTLG(BalancingMethod):
     )
     paper = "Liu et al., ICLR 2021"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "IMTL-G chose weights summing to one so that the update projects equally on every unit gradient"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = impartial_weights(gramian(grads))

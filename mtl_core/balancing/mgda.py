@@ -40,6 +40,10 @@ class MGDA(BalancingMethod):
     )
     paper = "Désidéri, C. R. Math. 2012; Sener & Koltun, NeurIPS 2018"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "MGDA took the shortest vector in the convex hull of the gradients"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = min_norm_simplex(gramian(grads))

@@ -30,3 +30,7 @@ class MGDAUB(MGDA):
     )
     paper = "Sener & Koltun, NeurIPS 2018"
     level = "representation"
+    playground_lead = (
+        "MGDA-UB did what MGDA does (it only changes where the gradients are taken, which "
+        "makes no difference here)"
+    )

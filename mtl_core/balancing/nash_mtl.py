@@ -88,6 +88,10 @@ class NashMTL(BalancingMethod):
     )
     paper = "Navon et al., ICML 2022"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "Nash-MTL weighted the gradients by the Nash bargaining solution"
     options = (
         Option(
             "update_weights_every",

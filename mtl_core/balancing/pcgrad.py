@@ -53,6 +53,9 @@ class PCGrad(BalancingMethod):
     paper = "Yu et al., NeurIPS 2020"
     kind = "gradient"
     randomised = True
+    weighted_sum = True
+    scale_invariant = True
+    playground_lead = "PCGrad projected each gradient off the gradients it conflicts with, then added them"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         matrix = gramian(grads)

@@ -30,6 +30,7 @@ class RandomLossWeighting(BalancingMethod):
     paper = "Lin et al., TMLR 2022"
     kind = "loss"
     randomised = True
+    positive_weights = True
 
     def current_weights(self) -> torch.Tensor:
         draws = torch.randn(self.n_tasks, generator=self.generator)

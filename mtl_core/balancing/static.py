@@ -27,6 +27,7 @@ class StaticWeighting(BalancingMethod):
     description = "Fixed user-chosen task weights: Σ wᵢ Lᵢ."
     paper = "hand-tuned baseline"
     kind = "loss"
+    positive_weights = True
     options = (
         Option(
             "weights",

@@ -35,6 +35,10 @@ class UPGrad(BalancingMethod):
     )
     paper = "Quinton & Rey, arXiv 2024"
     kind = "gradient"
+    weighted_sum = True
+    scale_invariant = True
+    permutation_invariant = True
+    playground_lead = "UPGrad projected each gradient onto the cone of directions that harm no task, then averaged"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = dual_cone_projection_weights(gramian(grads)).mean(axis=0)

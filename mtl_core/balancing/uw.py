@@ -38,6 +38,7 @@ class UncertaintyWeighting(BalancingMethod):
     description = "Learns a log-variance per task and weights each loss by ½·exp(−s)."
     paper = "Kendall et al., CVPR 2018"
     kind = "loss"
+    positive_weights = True
     options = (Option("init", "float", 0.0, "initial log-variance sᵢ = log σᵢ²", low=-10.0, high=10.0),)
 
     def __init__(self, n_tasks: int, generator: torch.Generator | None = None, **options: Any) -> None:

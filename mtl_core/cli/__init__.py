@@ -31,6 +31,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def format_help(self) -> str:
+        # A help given as a function (e.g. one that lists a registry's entries, whose import loads
+        # torch) is composed only now, when shown, so that parsing a command line never waits for it.
+        for action in self._actions:
+            if callable(action.help):
+                action.help = action.help()
+        return super().format_help()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -49,7 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_plugins() -> None:
+    """Load the plugins (``$MTL_LAB_PLUGINS``, ``mtl_lab.plugins`` entry points); one stderr line
+    per plugin that failed, and the command goes on without it."""
+    from ..plugins import load_plugins
+
+    for failure in load_plugins().failed:
+        print(f"warning: {failure.message()}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before parsing, so that a plugin's suites, strategies and methods appear in the help too
+    # (with no plugin named this imports nothing).
+    _load_plugins()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

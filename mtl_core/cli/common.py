@@ -9,7 +9,34 @@ from typing import Any
 from ..config import OPTIMIZERS, TrainConfig, load_config_file
 from . import UsageError
 
-__all__ = ["add_config_arguments", "config_from_args", "parse_key_values"]
+__all__ = ["add_config_arguments", "config_from_args", "method_help", "parse_key_values", "strategy_help", "tag_help"]
+
+
+# Help texts read from the registries' classes. They are passed to argparse as functions and
+# composed only when a help is shown (see ``_Parser.format_help``): the registries import torch.
+def method_help() -> str:
+    """``--method``: every balancing method, by what it does (its class's ``kind``)."""
+    from ..balancing import METHODS
+
+    loss = sorted(name for name, cls in METHODS.items() if cls.kind == "loss")
+    gradient = sorted(name for name, cls in METHODS.items() if cls.kind == "gradient")
+    return (f"balancing method: one that weights the losses ({', '.join(loss)}) or one that combines "
+            f"the task gradients ({', '.join(gradient)})")
+
+
+def strategy_help() -> str:
+    """``--strategy``: every sharing strategy."""
+    from ..strategies import STRATEGIES
+
+    return f"sharing strategy: {', '.join(sorted(STRATEGIES.names()))}"
+
+
+def tag_help() -> str:
+    """``--tag``: TAG needs a strategy with one shared representation."""
+    from ..strategies import STRATEGIES
+
+    able = sorted(name for name, cls in STRATEGIES.items() if cls.has_shared_representation)
+    return f"record TAG inter-task affinity (strategies with one shared representation: {', '.join(able)})"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, patience: bool = True) -> None:
@@ -20,7 +47,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, patience: bool = Tr
     parser.add_argument("--suite", help="task suite (see `python -m mtl_core suites`)")
     parser.add_argument("--tasks", help="comma-separated task names (default: all of the suite's)")
     parser.add_argument("--suite-opt", action="append", default=None, metavar="KEY=VALUE", help="suite option (repeatable)")
-    parser.add_argument("--strategy", help="sharing strategy: single, hard, soft, cross_stitch, mmoe, ple")
+    parser.add_argument("--strategy", help=strategy_help)  # type: ignore[arg-type]
     parser.add_argument("--strategy-opt", action="append", default=None, metavar="KEY=VALUE", help="strategy option (repeatable)")
     parser.add_argument("--method-opt", action="append", default=None, metavar="KEY=VALUE", help="balancing-method option (repeatable)")
     parser.add_argument("--epochs", type=int)

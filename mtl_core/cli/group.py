@@ -55,7 +55,7 @@ def load_study(path: str | Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.grouping import best_grouping
-    from ..study import evaluate_grouping, grouping_sources, make_study_executor
+    from ..study import evaluate_grouping, grouping_sources
 
     study = load_study(args.study)
     tasks = study["tasks"]
@@ -69,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
     grouping = best_grouping(sources[args.source], args.k, tasks)
     output: dict[str, Any] = {"source": args.source, **grouping.to_dict()}
     if args.train:
-        from .study import RunProgress
+        from .study import RunProgress, study_executor
 
-        options = {"max_workers": args.workers} if args.executor == "pool" else {}
         progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty(), description="grouping")
         try:
             output["evaluation"] = evaluate_grouping(
-                study, grouping.groups, args.source, make_study_executor(args.executor, **options), progress
+                study, grouping.groups, args.source, study_executor(args.executor, args.workers), progress
             )
         finally:
             progress.close()

@@ -3,7 +3,7 @@ what to expect, its runs and checks), ``lessons check`` validates every lesson f
 ID`` trains the lesson's preset in this process and says whether its expected observation holds (exit
 status 0 if it does, 1 if not).
 
-Lessons are YAML files in ``assets/lessons`` (or in ``$MTL_LAB_LESSONS``); see :mod:`mtl_core.lessons`.
+Lessons are YAML files shipped in ``mtl_core/assets/lessons`` (or in ``$MTL_LAB_LESSONS``); see :mod:`mtl_core.lessons`.
 """
 
 from __future__ import annotations

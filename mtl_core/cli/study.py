@@ -3,8 +3,9 @@
 Every chosen task alone, every pair together (``--all``: all tasks together too) for ``--seeds``
 seeds, as one group of runs on the background worker pool (``--executor serial``: in this
 process). Every run follows one protocol: up to ``--max-epochs`` epochs, stopping once the sum of
-its validation losses has not improved for ``--patience`` epochs. Prints a summary; ``--out`` gets
-the full study (see :mod:`mtl_core.study`).
+its validation losses has not improved for ``--patience`` epochs. The study is recorded in the run
+store of ``$MTL_LAB_HOME`` like one launched from the dashboard (:mod:`mtl_core.studies`), so the
+Relationships page lists it. Prints a summary; ``--out`` gets the full study (see :mod:`mtl_core.study`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from . import UsageError
-from .common import add_config_arguments, config_from_args
+from .common import add_config_arguments, config_from_args, method_help
 
-__all__ = ["register", "RunProgress", "format_matrix"]
+__all__ = ["register", "RunProgress", "format_matrix", "study_executor", "EXECUTOR_CHOICES"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(--tag) and the best task groupings.",
     )
     add_config_arguments(parser, patience=False)
-    parser.add_argument("--method", help="balancing method, e.g. ew, pcgrad, mgda")
+    parser.add_argument("--method", help=method_help)  # type: ignore[arg-type]
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="S",
                         help=f"number of seeds (default {DEFAULT_SEEDS})")
     parser.add_argument("--patience", dest="study_patience", type=int, default=DEFAULT_PATIENCE, metavar="N",
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all", dest="include_all", action="store_true", help="also train all tasks together")
     parser.add_argument("--metric", choices=("best", "final"), default="best",
                         help="validation metric: best epoch (default) or last epoch")
-    parser.add_argument("--executor", choices=("pool", "serial"), default="pool",
+    parser.add_argument("--executor", choices=tuple(EXECUTOR_CHOICES), default="pool",
                         help="pool: the background worker pool (default); serial: in this process")
     parser.add_argument("--workers", type=int, metavar="N", help="worker processes if the pool is started now")
     parser.add_argument("--out", metavar="FILE", help="write study.json here")
@@ -91,13 +92,25 @@ def format_matrix(tasks: list[str], matrix: list[list[float | None]], percent: b
     return "\n".join(lines)
 
 
+#: The ``--executor`` choices: the executor each names (:mod:`mtl_core.executors`).
+EXECUTOR_CHOICES = {"pool": "local", "serial": "serial"}
+
+
+def study_executor(choice: str, workers: int | None) -> Any:
+    """The executor of ``--executor`` (``--workers``: the pool's size if it is started now); the
+    runs are recorded in the run store of ``$MTL_LAB_HOME``."""
+    from ..executors import make_executor
+
+    options = {"max_workers": workers} if choice == "pool" else {}
+    return make_executor(EXECUTOR_CHOICES[choice], **options)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..study import (
         DEFAULT_PROBE_INTERVAL,
         StudySpec,
         apply_study_defaults,
-        make_study_executor,
         run_study,
     )
 
@@ -125,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if exc.field in ("patience", "max_epochs"):  # name the option the user typed
             raise UsageError(f"`--{exc.field.replace('_', '-')}` must be {exc.expected}, got {exc.got!r}") from None
         raise
-    options = {"max_workers": args.workers} if args.executor == "pool" else {}
-    executor = make_study_executor(args.executor, **options)
+    executor = study_executor(args.executor, args.workers)
     progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         study = run_study(spec, executor, progress=progress)

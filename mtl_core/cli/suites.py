@@ -66,15 +66,19 @@ def run(args: argparse.Namespace) -> int:
 
     refresh_user_suites(args.home)
     described = []
-    for _, cls in SUITES.items():
+    for name, cls in SUITES.items():
         entry = cls.describe()
         entry.setdefault("user", False)
+        origin = SUITES.origin(name)
+        entry["plugin"] = origin.to_dict() if origin is not None else None
         described.append(entry)
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
     for suite in described:
         mark = " [user suite]" if suite["user"] else ""
+        if suite["plugin"]:
+            mark = f" [plugin {suite['plugin']['plugin']}, module {suite['plugin']['module']}]"
         print(f"{suite['name']}{mark}: {suite['description'].splitlines()[0] if suite['description'] else ''}")
         for task in suite["tasks"]:
             direction = "higher is better" if task["higher_is_better"] else "lower is better"
@@ -96,7 +100,7 @@ def _kinds(items: list[str] | None) -> dict[str, str]:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    from ..datasets import inspect_csv
+    from ..csv_import import inspect_csv
 
     preview = inspect_csv(args.file, delimiter=args.delimiter)
     if args.json:
@@ -116,7 +120,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def add_command(args: argparse.Namespace) -> int:
-    from ..datasets import import_csv
+    from ..csv_import import import_csv
 
     report = import_csv(
         args.file, args.name, targets=args.targets, features=args.features, kinds=_kinds(args.kind),
@@ -132,7 +136,7 @@ def add_command(args: argparse.Namespace) -> int:
 
 
 def remove_command(args: argparse.Namespace) -> int:
-    from ..datasets import remove_user_suite
+    from ..csv_import import remove_user_suite
 
     directory = remove_user_suite(args.name, home=args.home)
     result: dict[str, Any] = {"removed": args.name, "directory": str(directory)}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import Callback, EpochEvent, StepEvent
-from .common import add_config_arguments, config_from_args
+from .common import add_config_arguments, config_from_args, method_help, tag_help
 
 __all__ = ["register", "ProgressBar"]
 
@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one configuration in the foreground (or queue it with --background).",
     )
     add_config_arguments(parser)
-    parser.add_argument("--method", help="balancing method, e.g. ew, pcgrad, mgda, cagrad, nash_mtl")
+    parser.add_argument("--method", help=method_help)  # type: ignore[arg-type]
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--tag", action="store_true", default=None, help="record TAG inter-task affinity (hard sharing)")
+    parser.add_argument("--tag", action="store_true", default=None, help=tag_help)  # type: ignore[arg-type]
     parser.add_argument("--out", metavar="FILE", help="write the run record (JSON) here")
     parser.add_argument("--background", action="store_true", help="queue the run for the background workers and return")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,7 +2,7 @@
 out (no I/O, no Streamlit, no torch), in the manner of plotly's figure factories.
 
 Pages and the CLI import it as ``from mtl_core import figures`` (plotly and numpy, imported on use).
-Data are plain Python / pandas values; the service module converts run-store records to them.
+Data are plain Python / pandas values; the app's services (``app/services/``) convert run-store records to them.
 
 Conventions: cosines and transfer use a red-blue scale centred on 0 (red = conflict / negative
 transfer); every task-coloured figure takes ``colors=`` (default :func:`task_colors` of its tasks) so

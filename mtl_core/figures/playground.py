@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -89,18 +90,31 @@ def _clip_half_plane(polygon: list[np.ndarray], normal: np.ndarray) -> list[np.n
     return kept
 
 
-def _arrow_2d(
-    vector: np.ndarray, name: str, color: str, width: float, hover: str, label_tip: bool
-) -> go.Scatter:
+class _Arrow(NamedTuple):
+    """One arrow from the origin: a task gradient (thin, its name at the tip) or a method's output (thick)."""
+
+    vector: np.ndarray
+    name: str
+    color: str
+    hover: str
+    is_gradient: bool
+
+    @property
+    def width(self) -> float:
+        return 2.0 if self.is_gradient else 4.0
+
+
+def _arrow_2d(arrow: _Arrow) -> go.Scatter:
+    name, color, width, hover = arrow.name, arrow.color, arrow.width, arrow.hover
     return go.Scatter(
-        x=[0.0, float(vector[0])],
-        y=[0.0, float(vector[1])],
-        mode="lines+markers+text" if label_tip else "lines+markers",
+        x=[0.0, float(arrow.vector[0])],
+        y=[0.0, float(arrow.vector[1])],
+        mode="lines+markers+text" if arrow.is_gradient else "lines+markers",
         name=name,
         legendgroup=name,
         line={"color": color, "width": width},
         marker={"symbol": "arrow", "angleref": "previous", "size": [0, 4 * width + 6], "color": color},
-        text=["", name] if label_tip else None,
+        text=["", name] if arrow.is_gradient else None,
         textposition="top center",
         textfont={"color": color, "size": 14},
         customdata=[hover, hover],
@@ -108,8 +122,9 @@ def _arrow_2d(
     )
 
 
-def _arrow_3d(vector: np.ndarray, name: str, color: str, width: float, hover: str, head: float) -> list:
-    x, y, z = (float(value) for value in vector)
+def _arrow_3d(arrow: _Arrow, head: float) -> list:
+    name, color, width, hover = arrow.name, arrow.color, arrow.width, arrow.hover
+    x, y, z = (float(value) for value in arrow.vector)
     line = go.Scatter3d(
         x=[0.0, x],
         y=[0.0, y],
@@ -188,77 +203,117 @@ def gradient_arrows(
     if is_empty(gradients):
         return empty_figure(title)
     matrix = _check_vectors(gradients, "gradients")
-    dimension = matrix.shape[1]
     names = _default_names(len(matrix)) if names is None else check_labels(names, "names", length=len(matrix))
+    results = _check_outputs(outputs, dimension=matrix.shape[1])
+    arrows = _arrows(matrix, names, results, _gradient_colors(names, colors))
+    longest = max(np.linalg.norm(arrow.vector) for arrow in arrows)
+    radius = 1.2 * longest if longest > 0 else 1.0
+    if matrix.shape[1] == 2:
+        return _figure_2d(arrows, matrix, radius, show_conflict, title)
+    return _figure_3d(arrows, matrix, names, radius, show_conflict, title)
+
+
+def _check_outputs(outputs: Mapping[str, Sequence[float]] | None, dimension: int) -> dict[str, np.ndarray]:
+    """The method outputs as vectors of the gradients' ``dimension``, in the given order."""
     outputs = {} if outputs is None else outputs
     if not isinstance(outputs, Mapping):
         raise ValueError(f"`outputs` must be a dict method → vector, got {type(outputs).__name__}")
     methods = check_labels(list(outputs), "outputs")
-    results = {
+    return {
         method: as_vector(outputs[method], f"outputs['{method}']", length=dimension) for method in methods
     }
+
+
+def _gradient_colors(names: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
+    """Each gradient's colour: the one given in ``colors``, else a grey of :data:`_GRADIENT_GREYS`."""
     if colors is not None and not isinstance(colors, Mapping):
         raise ValueError(f"`colors` must be a mapping gradient name → colour, got {type(colors).__name__}")
-    gradient_colors = {
+    return {
         name: (colors or {}).get(name, _GRADIENT_GREYS[index % len(_GRADIENT_GREYS)])
         for index, name in enumerate(names)
     }
-    method_colors = series_colors(methods)
-    lengths = [np.linalg.norm(vector) for vector in [*matrix, *results.values()]]
-    radius = 1.2 * max(lengths) if max(lengths) > 0 else 1.0
-    fig = go.Figure()
-    if dimension == 2:
-        if show_conflict:
-            # A box well beyond the visible range, so the shading fills the plot whatever its aspect.
-            box = [
-                np.array(corner, dtype=float) * 4 * radius for corner in ((-1, -1), (1, -1), (1, 1), (-1, 1))
-            ]
-            for gradient in matrix:
-                if not np.any(gradient):
-                    continue
-                region = np.array(_clip_half_plane(box, gradient))
-                fig.add_trace(
-                    go.Scatter(
-                        x=[*region[:, 0], region[0, 0]],
-                        y=[*region[:, 1], region[0, 1]],
-                        mode="lines",
-                        fill="toself",
-                        fillcolor=CONFLICT_FILL,
-                        line={"width": 0},
-                        name=_CONFLICT_NAME,
-                        legendgroup="conflict",
-                        showlegend=not any(trace.legendgroup == "conflict" for trace in fig.data),
-                        hoverinfo="skip",
-                    )
-                )
-        for gradient, name in zip(matrix, names):
-            hover = _describe(name, gradient, matrix, names, name)
-            fig.add_trace(_arrow_2d(gradient, name, gradient_colors[name], 2.0, hover, label_tip=True))
-        for method, vector in results.items():
-            hover = _describe(method, vector, matrix, names, "d")
-            fig.add_trace(_arrow_2d(vector, method, method_colors[method], 4.0, hover, label_tip=False))
-        finish_layout(fig, title=title, x_title="x₁", y_title="x₂", legend_title="vectors")
-        fig.update_xaxes(range=[-radius, radius], zeroline=True, zerolinecolor="#999999", constrain="domain")
-        fig.update_yaxes(
-            range=[-radius, radius],
-            zeroline=True,
-            zerolinecolor="#999999",
-            scaleanchor="x",
-            scaleratio=1,
-            constrain="domain",
+
+
+def _arrows(
+    matrix: np.ndarray,
+    names: Sequence[str],
+    results: Mapping[str, np.ndarray],
+    gradient_colors: Mapping[str, str],
+) -> list[_Arrow]:
+    """The gradients' arrows, then one per method output, each hover naming its cosines and angles."""
+    method_colors = series_colors(list(results))
+    arrows = [
+        _Arrow(gradient, name, gradient_colors[name], _describe(name, gradient, matrix, names, name), True)
+        for gradient, name in zip(matrix, names)
+    ]
+    arrows += [
+        _Arrow(vector, method, method_colors[method], _describe(method, vector, matrix, names, "d"), False)
+        for method, vector in results.items()
+    ]
+    return arrows
+
+
+def _conflict_regions_2d(matrix: np.ndarray, radius: float) -> list[go.Scatter]:
+    """One shaded half-plane d·gᵢ < 0 per non-zero gradient; the first stands for all in the legend."""
+    # A box well beyond the visible range, so the shading fills the plot whatever its aspect.
+    box = [np.array(corner, dtype=float) * 4 * radius for corner in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+    regions = [np.array(_clip_half_plane(box, gradient)) for gradient in matrix if np.any(gradient)]
+    return [
+        go.Scatter(
+            x=[*region[:, 0], region[0, 0]],
+            y=[*region[:, 1], region[0, 1]],
+            mode="lines",
+            fill="toself",
+            fillcolor=CONFLICT_FILL,
+            line={"width": 0},
+            name=_CONFLICT_NAME,
+            legendgroup="conflict",
+            showlegend=index == 0,
+            hoverinfo="skip",
         )
-        return fig
-    head = 0.12 * radius
+        for index, region in enumerate(regions)
+    ]
+
+
+def _figure_2d(
+    arrows: Sequence[_Arrow], matrix: np.ndarray, radius: float, show_conflict: bool, title: str
+) -> go.Figure:
+    fig = go.Figure()
     if show_conflict:
-        for gradient, name in zip(matrix, names):
-            if np.any(gradient):
-                fig.add_trace(_plane_3d(gradient, radius, name, show_legend=not fig.data))
-    for gradient, name in zip(matrix, names):
-        hover = _describe(name, gradient, matrix, names, name)
-        fig.add_traces(_arrow_3d(gradient, name, gradient_colors[name], 2.0, hover, head))
-    for method, vector in results.items():
-        hover = _describe(method, vector, matrix, names, "d")
-        fig.add_traces(_arrow_3d(vector, method, method_colors[method], 4.0, hover, head))
+        fig.add_traces(_conflict_regions_2d(matrix, radius))
+    fig.add_traces([_arrow_2d(arrow) for arrow in arrows])
+    finish_layout(fig, title=title, x_title="x₁", y_title="x₂", legend_title="vectors")
+    fig.update_xaxes(range=[-radius, radius], zeroline=True, zerolinecolor="#999999", constrain="domain")
+    fig.update_yaxes(
+        range=[-radius, radius],
+        zeroline=True,
+        zerolinecolor="#999999",
+        scaleanchor="x",
+        scaleratio=1,
+        constrain="domain",
+    )
+    return fig
+
+
+def _figure_3d(
+    arrows: Sequence[_Arrow],
+    matrix: np.ndarray,
+    names: Sequence[str],
+    radius: float,
+    show_conflict: bool,
+    title: str,
+) -> go.Figure:
+    fig = go.Figure()
+    if show_conflict:
+        normals = [(gradient, name) for gradient, name in zip(matrix, names) if np.any(gradient)]
+        fig.add_traces(
+            [
+                _plane_3d(gradient, radius, name, show_legend=index == 0)
+                for index, (gradient, name) in enumerate(normals)
+            ]
+        )
+    for arrow in arrows:
+        fig.add_traces(_arrow_3d(arrow, head=0.12 * radius))
     finish_layout(fig, title=title, legend_title="vectors")
     axis = {"range": [-radius, radius], "zeroline": True}
     fig.update_layout(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -89,52 +90,27 @@ def transfer_heatmap(
     if scale <= 0:
         raise ValueError(f"`scale` must be > 0, got {scale}")
     tasks = check_tasks(tasks)
-    size = len(tasks)
-    order = check_order(order, size)
-    values = as_matrix(mean, "mean", size=size, allow_missing=True) * scale
-    low = _optional_matrix(ci_low, "ci_low", size) * scale
-    high = _optional_matrix(ci_high, "ci_high", size) * scale
-    p = _optional_matrix(p_value, "p_value", size, low=0.0, high=1.0)
-    np.fill_diagonal(p, math.nan)
-    if p_adjusted is None:
-        adjusted = holm_adjust(p)
-    else:
-        adjusted = _optional_matrix(p_adjusted, "p_adjusted", size, low=0.0, high=1.0)
-        np.fill_diagonal(adjusted, math.nan)
-    n_tests = int(np.isfinite(adjusted).sum())
-    np.fill_diagonal(values, math.nan)
-    values, low, high, p, adjusted = (_reorder(matrix, order) for matrix in (values, low, high, p, adjusted))
+    order = check_order(order, len(tasks))
+    cells = _TransferCells.checked(mean, ci_low, ci_high, p_value, p_adjusted, size=len(tasks), scale=scale)
+    n_tests = int(np.isfinite(cells.adjusted).sum())
+    cells = cells.reordered(order)
     labels = [tasks[k] for k in order]
-    significant = np.isfinite(values) & np.isfinite(adjusted) & (adjusted < alpha)
+    significant = np.isfinite(cells.values) & np.isfinite(cells.adjusted) & (cells.adjusted < alpha)
     text = [
         [
-            "" if math.isnan(values[i, j]) else _percent(values[i, j]) + ("*" if significant[i, j] else "")
-            for j in range(size)
+            "" if math.isnan(value) else _percent(value) + ("*" if star else "")
+            for value, star in zip(row, stars)
         ]
-        for i in range(size)
+        for row, stars in zip(cells.values, significant)
     ]
-    hover = []
-    for i in range(size):
-        row = []
-        for j in range(size):
-            if i == j:
-                row.append(f"{labels[i]}: no transfer with itself")
-                continue
-            lines = [f"transfer({labels[i]} ← {labels[j]}) = {_percent(values[i, j])}"]
-            if not (math.isnan(low[i, j]) or math.isnan(high[i, j])):
-                lines.append(f"95% CI [{_percent(low[i, j])}, {_percent(high[i, j])}]")
-            if not math.isnan(p[i, j]):
-                lines.append(f"p = {p[i, j]:.3g}")
-            if not math.isnan(adjusted[i, j]):
-                verdict = "significant" if significant[i, j] else "not significant"
-                lines.append(f"Holm-adjusted p = {adjusted[i, j]:.3g} ({verdict} at α = {alpha:g} "
-                             f"over {n_tests} cells)")
-            lines.append(f"positive = {labels[j]} helps {labels[i]}")
-            row.append("<br>".join(lines))
-        hover.append(row)
-    limit = symmetric_limit(values)
+    test = f"at α = {alpha:g} over {n_tests} cells"
+    hover = [
+        [_transfer_hover(cells, labels, i, j, bool(significant[i, j]), test) for j in range(len(labels))]
+        for i in range(len(labels))
+    ]
+    limit = symmetric_limit(cells.values)
     fig = matrix_heatmap(
-        values,
+        cells.values,
         x_labels=labels,
         y_labels=labels,
         text=text,
@@ -148,6 +124,72 @@ def transfer_heatmap(
         x_title="partner task j (positive = j helps i)<br>" + _significance_note(n_tests, alpha),
         y_title="target task i",
     )
+    _outline_cells(fig, significant, labels)
+    return fig
+
+
+class _TransferCells(NamedTuple):
+    """The matrices behind a transfer heatmap: transfer and its 95 % CI in percent, raw and
+    Holm-adjusted p-values; NaN where unknown and on the diagonal (except the CI's)."""
+
+    values: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    p: np.ndarray
+    adjusted: np.ndarray
+
+    @classmethod
+    def checked(
+        cls,
+        mean: Matrix,
+        ci_low: Matrix | None,
+        ci_high: Matrix | None,
+        p_value: Matrix | None,
+        p_adjusted: Matrix | None,
+        *,
+        size: int,
+        scale: float,
+    ) -> _TransferCells:
+        """Validated ``size`` × ``size`` matrices; ``adjusted`` is Holm's over ``p`` when not given."""
+        values = as_matrix(mean, "mean", size=size, allow_missing=True) * scale
+        low = _optional_matrix(ci_low, "ci_low", size) * scale
+        high = _optional_matrix(ci_high, "ci_high", size) * scale
+        p = _optional_matrix(p_value, "p_value", size, low=0.0, high=1.0)
+        np.fill_diagonal(p, math.nan)
+        if p_adjusted is None:
+            adjusted = holm_adjust(p)
+        else:
+            adjusted = _optional_matrix(p_adjusted, "p_adjusted", size, low=0.0, high=1.0)
+            np.fill_diagonal(adjusted, math.nan)
+        np.fill_diagonal(values, math.nan)
+        return cls(values, low, high, p, adjusted)
+
+    def reordered(self, order: list[int]) -> _TransferCells:
+        """Rows and columns of every matrix permuted together by ``order``."""
+        return _TransferCells(*(_reorder(matrix, order) for matrix in self))
+
+
+def _transfer_hover(
+    cells: _TransferCells, labels: list[str], i: int, j: int, significant: bool, test: str
+) -> str:
+    """Cell (i, j)'s hover: transfer, CI, raw and Holm-adjusted p (``test`` names α and the cell count)."""
+    target, partner = labels[i], labels[j]
+    if i == j:
+        return f"{target}: no transfer with itself"
+    lines = [f"transfer({target} ← {partner}) = {_percent(cells.values[i, j])}"]
+    if not (math.isnan(cells.low[i, j]) or math.isnan(cells.high[i, j])):
+        lines.append(f"95% CI [{_percent(cells.low[i, j])}, {_percent(cells.high[i, j])}]")
+    if not math.isnan(cells.p[i, j]):
+        lines.append(f"p = {cells.p[i, j]:.3g}")
+    if not math.isnan(cells.adjusted[i, j]):
+        verdict = "significant" if significant else "not significant"
+        lines.append(f"Holm-adjusted p = {cells.adjusted[i, j]:.3g} ({verdict} {test})")
+    lines.append(f"positive = {partner} helps {target}")
+    return "<br>".join(lines)
+
+
+def _outline_cells(fig: go.Figure, significant: np.ndarray, labels: list[str]) -> None:
+    """A black border around every significant cell (row i, column j)."""
     for i, j in zip(*np.nonzero(significant)):
         fig.add_shape(
             type="rect",
@@ -160,7 +202,6 @@ def transfer_heatmap(
             line={"color": "black", "width": 2},
             name=f"significant {labels[i]} ← {labels[j]}",
         )
-    return fig
 
 
 def _significance_note(n_cells: int, alpha: float = 0.05) -> str:

@@ -44,13 +44,22 @@ class MTLModel(nn.Module):
 
     Subclasses set ``name``, ``description`` and ``options``, build their layers in ``__init__``
     (after calling ``super().__init__``) and implement :meth:`forward` and :meth:`task_modules`.
+    The class attributes below say what a strategy *is*; the configuration checks, the CLI help and
+    the contract tests read them, so a new strategy is one new file.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = WIDTH_OPTIONS
-    #: True when the model computes ``z = encode(x)`` once and every head reads only ``z``.
+    #: True when the model computes ``z = encode(x)`` once and every head reads only ``z``
+    #: (needed by representation-level methods and TAG).
     has_shared_representation: ClassVar[bool] = False
+    #: False when every parameter belongs to one task (tasks interact through the losses or a
+    #: penalty only): :meth:`shared_parameters` and :meth:`last_shared_parameters` are then empty
+    #: and gradient methods have nothing to aggregate.
+    has_shared_parameters: ClassVar[bool] = True
+    #: True when :meth:`regularization` adds a penalty to the objective (soft sharing's L2 tie).
+    has_regularization: ClassVar[bool] = False
 
     def __init__(self, input_dim: int, tasks: Sequence[TaskSpec], **options: Any) -> None:
         super().__init__()
@@ -114,4 +123,5 @@ class MTLModel(nn.Module):
             "description": cls.description,
             "options": [o.to_dict() for o in cls.options],
             "has_shared_representation": cls.has_shared_representation,
+            "has_shared_parameters": cls.has_shared_parameters,
         }

@@ -32,6 +32,7 @@ class SingleTask(MTLModel):
         "a task that does better under a sharing strategy than here benefits from transfer, one that "
         "does worse suffers negative transfer. Balancing methods have nothing to aggregate here."
     )
+    has_shared_parameters = False
 
     def __init__(self, input_dim: int, tasks: Sequence[TaskSpec], **options: Any) -> None:
         super().__init__(input_dim, tasks, **options)

@@ -42,6 +42,8 @@ class SoftSharing(SingleTask):
         "λ = 0 gives independent networks; a large λ approaches hard sharing. No parameter is shared, "
         "so balancing methods act on the losses only."
     )
+    has_shared_parameters = False
+    has_regularization = True
     options = WIDTH_OPTIONS + (
         Option("lam", "float", 1e-3, "strength λ of the L2 tie between task towers", low=0.0),
     )

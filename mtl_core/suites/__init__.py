@@ -19,8 +19,6 @@ def make_suite(name: str, **options: object) -> Suite:
 from .._autoload import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)
-
-# User suites (CSV imports in $MTL_LAB_HOME/suites) last, so that a built-in name always wins.
-from .user_csv import refresh_user_suites  # noqa: E402
-
-refresh_user_suites()
+# User suites (CSV imports in $MTL_LAB_HOME/suites) are not scanned here: ``user_csv`` registers a
+# discovery hook that scans them when SUITES is first read, after every built-in suite (so that a
+# built-in name always wins) and after the home is known.

@@ -110,12 +110,27 @@ class Suite:
     """Base class of task suites. Subclasses set ``name``, ``description``, ``options`` and
     implement :meth:`task_specs` and :meth:`build`.
 
-    ``build`` must be deterministic for a given ``seed`` and options.
+    ``build`` must be deterministic for a given ``seed`` and options. The class attributes below
+    say what a suite *is*; the presenter limits and the suite tests read them, so a new suite is
+    one new file.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    #: The kinds of task the suite offers (every :class:`TaskSpec` it builds has one of them).
+    task_kinds: ClassVar[tuple[TaskKind, ...]] = ("classification", "regression")
+    #: The integer option that sets the number of training rows, which a workshop's
+    #: ``max_samples`` limit caps (see :mod:`mtl_core.limits`); None: the size is fixed.
+    size_option: ClassVar[str | None] = None
+    #: True when the tasks come in known groups, the answer a transfer study should recover:
+    #: :meth:`groups` names them and the built data carries them as ``info["planted_groups"]``.
+    plants_groups: ClassVar[bool] = False
+    #: True when the training split is by design smaller than the validation and test splits
+    #: (few labelled rows per task, so that a partner task's rows can help).
+    scarce_training_rows: ClassVar[bool] = False
+    #: True for suites the user imported (CSV), False for those that ship with MTL Lab.
+    user_defined: ClassVar[bool] = False
     #: Training settings (``TrainConfig`` fields) a transfer study of this suite starts from when the
     #: user does not set them (the ``study`` command, the Relationships page); ``strategy_options``
     #: apply to the ``hard`` strategy only. See :func:`mtl_core.study.apply_study_defaults`.
@@ -130,6 +145,11 @@ class Suite:
 
     def build(self, seed: int) -> SuiteData:
         raise NotImplementedError
+
+    def groups(self) -> list[list[str]] | None:
+        """The planted groups of task names with the current options (suites that set
+        :attr:`plants_groups`), else None."""
+        return None
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class DigitsSuite(Suite):
         "differently (parity splits 3 from 8, loop joins them), so some pairs of tasks share features "
         "and others pull the shared layers apart. Split 60/20/20, stratified by digit, by seed."
     )
+    task_kinds = ("classification",)
 
     def task_specs(self) -> list[TaskSpec]:
         return [classification_task(t.name, len(t.classes), t.description) for t in DIGIT_TASKS]

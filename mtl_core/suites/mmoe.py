@@ -28,6 +28,8 @@ class MMoESuite(Suite):
         "next to p (the sines make it somewhat lower). The paper's finding: a shared-bottom model "
         "degrades as p falls, a mixture of experts with per-task gates degrades less."
     )
+    task_kinds = ("regression",)
+    size_option = "n_samples"
     options = (
         Option("p", "float", 0.5, "Cosine between the two task weight vectors.", low=0.0, high=1.0),
         Option("n_samples", "int", 1000, "Training rows (validation and test: 500 each).", low=2, high=1_000_000),

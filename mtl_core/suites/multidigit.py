@@ -41,6 +41,8 @@ class MultiDigitSuite(Suite):
         "for gradient-balancing methods such as MGDA. Source digits are split 60/20/20 before pairing, "
         "so train and test images are disjoint."
     )
+    task_kinds = ("classification",)
+    size_option = "n_samples"
     options = (
         Option(
             "n_samples", "int", 3000, "Training pairs (validation and test: a third of that each).", low=10, high=1_000_000

@@ -86,6 +86,10 @@ class PlantedSuite(Suite):
         "clustering of a measured task-relationship matrix (pairwise transfer, TAG affinities, gradient "
         "cosines) reveals them. One task can be made scarcer still, to see related tasks help it."
     )
+    task_kinds = ("regression",)
+    size_option = "n_samples"
+    plants_groups = True
+    scarce_training_rows = True
     #: Measured with benchmarks/validity.py: a trunk of width 32 is narrow enough that tasks of
     #: different groups compete for it (negative transfer; at width 64 it is weak); TAG looks ahead
     #: at every step of the all-tasks run (every 5th step leaves its affinity noisier).

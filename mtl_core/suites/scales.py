@@ -39,6 +39,8 @@ class ScalesSuite(Suite):
         "loss weights the large-σ task dominates the gradient and the small one barely trains. Use it "
         "to see what loss- and gradient-balancing methods do about magnitude conflicts."
     )
+    task_kinds = ("regression",)
+    size_option = "n_samples"
     options = (
         Option("sigmas", "floats", (1.0, 100.0), "Scale σᵢ of each task (at least two; one task per value).", low=0.0),
         Option("dim", "int", 50, "Input dimension (the paper used 250).", low=1, high=4096),

@@ -1,10 +1,11 @@
-"""User suites: datasets imported from CSV files (:func:`mtl_core.datasets.import_csv`).
+"""User suites: datasets imported from CSV files (:func:`mtl_core.csv_import.import_csv`).
 
 Each folder ``$MTL_LAB_HOME/suites/<name>/`` holding a valid ``spec.json`` and ``data.npz`` becomes a
 :class:`CsvSuite` subclass registered in :data:`~mtl_core.suites.SUITES` under ``<name>``.
-:func:`refresh_user_suites` (re)scans the folder: the package calls it once after the built-in suites
-are registered (so a built-in name always wins), :func:`~mtl_core.datasets.import_csv` and
-:func:`~mtl_core.datasets.remove_user_suite` call it after they change the folder, and a lookup of an
+:func:`refresh_user_suites` (re)scans the folder: the registry calls it when it is first read (never
+at import; the built-in suites are registered by then, so a built-in name always wins),
+:func:`~mtl_core.csv_import.import_csv` and
+:func:`~mtl_core.csv_import.remove_user_suite` call it after they change the folder, and a lookup of an
 unknown suite name calls it too, so a long-lived process (a worker, the dashboard) sees suites saved
 by another process. A broken folder is skipped with a logged warning; it never breaks the import of
 ``mtl_core``.
@@ -40,6 +41,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _lock = threading.RLock()
 #: name → (class, signature of its spec) of the user suites this module registered.
 _registered: dict[str, tuple[type[CsvSuite], str]] = {}
+#: Whether the user suites were scanned once in this process (by the discovery hook or by a caller).
+_scanned = False
 
 
 class CsvSuite(Suite):
@@ -53,7 +56,7 @@ class CsvSuite(Suite):
         return _task_specs(self.spec)
 
     def build(self, seed: int) -> SuiteData:
-        from ..datasets import CsvError, read_spec
+        from ..csv_import import CsvError, read_spec
 
         spec = read_spec(self.directory)
         if _task_specs(spec) != _task_specs(self.spec):
@@ -111,7 +114,7 @@ def _tensors(directory: str, file_key: tuple[int, int], spec_text: str
     file version)."""
     import json
 
-    from ..datasets import load_suite_arrays
+    from ..csv_import import load_suite_arrays
 
     del file_key  # part of the cache key only
     spec = json.loads(spec_text)
@@ -209,7 +212,7 @@ def _make_class(name: str, directory: Path, spec: dict[str, Any]) -> type[CsvSui
 
 
 def _scan(suites_dir: Path) -> dict[str, tuple[Path, dict[str, Any], str]]:
-    from ..datasets import CsvError, read_spec
+    from ..csv_import import CsvError, read_spec
 
     found: dict[str, tuple[Path, dict[str, Any], str]] = {}
     try:
@@ -234,9 +237,11 @@ def refresh_user_suites(home: str | os.PathLike[str] | None = None) -> list[str]
     """Make :data:`SUITES` hold exactly the valid user suites of ``home`` (default: ``$MTL_LAB_HOME``
     or ``~/.mtl_lab``): register new ones, re-register changed ones, unregister vanished ones.
     Returns the names of the registered user suites."""
-    from ..datasets import user_suites_dir
+    from ..csv_import import user_suites_dir
 
+    global _scanned
     with _lock:
+        _scanned = True
         try:
             suites_dir = user_suites_dir(home)
         except Exception as exc:  # e.g. no home folder at all: no user suites, no crash
@@ -262,14 +267,15 @@ def refresh_user_suites(home: str | os.PathLike[str] | None = None) -> list[str]
 
 
 def user_suite_names() -> list[str]:
-    """The names of the user suites registered now."""
+    """The names of the user suites registered now (scanning them first if nothing did yet)."""
+    _discover()
     with _lock:
         return sorted(_registered)
 
 
 def _on_lookup_miss(name: str) -> None:
     """A suite name nobody registered: maybe another process saved it since this one scanned."""
-    from ..datasets import user_suites_dir
+    from ..csv_import import user_suites_dir
 
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         return
@@ -280,4 +286,14 @@ def _on_lookup_miss(name: str) -> None:
         log.warning("could not rescan the user suites: %s", exc)
 
 
+def _discover() -> None:
+    """The first read of :data:`SUITES` in this process scans the user suites of ``$MTL_LAB_HOME``;
+    later changes come through :func:`refresh_user_suites` and lookup misses."""
+    if not _scanned:
+        with _lock:
+            if not _scanned:
+                refresh_user_suites()
+
+
 SUITES.add_lookup_hook(_on_lookup_miss)
+SUITES.add_discovery_hook(_discover)

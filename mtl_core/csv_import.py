@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from .errors import MTLError
+from .settings import SettingError, settings
 from .store import lab_home
 
 __all__ = [
@@ -95,20 +95,6 @@ class CsvError(MTLError, ValueError):
 # --- limits ------------------------------------------------------------------------------------------
 
 
-def _env_number(variable: str, default: float, integer: bool) -> float:
-    text = os.environ.get(variable)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0 or (integer and not value.is_integer()):
-        kind = "a positive integer" if integer else "a positive number"
-        raise CsvError(f"`{variable}` must be {kind}, got {text!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class CsvLimits:
     """What a CSV import accepts. :meth:`from_env` reads ``MTL_LAB_MAX_CSV_MB``,
@@ -128,12 +114,13 @@ class CsvLimits:
 
     @classmethod
     def from_env(cls) -> CsvLimits:
-        defaults = cls()
-        return cls(
-            max_bytes=int(_env_number("MTL_LAB_MAX_CSV_MB", defaults.max_bytes / _MB, integer=False) * _MB),
-            max_rows=int(_env_number("MTL_LAB_MAX_CSV_ROWS", defaults.max_rows, integer=True)),
-            max_columns=int(_env_number("MTL_LAB_MAX_CSV_COLUMNS", defaults.max_columns, integer=True)),
-        )
+        """The limits of :mod:`mtl_core.settings`; a bad value is a :class:`CsvError` with its message."""
+        current = settings()
+        try:
+            return cls(max_bytes=int(current.max_csv_mb * _MB), max_rows=current.max_csv_rows,
+                       max_columns=current.max_csv_columns)
+        except SettingError as exc:
+            raise CsvError(str(exc)) from None
 
 
 def _megabytes(size: float) -> str:
@@ -822,59 +809,99 @@ def import_csv(
     source_file = filename or table.filename
     feature_names, warnings = _check_selection(table, target_names, feature_names, kinds)
     used = [table.column(n) for n in feature_names + target_names]
+    _check_not_empty(table, used, target_names)
+    impute = missing == "impute"
+    rows = _kept_rows(table, used, target_names, impute, limits)
+    n_dropped = table.n_rows - rows.size
+    dropped_note = f" (after dropping {n_dropped} rows with missing values)" if n_dropped else ""
+
+    arrays, target_reports = _encode_targets(table, target_names, kinds, rows, limits, dropped_note)
+    arrays["x"], inputs, imputed = _encode_features(table, feature_names, rows, limits, impute, warnings)
+
+    stratify = next((t.name for t in target_reports if t.kind == "classification"), None)
+    report = ImportReport(
+        name=name,
+        directory=str(destination),
+        source_file=source_file,
+        description=_describe(source_file, rows.size, n_dropped, feature_names, inputs, target_reports, stratify,
+                              missing),
+        n_rows_read=table.n_rows,
+        n_rows_used=int(rows.size),
+        n_rows_dropped=int(n_dropped),
+        missing=missing,
+        missing_counts={c.name: c.n_missing for c in used},
+        imputed=imputed,
+        features=tuple(feature_names),
+        inputs=tuple(inputs),
+        targets=tuple(target_reports),
+        stratify=stratify,
+        warnings=tuple(warnings),
+    )
+    _save(destination, _spec(report), arrays, replace)
+    from .suites.user_csv import refresh_user_suites
+
+    refresh_user_suites(home)
+    return report
+
+
+def _check_not_empty(table: _Table, used: Sequence[_Column], target_names: Sequence[str]) -> None:
+    """Raise :class:`CsvError` for a chosen column without a single value."""
     for column in used:
         if not column.present.any():
             role = "target" if column.name in target_names else "feature"
             raise CsvError(f"{role} `{column.name}` has no values (all {table.n_rows} rows are missing)",
                            column=column.name)
-    missing_counts = {c.name: c.n_missing for c in used}
 
-    detected = {n: _suggest_kind(table.column(n)) for n in target_names}
-    chosen: dict[str, str] = {}
-    for target in target_names:
-        column = table.column(target)
-        kind = kinds.get(target) or detected[target] or ("regression" if column.numeric else "classification")
-        chosen[target] = kind
 
-    impute = missing == "impute"
+def _kept_rows(table: _Table, used: Sequence[_Column], target_names: Sequence[str], impute: bool,
+               limits: CsvLimits) -> np.ndarray:
+    """The indices of the rows the suite keeps: with ``impute``, every row with at least one label;
+    otherwise every row without a missing value in a used column. Too few rows raise :class:`CsvError`."""
     if impute:
-        labelled = np.zeros(table.n_rows, dtype=bool)
+        keep = np.zeros(table.n_rows, dtype=bool)
         for target in target_names:
-            labelled |= table.column(target).present
-        keep = labelled
+            keep |= table.column(target).present
     else:
         keep = np.ones(table.n_rows, dtype=bool)
         for column in used:
             keep &= column.present
     rows = np.flatnonzero(keep)
-    n_dropped = table.n_rows - rows.size
-    dropped_note = ""
-    if n_dropped:
-        dropped_note = f" (after dropping {n_dropped} rows with missing values)"
-    if rows.size < limits.min_rows:
-        if n_dropped:
-            hint = " (try imputing missing values)" if not impute else ""
-            raise CsvError(f"after dropping rows with missing values, {rows.size} of {table.n_rows} rows remain; "
-                           f"a suite needs at least {limits.min_rows}{hint}")
-        rows_text = "1 data row" if table.n_rows == 1 else f"{table.n_rows} data rows"
-        raise CsvError(f"the file has {rows_text}; a suite needs at least {limits.min_rows}")
+    if rows.size >= limits.min_rows:
+        return rows
+    if rows.size < table.n_rows:
+        hint = " (try imputing missing values)" if not impute else ""
+        raise CsvError(f"after dropping rows with missing values, {rows.size} of {table.n_rows} rows remain; "
+                       f"a suite needs at least {limits.min_rows}{hint}")
+    rows_text = "1 data row" if table.n_rows == 1 else f"{table.n_rows} data rows"
+    raise CsvError(f"the file has {rows_text}; a suite needs at least {limits.min_rows}")
 
+
+def _encode_targets(table: _Table, target_names: Sequence[str], kinds: Mapping[str, str], rows: np.ndarray,
+                    limits: CsvLimits, dropped_note: str) -> tuple[dict[str, np.ndarray], list[TargetReport]]:
+    """Arrays ``y0``, ``y1``, … (class indices, −1 unlabelled; or floats, NaN unlabelled) and a report per
+    target. A target's kind is ``kinds[target]``, else the detected one, else what its values allow."""
     arrays: dict[str, np.ndarray] = {}
-    target_reports = []
+    reports = []
     for index, target in enumerate(target_names):
         column = table.column(target)
-        if chosen[target] == "classification":
+        detected = _suggest_kind(column)
+        kind = kinds.get(target) or detected or ("regression" if column.numeric else "classification")
+        if kind == "classification":
             labels, classes = _encode_classification(column, rows, limits, dropped_note)
             arrays[f"y{index}"] = labels
-            unlabelled = int((labels < 0).sum())
-            target_reports.append(TargetReport(target, "classification", len(classes), detected[target],
-                                               tuple(classes), unlabelled))
+            reports.append(TargetReport(target, "classification", len(classes), detected, tuple(classes),
+                                        int((labels < 0).sum())))
         else:
             values = _encode_regression(column, rows, dropped_note)
             arrays[f"y{index}"] = values.astype(np.float64)
-            target_reports.append(TargetReport(target, "regression", 1, detected[target], None,
-                                               int(np.isnan(values).sum())))
+            reports.append(TargetReport(target, "regression", 1, detected, None, int(np.isnan(values).sum())))
+    return arrays, reports
 
+
+def _encode_features(table: _Table, feature_names: Sequence[str], rows: np.ndarray, limits: CsvLimits,
+                     impute: bool, warnings: list[str]) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """The input matrix, the names of its columns and the imputed count per feature (with ``impute``);
+    notes about the encoding are appended to ``warnings``."""
     blocks, inputs = [], []
     imputed: dict[str, int] = {}
     for feature in feature_names:
@@ -889,51 +916,30 @@ def import_csv(
             raise CsvError(f"the features encode to more than {limits.max_inputs} inputs (one per number, one per "
                            f"category of a text column); `{feature}` went over: leave some columns out",
                            column=feature)
-    arrays["x"] = np.concatenate(blocks, axis=1)
+    return np.concatenate(blocks, axis=1), inputs, imputed
 
-    stratify = next((t.name for t in target_reports if t.kind == "classification"), None)
-    report = ImportReport(
-        name=name,
-        directory=str(destination),
-        source_file=source_file,
-        description=_describe(source_file, rows.size, n_dropped, feature_names, inputs, target_reports, stratify,
-                              missing),
-        n_rows_read=table.n_rows,
-        n_rows_used=int(rows.size),
-        n_rows_dropped=int(n_dropped),
-        missing=missing,
-        missing_counts=missing_counts,
-        imputed=imputed,
-        features=tuple(feature_names),
-        inputs=tuple(inputs),
-        targets=tuple(target_reports),
-        stratify=stratify,
-        warnings=tuple(warnings),
-    )
-    spec = {
+
+def _spec(report: ImportReport) -> dict[str, Any]:
+    """The ``spec.json`` of the suite ``report`` describes."""
+    return {
         "format": SPEC_FORMAT,
-        "name": name,
+        "name": report.name,
         "description": report.description,
-        "source_file": source_file,
+        "source_file": report.source_file,
         "created_at": time.time(),
-        "n_rows": int(rows.size),
-        "features": list(feature_names),
-        "inputs": list(inputs),
+        "n_rows": report.n_rows_used,
+        "features": list(report.features),
+        "inputs": list(report.inputs),
         "targets": [
             {"name": t.name, "kind": t.kind, "n_outputs": t.n_outputs,
              "classes": list(t.classes) if t.classes is not None else None,
-             "description": _task_description(t, source_file)}
-            for t in target_reports
+             "description": _task_description(t, report.source_file)}
+            for t in report.targets
         ],
-        "stratify": stratify,
-        "missing": missing,
+        "stratify": report.stratify,
+        "missing": report.missing,
         "report": {k: v for k, v in report.to_dict().items() if k != "directory"},
     }
-    _save(destination, spec, arrays, replace)
-    from .suites.user_csv import refresh_user_suites
-
-    refresh_user_suites(home)
-    return report
 
 
 def _describe(source_file: str | None, n_rows: int, n_dropped: int, features: Sequence[str], inputs: Sequence[str],

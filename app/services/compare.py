@@ -1,0 +1,122 @@
+"""Comparing runs over seeds: one row per (run, task) with the change against single-task, then
+mean ± 95 % CI per setting and task, and Δm per setting (the Compare page)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from mtl_core.analysis import summarize_seeds
+from mtl_core.analysis.baselines import BASELINE_STRATEGY
+from services.results import delta_m, final_metrics, find_baseline, task_deltas
+from services.runs import RunSummary, list_runs
+
+__all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table"]
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Mean and Student-t confidence interval over seeds (:func:`mtl_core.analysis.summarize_seeds`);
+    no interval (None) for fewer than two values."""
+    summary = summarize_seeds([math.nan if v is None else float(v) for v in values], confidence)
+    if not math.isfinite(summary.ci_low) or not math.isfinite(summary.ci_high):
+        return summary.mean, None, None
+    return summary.mean, summary.ci_low, summary.ci_high
+
+
+def format_ci(mean: float, low: float | None, high: float | None, signed: bool = False) -> str:
+    """``"0.512 ± 0.031"`` (or just the mean without an interval; "—" for no value)."""
+    if mean is None or not math.isfinite(mean):
+        return "—"
+    text = f"{mean:+.4g}" if signed else f"{mean:.4g}"
+    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high):
+        return text
+    return f"{text} ± {(high - low) / 2:.2g}"
+
+
+def _signature(run: RunSummary) -> str:
+    config = {k: v for k, v in run.config.items() if k not in ("seed", "name")}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _settings(runs: Sequence[RunSummary]) -> dict[int, str]:
+    """Run id → setting label: runs that differ only by seed share one. The label is
+    ``suite · strategy · method``, with a short tag when other settings differ (tasks, epochs …)."""
+    signatures = {run.id: _signature(run) for run in runs}
+    base = {run.id: f"{run.suite} · {run.strategy} · {run.method}" for run in runs}
+    variants: dict[str, set[str]] = {}
+    for run in runs:
+        variants.setdefault(base[run.id], set()).add(signatures[run.id])
+    labels = {}
+    for run in runs:
+        label = base[run.id]
+        if len(variants[label]) > 1:
+            label += f" [{hashlib.sha1(signatures[run.id].encode()).hexdigest()[:4]}]"
+        labels[run.id] = label
+    return labels
+
+
+def compare_table(runs: Sequence[RunSummary]) -> pd.DataFrame:
+    """One row per (run, task): the test metric, the task's relative change against the single-task
+    baseline of the same seed (``delta``, %, positive = better) and the run's Δm % (NaN without one)."""
+    baselines = list_runs(status="done", strategy=BASELINE_STRATEGY)
+    settings = _settings(runs)
+    rows = []
+    for run in runs:
+        metrics = final_metrics(run.id)
+        if not metrics:
+            continue
+        baseline = find_baseline(run, baselines)
+        base_metrics = final_metrics(baseline.id) if baseline is not None else None
+        dm = delta_m(metrics, base_metrics) if base_metrics else None
+        deltas = task_deltas(metrics, base_metrics) if base_metrics else {}
+        for task, entry in metrics.items():
+            one = deltas.get(task)
+            rows.append({
+                "setting": settings[run.id],
+                "run": run.label,
+                "run_id": run.id,
+                "seed": run.seed,
+                "task": task,
+                "metric": entry.get("metric"),
+                "higher_is_better": bool(entry.get("higher_is_better")),
+                "value": entry.get("value"),
+                "delta": math.nan if one is None else one,
+                "delta_m": math.nan if dm is None else dm,
+                "baseline_run": None if baseline is None else baseline.id,
+            })
+    columns = ["setting", "run", "run_id", "seed", "task", "metric", "higher_is_better", "value", "delta",
+               "delta_m", "baseline_run"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def aggregate_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, task): mean ± 95 % CI over seeds of the test metric and of its change against
+    single-task (``delta``, %)."""
+    rows = []
+    for (setting, task), part in table.groupby(["setting", "task"], sort=False):
+        mean, low, high = mean_ci(part["value"].tolist())
+        delta, delta_low, delta_high = mean_ci(part["delta"].dropna().tolist())
+        rows.append({
+            "setting": setting, "task": task, "metric": part["metric"].iloc[0],
+            "higher_is_better": bool(part["higher_is_better"].iloc[0]), "seeds": int(part["seed"].nunique()),
+            "mean": mean, "ci_low": low, "ci_high": high,
+            "delta": delta, "delta_ci_low": delta_low, "delta_ci_high": delta_high,
+        })
+    columns = ["setting", "task", "metric", "higher_is_better", "seeds", "mean", "ci_low", "ci_high", "delta",
+               "delta_ci_low", "delta_ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def settings_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the number of seeds and Δm % (mean ± 95 % CI over the seeds that have a baseline)."""
+    rows = []
+    for setting, part in table.groupby("setting", sort=False):
+        per_run = part.drop_duplicates("run_id")
+        mean, low, high = mean_ci(per_run["delta_m"].dropna().tolist())
+        rows.append({"setting": setting, "runs": len(per_run), "seeds": int(per_run["seed"].nunique()),
+                     "delta_m": mean, "delta_m_ci_low": low, "delta_m_ci_high": high})
+    return pd.DataFrame(rows, columns=["setting", "runs", "seeds", "delta_m", "delta_m_ci_low", "delta_m_ci_high"])
