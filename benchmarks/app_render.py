@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtl_core.events import Callback
+from mtl_core.training.events import Callback
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"
@@ -53,8 +53,8 @@ TINY = {
 
 def seed_store(home: Path, n_runs: int) -> list[int]:
     """Train 3 real runs, then copy their records until the store holds ``n_runs`` runs."""
-    from mtl_core import workers
-    from mtl_core.store import RunStore
+    from mtl_core.runs import workers
+    from mtl_core.runs.store import RunStore
 
     store = RunStore.at_home(home)
     ids = workers.submit([dict(TINY, method="ew", tag=True), dict(TINY, method="pcgrad"),
@@ -236,9 +236,9 @@ def live_lag(home: Path, epochs: int) -> dict[str, Any]:
     from services.live import LiveRun
 
     from mtl_core import figures
-    from mtl_core.store import RunStore
-    from mtl_core.trainer import train
-    from mtl_core.workers import StoreRecorder, validate_config
+    from mtl_core.runs.store import RunStore
+    from mtl_core.runs.workers import StoreRecorder, validate_config
+    from mtl_core.training.trainer import train
 
     store = RunStore.at_home(home)
     config = validate_config(dict(TINY, method="ew", epochs=epochs, suite_options={"n_samples": 2000, "dim": 16}))
@@ -279,7 +279,7 @@ def live_lag(home: Path, epochs: int) -> dict[str, Any]:
 
 
 def while_training(home: Path, repeats: int, epochs: int, url: str | None) -> dict[str, Any]:
-    from mtl_core import workers
+    from mtl_core.runs import workers
 
     os.environ["MTL_LAB_APP_AUTOSTART"] = "1"
     ids = workers.submit([dict(TINY, method=m, epochs=epochs, suite_options={"n_samples": 3000, "dim": 16})

@@ -33,9 +33,9 @@ import torch
 
 from mtl_core.analysis.grouping import best_grouping, same_partition
 from mtl_core.config import TrainConfig
-from mtl_core.events import Callback, ProbeEvent
-from mtl_core.study import PLANTED_STUDY_CONFIG
-from mtl_core.trainer import Trainer
+from mtl_core.studies.study import PLANTED_STUDY_CONFIG
+from mtl_core.training.events import Callback, ProbeEvent
+from mtl_core.training.trainer import Trainer
 
 #: Candidate windows: a name and the slice of the run's ``n`` probes it averages.
 WINDOWS: dict[str, Callable[[int], slice]] = {

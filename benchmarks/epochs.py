@@ -11,7 +11,7 @@ import torch
 
 from mtl_core.config import TrainConfig
 from mtl_core.strategies import STRATEGIES
-from mtl_core.trainer import Trainer
+from mtl_core.training.trainer import Trainer
 
 
 def main() -> None:

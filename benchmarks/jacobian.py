@@ -17,7 +17,7 @@ import time
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.trainer import Trainer
+from mtl_core.training.trainer import Trainer
 
 MODES = ("loop", "batched", "representation")
 
@@ -92,7 +92,7 @@ def torchjd_step(n_tasks: int, device: str):
         return None
     from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
 
-    from mtl_core.trainer import task_losses
+    from mtl_core.training.trainer import task_losses
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)
     x, y, m = batch(trainer)

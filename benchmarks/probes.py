@@ -25,8 +25,8 @@ import torch
 
 from mtl_core.config import TrainConfig
 from mtl_core.suites import SuiteData
-from mtl_core.tag import DEFAULT_TAG_INTERVAL, TagProbe
-from mtl_core.trainer import Trainer, load_data
+from mtl_core.training.tag import DEFAULT_TAG_INTERVAL, TagProbe
+from mtl_core.training.trainer import Trainer, load_data
 
 PROBE_INTERVALS = (1, 5, 10, 25)
 TAG_INTERVALS = (1, 2, 5, 10)

@@ -1,6 +1,6 @@
 """How much does recording a run into the run store slow training down?
 
-Trains the same configuration with and without :class:`mtl_core.workers.StoreRecorder` (what a
+Trains the same configuration with and without :class:`mtl_core.runs.workers.StoreRecorder` (what a
 background worker attaches), alternating the two so that machine noise hits both alike, and
 reports the median seconds per step and the overhead. A third variant adds a live reader: another
 process polling ``metrics_after`` every 0.1 s, as the dashboard does. Then raw store numbers:
@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.events import Callback
-from mtl_core.store import RunStore
-from mtl_core.trainer import load_data, train
-from mtl_core.workers import StoreRecorder
+from mtl_core.runs.store import RunStore
+from mtl_core.runs.workers import StoreRecorder
+from mtl_core.training.events import Callback
+from mtl_core.training.trainer import load_data, train
 
 CONFIGS = {
     # tiny steps: the worst case for a per-step cost (2 tasks, 8-unit trunk)
@@ -47,7 +47,7 @@ CONFIGS = {
 # every running run for the rows after the last step it has, every 0.1 s.
 _READER = """
 import os, select, sys, time
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
 store = RunStore(sys.argv[1])
 cursor = {}
 active = False

@@ -7,7 +7,7 @@ writes a Markdown report (default ``benchmarks/STUDY.md``).
 
     python benchmarks/study.py [--workers 2] [--executor pool|serial|both] [--suite-defaults]
 
-Settings: :data:`mtl_core.study.PLANTED_STUDY_CONFIG` with the study's default protocol (every run up
+Settings: :data:`mtl_core.studies.study.PLANTED_STUDY_CONFIG` with the study's default protocol (every run up
 to ``max_epochs`` epochs, stopped after ``patience`` epochs without improvement of its validation
 loss); ``--suite-defaults`` uses the planted suite's own defaults instead (1,000 training rows,
 batch 64, lr 1e-3).
@@ -31,14 +31,14 @@ from typing import Any
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.executors import LocalProcessExecutor, SerialExecutor
-from mtl_core.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
+from mtl_core.runs.executors import LocalProcessExecutor, SerialExecutor
+from mtl_core.studies.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
 
 
 def _pool_run_seconds(study: dict[str, Any], home: Path) -> tuple[dict[Any, float], float]:
     """Seconds per run (start → finish in the run store) and the span from the first start to
     the last finish."""
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     store = RunStore.at_home(home)
     records = {row["run_id"]: store.get_run(row["run_id"]) for row in study["runs"]}
@@ -75,7 +75,7 @@ def _self_cpu() -> float:
 def _time_pool(spec: StudySpec, workers: int) -> list[Measurement]:
     """A cold study (a fresh pool starts: worker processes import torch), then a warm one on the
     same pool. CPU: the pool's processes, counted once the pool has exited and been reaped."""
-    from mtl_core.workers import stop_pool
+    from mtl_core.runs.workers import stop_pool
 
     home = Path(tempfile.mkdtemp(prefix="mtl_study_bench_"))
     executor = LocalProcessExecutor(home=home, max_workers=workers)

@@ -1,7 +1,7 @@
 """Validity benchmark: do the analyses recover the groups planted in ``planted``?
 
 For each planting (groups × tasks per group: 2×3, 3×2, 2×4, 4×2, 3×3 by default) and each of
-several disjoint seed sets, one transfer study with TAG (:data:`mtl_core.study.PLANTED_STUDY_CONFIG`
+several disjoint seed sets, one transfer study with TAG (:data:`mtl_core.studies.study.PLANTED_STUDY_CONFIG`
 under the study's default protocol, p_in = 0.9, p_out = 0) runs through the background worker pool.
 For each source of the study — pairwise transfer, TAG affinity, mean gradient cosine — the best
 grouping into at most k = (planted number of groups) groups is compared with the planting: exact
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis import adjusted_rand_index, same_partition
-from mtl_core.executors import LocalProcessExecutor
-from mtl_core.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
+from mtl_core.runs.executors import LocalProcessExecutor
+from mtl_core.studies.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
 
 SOURCES = ("transfer", "affinity", "cosine")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from mtl_core.errors import ConfigError
 
 __all__ = ["TrainConfig", "load_config_file", "parse_yaml", "OPTIMIZERS", "JACOBIAN_MODES", "TAG_LOOKAHEADS"]
 
@@ -115,9 +115,9 @@ class TrainConfig:
         return checked
 
     def _check(self) -> TrainConfig:
-        from .balancing import METHODS
-        from .strategies import STRATEGIES
-        from .suites import SUITES
+        from mtl_core.balancing import METHODS
+        from mtl_core.strategies import STRATEGIES
+        from mtl_core.suites import SUITES
 
         _check_str(self.suite, "suite")
         suite_cls = SUITES.get(self.suite, "suite")
@@ -134,7 +134,7 @@ class TrainConfig:
                 raise ConfigError("tasks", "distinct task names", list(tasks))
         strategy_cls = STRATEGIES.get(self.strategy, "strategy")
         method_cls = METHODS.get(self.method, "method")
-        from .options import resolve_options
+        from mtl_core.options import resolve_options
 
         strategy_options = resolve_options(strategy_cls.options, self.strategy_options, "strategy_options")
         method_options = resolve_options(method_cls.options, self.method_options, "method_options")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from mtl_core.errors import ConfigError
 
 __all__ = ["Option", "resolve_options", "parse_cli_value"]
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .registry import Origin, Registry, collecting_registrations
-from .settings import settings
+from mtl_core.registry import Origin, Registry, collecting_registrations
+from mtl_core.settings import settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -209,7 +209,7 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
 
 def _ensure_registries() -> None:
     """Import the registries first, so that a plugin's decorators find the built-in entries."""
-    from . import balancing, strategies, suites  # noqa: F401
+    from mtl_core import balancing, strategies, suites  # noqa: F401
 
 
 def load_plugins(environ: Mapping[str, str] | None = None) -> PluginReport:
@@ -235,9 +235,9 @@ def load_plugins(environ: Mapping[str, str] | None = None) -> PluginReport:
 def unload_plugins() -> None:
     """Forget every plugin: unregister its entries and drop its module, so that the next
     :func:`load_plugins` imports it again (for tests)."""
-    from .balancing import METHODS
-    from .strategies import STRATEGIES
-    from .suites import SUITES
+    from mtl_core.balancing import METHODS
+    from mtl_core.strategies import STRATEGIES
+    from mtl_core.suites import SUITES
 
     registries = {registry.family: registry for registry in (SUITES, STRATEGIES, METHODS)}
     with _lock:
@@ -266,9 +266,9 @@ def loaded_plugins() -> tuple[Plugin, ...]:
 def plugin_entries(config: Any) -> dict[str, dict[str, Any]]:
     """The entries of a run's ``config`` (suite, strategy, method) that came from a plugin:
     ``{"suite": {"name": …, "plugin": …, "module": …, "version": …}, …}``."""
-    from .balancing import METHODS
-    from .strategies import STRATEGIES
-    from .suites import SUITES
+    from mtl_core.balancing import METHODS
+    from mtl_core.strategies import STRATEGIES
+    from mtl_core.suites import SUITES
 
     used: dict[str, dict[str, Any]] = {}
     for key, registry in (("suite", SUITES), ("strategy", STRATEGIES), ("method", METHODS)):

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError
+from mtl_core.errors import ConfigError
 
 __all__ = ["Origin", "Registry", "collecting_registrations"]
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from mtl_core.errors import ConfigError
 
 __all__ = ["SettingError", "Settings", "Variable", "VARIABLES", "settings"]
 
@@ -43,7 +43,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MTL_LAB_WORKERS", "worker processes of an automatically started pool", "number of cores", "`2`"),
     Variable("MTL_LAB_POOL_IDLE_EXIT", "seconds an automatically started pool waits for work before it exits "
              "(`0`: never)", "`60`", "`600`"),
-    Variable("MTL_LAB_EXECUTOR", "where queued runs are trained (a name of `mtl_core.executors.EXECUTORS`)",
+    Variable("MTL_LAB_EXECUTOR", "where queued runs are trained (a name of `mtl_core.runs.executors.EXECUTORS`)",
              "`local`", "`local`"),
     Variable("MTL_LAB_PLUGINS", "plugins to load: comma-separated module names or paths of `.py` files "
              "(besides the installed `mtl_lab.plugins` entry points)", "none",
@@ -136,7 +136,7 @@ class Settings:
 
     @property
     def limits_file(self) -> Path | None:
-        """``$MTL_LAB_LIMITS`` when set (its existence is checked by :mod:`mtl_core.limits`)."""
+        """``$MTL_LAB_LIMITS`` when set (its existence is checked by :mod:`mtl_core.workshop.limits`)."""
         return self._path("MTL_LAB_LIMITS")
 
     @property

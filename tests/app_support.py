@@ -8,8 +8,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from mtl_core import workers
-from mtl_core.store import RunStore
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"

@@ -25,11 +25,11 @@ from app_support import open_page as _open
 from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
-from mtl_core import workers
-from mtl_core.csv_import import import_csv, user_suites_dir
-from mtl_core.export import RUN_CSV_COLUMNS, STUDY_CSV_COLUMNS
-from mtl_core.store import RunStore, lab_home
+from mtl_core.runs import workers
+from mtl_core.runs.export import RUN_CSV_COLUMNS, STUDY_CSV_COLUMNS
+from mtl_core.runs.store import RunStore, lab_home
 from mtl_core.suites.user_csv import refresh_user_suites
+from mtl_core.userdata.csv_import import import_csv, user_suites_dir
 
 PENGUINS = Path(__import__("palmerpenguins").__file__).parent / "data" / "penguins.csv"
 TINY = {

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mtl_core import workers
-from mtl_core.lessons import LESSONS_ENV, get_lesson
-from mtl_core.store import RunStore, lab_home
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore, lab_home
+from mtl_core.workshop.lessons import LESSONS_ENV, get_lesson
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app"

@@ -25,10 +25,10 @@ from app_support import open_page as _open
 from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
 
-from mtl_core import workers
 from mtl_core.analysis import holm_adjust
 from mtl_core.config import TrainConfig
-from mtl_core.store import RunStore, lab_home
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore, lab_home
 
 PAGES = ["train", "run_view", "relationships", "groupings", "compare", "runs", "learn", "playground"]
 TINY = {
@@ -113,7 +113,7 @@ def _chart_titles(at: AppTest) -> list[str]:
 def _tiny_steps(seed: int = 0) -> int:
     """Steps of a TINY run: ⌈training rows / batch⌉ per epoch, from the data (the planted suite's
     row count depends on its options and the seed)."""
-    from mtl_core.trainer import load_data
+    from mtl_core.training.trainer import load_data
 
     rows = len(load_data(TrainConfig.from_dict(dict(TINY, seed=seed)).validated()).train)
     return math.ceil(rows / TINY["batch_size"]) * TINY["epochs"]

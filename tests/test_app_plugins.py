@@ -11,7 +11,7 @@ from app_support import MAIN, train_queued
 from streamlit.testing.v1 import AppTest
 
 from mtl_core.plugins import unload_plugins
-from mtl_core.store import RunStore, lab_home
+from mtl_core.runs.store import RunStore, lab_home
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mtl_lab_example_plugin.py"
 

@@ -21,11 +21,11 @@ from _throwaway_entries import METHOD, STRATEGY, SUITE, registered
 from mtl_core.balancing import METHODS
 from mtl_core.cli import build_parser
 from mtl_core.cli.common import method_help, strategy_help, tag_help
-from mtl_core.limits import LimitError, check_limits
-from mtl_core.playground import combine_all, gradient_methods
-from mtl_core.store import lab_home
+from mtl_core.runs.store import lab_home
 from mtl_core.strategies import STRATEGIES
 from mtl_core.suites import SUITES
+from mtl_core.workshop.limits import LimitError, check_limits
+from mtl_core.workshop.playground import combine_all, gradient_methods
 
 TESTS = Path(__file__).parent
 PROPERTY_FILES = ["test_gradient_methods.py", "test_loss_methods.py", "test_strategies.py", "test_suites.py"]

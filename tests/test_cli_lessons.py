@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtl_core.cli import lessons as lessons_command
-from mtl_core.lessons import LESSONS_ENV, LessonError
+from mtl_core.workshop.lessons import LESSONS_ENV, LessonError
 
 TINY = """\
 title: Tiny

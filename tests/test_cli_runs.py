@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from mtl_core.cli import main
-from mtl_core.store import RunStore, default_store_path, process_alive
-from mtl_core.workers import pool_running, pool_status, stop_pool
+from mtl_core.runs.store import RunStore, default_store_path, process_alive
+from mtl_core.runs.workers import pool_running, pool_status, stop_pool
 
 CONFIG = {"suite": "planted", "strategy": "hard", "method": "ew", "epochs": 2}
 

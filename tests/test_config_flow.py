@@ -9,9 +9,9 @@ import pytest
 from app_support import train_queued  # puts app/ on sys.path
 from services.runs import TrainForm, build_configs, check_configs, queue_runs
 
-from mtl_core import workers
 from mtl_core.config import TrainConfig
-from mtl_core.store import RunStore
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from mtl_core.csv_import import CsvError, CsvLimits, ImportReport, import_csv, inspect_csv, read_spec
 from mtl_core.suites import make_suite
 from mtl_core.suites.user_csv import refresh_user_suites
+from mtl_core.userdata.csv_import import CsvError, CsvLimits, ImportReport, import_csv, inspect_csv, read_spec
 
 FUZZ = settings(
     max_examples=150,

@@ -1,4 +1,4 @@
-"""Your own data: CSV inspection and import (mtl_core.csv_import), the user suites it registers
+"""Your own data: CSV inspection and import (mtl_core.userdata.csv_import), the user suites it registers
 (mtl_core.suites.user_csv) and `python -m mtl_core suites add-csv|remove|inspect`."""
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ import pytest
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.csv_import import (
+from mtl_core.errors import MTLError
+from mtl_core.runs.store import lab_home
+from mtl_core.suites import SUITES, make_suite
+from mtl_core.suites.user_csv import refresh_user_suites, user_suite_names
+from mtl_core.training.trainer import train
+from mtl_core.userdata.csv_import import (
     CsvError,
     CsvLimits,
     import_csv,
@@ -26,11 +31,6 @@ from mtl_core.csv_import import (
     remove_user_suite,
     user_suites_dir,
 )
-from mtl_core.errors import MTLError
-from mtl_core.store import lab_home
-from mtl_core.suites import SUITES, make_suite
-from mtl_core.suites.user_csv import refresh_user_suites, user_suite_names
-from mtl_core.trainer import train
 
 N_ROWS = 120
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from mtl_core import workers
-from mtl_core.store import RunStore, lab_home
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore, lab_home
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Exports (mtl_core.export, `python -m mtl_core export`): runs and studies as JSON / CSV, figures as
+"""Exports (mtl_core.runs.export, `python -m mtl_core export`): runs and studies as JSON / CSV, figures as
 HTML / PNG / plotly JSON."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from mtl_core.analysis.transfer import transfer_matrix
 from mtl_core.cli import main
 from mtl_core.config import TrainConfig
-from mtl_core.export import (
+from mtl_core.runs.export import (
     STUDY_CSV_COLUMNS,
     ExportError,
     export_figure,
@@ -37,8 +37,8 @@ from mtl_core.export import (
     study_to_json,
     to_jsonable,
 )
-from mtl_core.store import MetricRow, RunStore
-from mtl_core.trainer import train
+from mtl_core.runs.store import MetricRow, RunStore
+from mtl_core.training.trainer import train
 
 TASKS = ["t1", "t2", "t3"]
 
@@ -268,7 +268,7 @@ def test_png_needs_a_static_exporter(tmp_path: Path) -> None:
 
 
 def test_plotly_is_imported_only_when_a_figure_is_exported() -> None:
-    code = "import sys, mtl_core.export, mtl_core.cli.export; print('plotly' in sys.modules)"
+    code = "import sys, mtl_core.runs.export, mtl_core.cli.export; print('plotly' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

@@ -81,7 +81,7 @@ def cli(installed: tuple[Path, Path], tmp_path: Path) -> InstalledCli:
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed: tuple[Path, Path], cli: InstalledCli) -> None:
     python, site = installed
-    where = _run([str(python), "-c", "import mtl_core.figures, mtl_core.lessons as l; "
+    where = _run([str(python), "-c", "import mtl_core.figures, mtl_core.workshop.lessons as l; "
                                      "print(mtl_core.__file__); print(l.lessons_dir())"], cwd=cli.cwd, env=cli.env)
     package_file, lessons_dir = map(Path, where.split())
     assert package_file.is_relative_to(site), package_file

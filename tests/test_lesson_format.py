@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtl_core.lessons import (
+from mtl_core.workshop.lessons import (
     CHECKS,
     LESSONS_ENV,
     LessonError,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_core.lessons import evaluate_check, load_lessons, run_lesson_headless
+from mtl_core.workshop.lessons import evaluate_check, load_lessons, run_lesson_headless
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mtl_core.config import TrainConfig
-from mtl_core.limits import (
+from mtl_core.runs.store import RunStore, lab_home
+from mtl_core.workshop.limits import (
     LIMITS_ENV,
     LimitError,
     Limits,
@@ -17,7 +18,6 @@ from mtl_core.limits import (
     limits_path,
     load_limits,
 )
-from mtl_core.store import RunStore, lab_home
 
 PLANTED = {"suite": "planted", "suite_options": {"n_samples": 200}, "epochs": 5}
 

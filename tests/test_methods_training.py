@@ -9,9 +9,9 @@ import pytest
 from mtl_core.balancing import METHODS
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
-from mtl_core.events import Callback, StepEvent
 from mtl_core.strategies import STRATEGIES
-from mtl_core.trainer import train
+from mtl_core.training.events import Callback, StepEvent
+from mtl_core.training.trainer import train
 
 
 class WeightRecorder(Callback):

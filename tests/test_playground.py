@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtl_core.balancing import METHODS, combine
-from mtl_core.playground import BASELINE, combine_all, cosine_matrix, describe, gradient_methods
+from mtl_core.workshop.playground import BASELINE, combine_all, cosine_matrix, describe, gradient_methods
 
 
 def _polar(angle: float, length: float) -> list[float]:

@@ -25,11 +25,11 @@ from mtl_core.plugins import (
     unload_plugins,
 )
 from mtl_core.registry import Origin
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
+from mtl_core.runs.workers import pool_status, stop_pool, submit, wait
 from mtl_core.strategies import STRATEGIES
 from mtl_core.suites import SUITES
-from mtl_core.trainer import train
-from mtl_core.workers import pool_status, stop_pool, submit, wait
+from mtl_core.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -10,20 +10,20 @@ import math
 import pytest
 import torch
 
-import mtl_core.trainer as trainer_module
+import mtl_core.training.trainer as trainer_module
 from mtl_core.analysis.grouping import best_grouping
 from mtl_core.balancing import make_method
 from mtl_core.config import TrainConfig
-from mtl_core.events import Callback, ProbeEvent, StepEvent
-from mtl_core.probes import PROBE_FACTORIES, GradientProbe, ProbeContext, build_probes
-from mtl_core.tag import (
+from mtl_core.training.events import Callback, ProbeEvent, StepEvent
+from mtl_core.training.probes import PROBE_FACTORIES, GradientProbe, ProbeContext, build_probes
+from mtl_core.training.tag import (
     DEFAULT_TAG_INTERVAL,
     TagProbe,
     affinity_matrix,
     lookahead_parameters,
     raw_gradient_scale,
 )
-from mtl_core.trainer import Trainer, train
+from mtl_core.training.trainer import Trainer, train
 
 SMALL_NET = {"hidden": 16, "depth": 1}
 
@@ -298,7 +298,7 @@ def test_raw_gradient_scale_undoes_the_loss_transform() -> None:
 
 def test_sgd_lookahead_is_the_papers_step_with_the_groups_learning_rate() -> None:
     """θ'ₛ|i = θₛ − η∇Lᵢ (Fifty et al. 2021, Eq. 1): no momentum, no second moments, nothing touched."""
-    from mtl_core.tag import LOOKAHEADS, sgd_lookahead_parameters
+    from mtl_core.training.tag import LOOKAHEADS, sgd_lookahead_parameters
 
     generator = torch.Generator().manual_seed(0)
     shared = [torch.nn.Parameter(torch.randn(2, 3, generator=generator)), torch.nn.Parameter(torch.randn(4, generator=generator))]

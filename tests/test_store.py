@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mtl_core import store as store_module
 from mtl_core.errors import MTLError
-from mtl_core.events import EpochEvent, ProbeEvent, StepEvent
-from mtl_core.store import (
+from mtl_core.runs import store as store_module
+from mtl_core.runs.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     RunNotFoundError,
@@ -26,7 +25,8 @@ from mtl_core.store import (
     StoreError,
     default_store_path,
 )
-from mtl_core.workers import StoreRecorder
+from mtl_core.runs.workers import StoreRecorder
+from mtl_core.training.events import EpochEvent, ProbeEvent, StepEvent
 
 CONFIG = {"suite": "planted", "strategy": "hard", "method": "ew", "epochs": 2}
 
@@ -330,7 +330,7 @@ def test_live_readers_see_every_row_exactly_once_while_the_recorder_writes(store
 
 _WRITER = """
 import sys
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
 store = RunStore(sys.argv[1])
 run_id = store.create_run({"suite": "planted"})
 for batch in range(40):

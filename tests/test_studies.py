@@ -1,5 +1,5 @@
-"""Studies and grouping evaluations as records of the run store (:mod:`mtl_core.studies`), the one
-executor interface (:mod:`mtl_core.executors`), and the upgrade of a run store written before
+"""Studies and grouping evaluations as records of the run store (:mod:`mtl_core.studies.records`), the one
+executor interface (:mod:`mtl_core.runs.executors`), and the upgrade of a run store written before
 studies were records (schema 1, with the app's manifest files)."""
 
 from __future__ import annotations
@@ -10,14 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from mtl_core import studies
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
-from mtl_core.executors import EXECUTORS, LocalProcessExecutor, SerialExecutor, make_executor, run_outcomes
-from mtl_core.lessons import get_lesson, launch_lesson
-from mtl_core.limits import LimitError
-from mtl_core.store import SCHEMA_VERSION, RunStore, StoreError, StudyNotFoundError
-from mtl_core.study import StudySpec, collect_study, plan_study, run_study
+from mtl_core.runs.executors import (
+    EXECUTORS,
+    LocalProcessExecutor,
+    SerialExecutor,
+    make_executor,
+    run_outcomes,
+)
+from mtl_core.runs.store import SCHEMA_VERSION, RunStore, StoreError, StudyNotFoundError
+from mtl_core.studies import records as studies
+from mtl_core.studies.study import StudySpec, collect_study, plan_study, run_study
+from mtl_core.workshop.lessons import get_lesson, launch_lesson
+from mtl_core.workshop.limits import LimitError
 
 #: A run store written by MTL Lab before studies were records (schema 1), with the manifest files
 #: the app wrote then: a finished 3-task study (7 runs, with its cached analysis), a finished grouping

@@ -15,8 +15,8 @@ import pytest
 from mtl_core.cli import main
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
-from mtl_core.executors import LocalProcessExecutor, SerialExecutor
-from mtl_core.study import (
+from mtl_core.runs.executors import LocalProcessExecutor, SerialExecutor
+from mtl_core.studies.study import (
     PLANTED_STUDY_CONFIG,
     RunOutcome,
     StudySpec,
@@ -189,8 +189,8 @@ def test_collect_marks_identical_runs_not_significant_and_failed_runs_missing() 
 
 @pytest.mark.slow
 def test_pool_runs_the_study_as_one_group_with_the_same_results(tmp_path: Path) -> None:
-    from mtl_core.store import RunStore
-    from mtl_core.workers import stop_pool
+    from mtl_core.runs.store import RunStore
+    from mtl_core.runs.workers import stop_pool
 
     spec = StudySpec(TINY.replace(tasks=("t1", "t2")), seeds=(0, 1), include_all=True, **QUICK)
     progress: list[tuple[int, int]] = []
@@ -296,7 +296,7 @@ def test_study_and_group_commands(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_grouping_sources_read_affinity_as_source_to_target() -> None:
-    from mtl_core.study import grouping_sources
+    from mtl_core.studies.study import grouping_sources
 
     # TAG's affinity[i][j] = Z_{i→j}: a step on t1 helps t2 a lot; nothing else
     study = {
@@ -312,7 +312,7 @@ def test_grouping_sources_read_affinity_as_source_to_target() -> None:
 
 
 def test_run_affinity_is_the_median_of_the_epochs_up_to_the_best() -> None:
-    from mtl_core.study import run_affinity
+    from mtl_core.studies.study import run_affinity
 
     good = [[0.0, 1.0], [1.0, 0.0]]
     spike = [[0.0, -50.0], [-50.0, 0.0]]
@@ -326,7 +326,7 @@ def test_run_affinity_is_the_median_of_the_epochs_up_to_the_best() -> None:
 
 
 def test_suite_study_defaults_fill_only_what_is_not_set() -> None:
-    from mtl_core.study import apply_study_defaults
+    from mtl_core.studies.study import apply_study_defaults
 
     planted = apply_study_defaults({"suite": "planted"})
     assert planted["strategy_options"] == {"hidden": 32} and planted["lr"] == 3e-3 and planted["batch_size"] == 32

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mtl_core.config import TrainConfig
-from mtl_core.events import Callback, EpochEvent, StepEvent
-from mtl_core.jacobian import task_jacobian
 from mtl_core.strategies import STRATEGIES
 from mtl_core.suites import SUITES
-from mtl_core.trainer import Trainer, train
+from mtl_core.training.events import Callback, EpochEvent, StepEvent
+from mtl_core.training.jacobian import task_jacobian
+from mtl_core.training.trainer import Trainer, train
 
 # Small but real settings per suite so the grid (suites × strategies) stays fast.
 SMALL = {
@@ -170,8 +170,8 @@ def test_without_patience_every_epoch_is_trained() -> None:
 
 
 def test_an_early_stop_is_recorded_in_the_store_as_finished() -> None:
-    from mtl_core.store import RunStore
-    from mtl_core.workers import execute_run, submit
+    from mtl_core.runs.store import RunStore
+    from mtl_core.runs.workers import execute_run, submit
 
     (run_id,) = submit([plateau_config()], start=False)
     store = RunStore.at_home()
@@ -191,7 +191,7 @@ def test_digits_single_task_reaches_sane_accuracy() -> None:
 
 
 def test_bad_lr_reports_nan_clearly() -> None:
-    from mtl_core.trainer import TrainingError
+    from mtl_core.training.trainer import TrainingError
 
     cfg = small_config("scales", "hard", lr=10.0, optimizer="sgd", epochs=3)
     cfg = cfg.replace(suite_options={**SMALL["scales"], "sigmas": [100.0, 1000.0]})
@@ -236,7 +236,7 @@ def test_gradient_method_applies_the_aggregated_direction() -> None:
     trainer = Trainer(small_config("planted", method="mgda"))
     data = trainer.data.train
     x, y, m = data.x[:32], {k: v[:32] for k, v in data.y.items()}, {k: v[:32] for k, v in data.masks.items()}
-    from mtl_core.trainer import task_losses
+    from mtl_core.training.trainer import task_losses
 
     losses = task_losses(trainer.model(x), y, m, trainer.tasks)
     grads = task_jacobian(losses, trainer.shared, trainer.own, mode="loop")

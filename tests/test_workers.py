@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from mtl_core.errors import ConfigError
-from mtl_core.store import RunStore
-from mtl_core.workers import cancel, pool_running, pool_status, stop_pool, submit, wait
+from mtl_core.runs.store import RunStore
+from mtl_core.runs.workers import cancel, pool_running, pool_status, stop_pool, submit, wait
 
 SMALL = {
     "suite": "planted",

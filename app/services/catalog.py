@@ -1,7 +1,7 @@
 """The run store, the catalogue of suites, strategies and methods, and the worker pool.
 
 Run-store connections: SQLite connections belong to one thread, and Streamlit runs each rerun in a
-new thread, so :func:`store` keeps one :class:`~mtl_core.store.RunStore` per live thread and closes
+new thread, so :func:`store` keeps one :class:`~mtl_core.runs.store.RunStore` per live thread and closes
 those of threads that have ended.
 
 Torch: the registries of suites, strategies and balancing methods import it (their modules define
@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mtl_core import workers
 from mtl_core.plugins import load_plugins
+from mtl_core.runs import workers
+from mtl_core.runs.store import RunStore, StoreError, default_store_path, lab_home
 from mtl_core.settings import SettingError, settings
-from mtl_core.store import RunStore, StoreError, default_store_path, lab_home
 
 __all__ = [
     "StoreError",

@@ -1,7 +1,7 @@
-"""Your data: CSV files turned into user suites (:mod:`mtl_core.csv_import`) for ``views/data.py``.
+"""Your data: CSV files turned into user suites (:mod:`mtl_core.userdata.csv_import`) for ``views/data.py``.
 
 Uploaded bytes go straight to the engine: nothing is written except the saved suite, by
-:func:`~mtl_core.csv_import.import_csv`, under ``$MTL_LAB_HOME/suites``. The engine module imports no
+:func:`~mtl_core.userdata.csv_import.import_csv`, under ``$MTL_LAB_HOME/suites``. The engine module imports no
 torch; naming a suite checks the name against the suite registry (:func:`services.catalog.catalog`),
 which does.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtl_core.csv_import import (
+from mtl_core.userdata.csv_import import (
     CsvError,
     CsvPreview,
     ImportReport,
@@ -40,7 +40,7 @@ __all__ = [
 
 
 def inspect_upload(data: bytes, filename: str | None = None) -> CsvPreview:
-    """The :class:`~mtl_core.csv_import.CsvPreview` of an uploaded CSV file's bytes (columns, type
+    """The :class:`~mtl_core.userdata.csv_import.CsvPreview` of an uploaded CSV file's bytes (columns, type
     guesses, missing counts, suggested task kinds, first rows); raises :class:`CsvError`."""
     preview = inspect_csv(bytes(data))
     return dataclasses.replace(preview, filename=filename) if filename else preview
@@ -86,9 +86,9 @@ def import_upload(
     missing: str = "drop",
     replace: bool = False,
 ) -> ImportReport:
-    """Save an uploaded CSV file as the user suite ``name`` (:func:`mtl_core.csv_import.import_csv`:
+    """Save an uploaded CSV file as the user suite ``name`` (:func:`mtl_core.userdata.csv_import.import_csv`:
     each target → a task) and make it visible to :func:`catalog`; returns the
-    :class:`~mtl_core.csv_import.ImportReport`. Raises :class:`CsvError` naming the column or setting;
+    :class:`~mtl_core.userdata.csv_import.ImportReport`. Raises :class:`CsvError` naming the column or setting;
     then nothing was saved."""
     try:
         report = import_csv(bytes(data), str(name).strip(), targets=list(targets),

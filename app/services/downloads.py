@@ -1,4 +1,4 @@
-"""Downloads of runs, studies and figures (:mod:`mtl_core.export`, which imports no torch): the same
+"""Downloads of runs, studies and figures (:mod:`mtl_core.runs.export`, which imports no torch): the same
 files ``python -m mtl_core export`` writes."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mtl_core.export import (
+from mtl_core.runs.export import (
     ExportError,
     figure_to_html,
     figure_to_png,

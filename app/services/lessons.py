@@ -1,4 +1,4 @@
-"""Workshop lessons (:mod:`mtl_core.lessons`, shipped in the package) for ``views/learn.py`` and
+"""Workshop lessons (:mod:`mtl_core.workshop.lessons`, shipped in the package) for ``views/learn.py`` and
 ``views/_lessons.py`` (the lesson shown beside the plots): the catalogue, launching a lesson's preset
 (its runs and its study), the launches' progress and the verdict on the lesson's expectation."""
 
@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtl_core import lessons as engine_lessons
 from mtl_core.errors import MTLError
-from mtl_core.lessons import (
+from mtl_core.runs.store import DEFAULT_OWNER, RunNotFoundError, lab_home
+from mtl_core.workshop import lessons as engine_lessons
+from mtl_core.workshop.lessons import (
     Lesson,
     LessonError,
     LessonResults,
@@ -22,7 +23,6 @@ from mtl_core.lessons import (
     lesson_files,
     load_lesson,
 )
-from mtl_core.store import DEFAULT_OWNER, RunNotFoundError, lab_home
 from services.catalog import autostart, catalog, store
 from services.studies import get_study, study_result
 
@@ -97,7 +97,7 @@ def _lessons_dir() -> Path:
 
 def launch_lesson(lesson_id: str, owner: str | None = None) -> dict[str, Any]:
     """Queue a lesson's preset for ``owner`` (the session's id): its runs as one group, and its
-    study (listed on the Relationships page) if it has one (:func:`mtl_core.lessons.launch_lesson`,
+    study (listed on the Relationships page) if it has one (:func:`mtl_core.workshop.lessons.launch_lesson`,
     which checks the presenter limits first: :class:`LimitError`). Returns the launch record:
     ``group_id``, ``lesson``, ``runs`` (label, seed, run_id), ``run_ids``, ``study_id`` (or None),
     ``first_run`` (or None)."""

@@ -1,8 +1,8 @@
-"""Presenter limits (:mod:`mtl_core.limits`) summarised for the pages (the engine checks them on every submission)."""
+"""Presenter limits (:mod:`mtl_core.workshop.limits`) summarised for the pages (the engine checks them on every submission)."""
 
 from __future__ import annotations
 
-from mtl_core.limits import LimitError, LimitsFileError, load_limits
+from mtl_core.workshop.limits import LimitError, LimitsFileError, load_limits
 
 __all__ = ["LimitError", "LimitsFileError", "limits_summary"]
 

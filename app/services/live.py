@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis.affinity import run_affinity
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
 from services.catalog import store
 from services.runs import RunSummary, step_progress
 

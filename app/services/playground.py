@@ -1,4 +1,4 @@
-"""The gradient-geometry playground (:mod:`mtl_core.playground`) for ``views/playground.py``: its state
+"""The gradient-geometry playground (:mod:`mtl_core.workshop.playground`) for ``views/playground.py``: its state
 read from and written to the address, the gradients it draws, and every method applied to them."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtl_core import playground as engine_playground
+from mtl_core.workshop import playground as engine_playground
 from services.catalog import catalog
 
 __all__ = [

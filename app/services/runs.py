@@ -10,17 +10,17 @@ from typing import Any
 
 import pandas as pd
 
-from mtl_core import workers
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError, MTLError
-from mtl_core.store import (
+from mtl_core.runs import workers
+from mtl_core.runs.store import (
     FINISHED_STATUSES,
     RunNotFoundError,
     RunRecord,
     RunStateError,
     run_duration,
 )
-from mtl_core.studies import submit_runs
+from mtl_core.studies.records import submit_runs
 from services.catalog import autostart, catalog, store
 
 __all__ = [

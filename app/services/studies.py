@@ -1,8 +1,8 @@
 """Transfer studies and grouping evaluations: the Relationships and Groupings pages' side of the engine.
 
-A study (or grouping evaluation) is a record of the run store (:mod:`mtl_core.studies`): its runs
+A study (or grouping evaluation) is a record of the run store (:mod:`mtl_core.studies.records`): its runs
 (``group_id`` = the study's id) and a row holding its spec and run ids in plan order, from which
-:func:`mtl_core.studies.collect` rebuilds the analysis at any time (partially while it runs).
+:func:`mtl_core.studies.records.collect` rebuilds the analysis at any time (partially while it runs).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from mtl_core import analysis
-from mtl_core import studies as engine_studies
-from mtl_core import study as engine_study
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
-from mtl_core.store import StudyNotFoundError
-from mtl_core.studies import StudyInfo
-from mtl_core.study import StudySpec
+from mtl_core.runs.store import StudyNotFoundError
+from mtl_core.studies import records as engine_studies
+from mtl_core.studies import study as engine_study
+from mtl_core.studies.records import StudyInfo
+from mtl_core.studies.study import StudySpec
 from services.catalog import autostart, catalog, store
 
 __all__ = [
@@ -48,7 +48,7 @@ STUDY_RUN_WARNING = 60
 
 
 def study_protocol_defaults() -> dict[str, int]:
-    """The study protocol's defaults (:class:`mtl_core.study.StudySpec`): ``patience``, ``max_epochs``."""
+    """The study protocol's defaults (:class:`mtl_core.studies.study.StudySpec`): ``patience``, ``max_epochs``."""
     return {"patience": engine_study.DEFAULT_PATIENCE, "max_epochs": engine_study.DEFAULT_MAX_EPOCHS}
 
 
@@ -103,7 +103,7 @@ def study_size(form: StudyForm) -> int:
 
 def launch_study(form: StudyForm, owner: str | None = None) -> str:
     """Queue every run of a transfer study for ``owner`` (the session's id), after checking the
-    presenter limits (:class:`~mtl_core.limits.LimitError`), and return its id (the runs' ``group_id``)."""
+    presenter limits (:class:`~mtl_core.workshop.limits.LimitError`), and return its id (the runs' ``group_id``)."""
     return engine_studies.launch_study(_study_spec(form), store(), owner, start=autostart())
 
 

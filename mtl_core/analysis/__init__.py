@@ -4,7 +4,7 @@ module). Pure functions of numbers: no training, no torch."""
 
 from __future__ import annotations
 
-from .grouping import (
+from mtl_core.analysis.grouping import (
     EXHAUSTIVE_LIMIT,
     Grouping,
     adjusted_rand_index,
@@ -15,7 +15,7 @@ from .grouping import (
     set_partitions,
     task_scores,
 )
-from .transfer import (
+from mtl_core.analysis.transfer import (
     SeedSummary,
     TransferMatrix,
     delta_m,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .transfer import relative_change
+from mtl_core.analysis.transfer import relative_change
 
 __all__ = [
     "BASELINE_STRATEGY",

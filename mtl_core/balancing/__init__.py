@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ..registry import Registry
-from .base import BalancingMethod, StepContext, check_grads
+from mtl_core.balancing.base import BalancingMethod, StepContext, check_grads
+from mtl_core.registry import Registry
 
 METHODS: Registry[type[BalancingMethod]] = Registry("method")
 
@@ -41,6 +41,6 @@ def combine(method: str, grads: torch.Tensor, generator: torch.Generator | None 
 
 
 # Every module of this package registers its entries on import (one file per entry).
-from .._autoload import import_submodules  # noqa: E402
+from mtl_core._autoload import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import METHODS
-from ._qp import as_weights, combine_rows, gramian
-from .base import BalancingMethod, StepContext
+from mtl_core.balancing import METHODS
+from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["AlignedMTL", "alignment_matrix", "eigenvalue_tolerance"]
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from ..options import Option, resolve_options
+from mtl_core.options import Option, resolve_options
 
 __all__ = ["BalancingMethod", "StepContext", "check_grads"]
 
@@ -101,7 +101,7 @@ class BalancingMethod:
     positive_weights: ClassVar[bool] = False
     #: The opening of the playground's sentence on what the method did to a few 2-D or 3-D
     #: gradients, in the past tense ("PCGrad projected each gradient off …"); empty: the first
-    #: sentence of :attr:`description`. See :func:`mtl_core.playground.describe`.
+    #: sentence of :attr:`description`. See :func:`mtl_core.workshop.playground.describe`.
     playground_lead: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from ..options import Option
-from . import METHODS
-from ._qp import as_weights, closest_in_hull, combine_rows, gramian, normalise_gramian
-from .base import BalancingMethod, StepContext
+from mtl_core.balancing import METHODS
+from mtl_core.balancing._qp import as_weights, closest_in_hull, combine_rows, gramian, normalise_gramian
+from mtl_core.balancing.base import BalancingMethod, StepContext
+from mtl_core.options import Option
 
 __all__ = ["CAGrad", "conflict_averse_weights"]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from ..options import Option
-from . import METHODS
-from .base import BalancingMethod
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.base import BalancingMethod
+from mtl_core.options import Option
 
 __all__ = ["DynamicWeightAverage", "dwa_weights"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import METHODS
-from .base import BalancingMethod
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.base import BalancingMethod
 
 
 @METHODS.register("ew")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..options import Option
-from . import METHODS
-from .base import BalancingMethod, StepContext
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.base import BalancingMethod, StepContext
+from mtl_core.options import Option
 
 __all__ = ["GradDrop"]
 

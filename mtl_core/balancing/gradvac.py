@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..options import Option
-from . import METHODS
-from ._qp import as_weights, combine_rows, gramian
-from .base import BalancingMethod, StepContext
-from .pcgrad import partner_order
+from mtl_core.balancing import METHODS
+from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing.base import BalancingMethod, StepContext
+from mtl_core.balancing.pcgrad import partner_order
+from mtl_core.options import Option
 
 __all__ = ["GradVac"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from . import METHODS
-from ._qp import as_weights, combine_rows, gramian, min_norm_simplex
-from .base import BalancingMethod, StepContext
+from mtl_core.balancing import METHODS
+from mtl_core.balancing._qp import as_weights, combine_rows, gramian, min_norm_simplex
+from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["MGDA"]
 

@@ -5,8 +5,8 @@ Sener, O. & Koltun, V. (2018). "Multi-Task Learning as Multi-Objective Optimizat
 
 from __future__ import annotations
 
-from . import METHODS
-from .mgda import MGDA
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.mgda import MGDA
 
 __all__ = ["MGDAUB"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from . import METHODS
-from .base import BalancingMethod
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.base import BalancingMethod
 
 __all__ = ["RandomLossWeighting"]
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..options import Option
-from . import METHODS
-from .base import BalancingMethod
+from mtl_core.balancing import METHODS
+from mtl_core.balancing.base import BalancingMethod
+from mtl_core.errors import ConfigError
+from mtl_core.options import Option
 
 __all__ = ["StaticWeighting"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from . import METHODS
-from ._qp import as_weights, combine_rows, dual_cone_projection_weights, gramian
-from .base import BalancingMethod, StepContext
+from mtl_core.balancing import METHODS
+from mtl_core.balancing._qp import as_weights, combine_rows, dual_cone_projection_weights, gramian
+from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["UPGrad"]
 

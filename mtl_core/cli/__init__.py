@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import MTLError
+from mtl_core.errors import MTLError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_plugins() -> None:
     """Load the plugins (``$MTL_LAB_PLUGINS``, ``mtl_lab.plugins`` entry points); one stderr line
     per plugin that failed, and the command goes on without it."""
-    from ..plugins import load_plugins
+    from mtl_core.plugins import load_plugins
 
     for failure in load_plugins().failed:
         print(f"warning: {failure.message()}", file=sys.stderr)

@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ..config import OPTIMIZERS, TrainConfig, load_config_file
-from . import UsageError
+from mtl_core.cli import UsageError
+from mtl_core.config import OPTIMIZERS, TrainConfig, load_config_file
 
 __all__ = ["add_config_arguments", "config_from_args", "method_help", "parse_key_values", "strategy_help", "tag_help"]
 
@@ -16,7 +16,7 @@ __all__ = ["add_config_arguments", "config_from_args", "method_help", "parse_key
 # composed only when a help is shown (see ``_Parser.format_help``): the registries import torch.
 def method_help() -> str:
     """``--method``: every balancing method, by what it does (its class's ``kind``)."""
-    from ..balancing import METHODS
+    from mtl_core.balancing import METHODS
 
     loss = sorted(name for name, cls in METHODS.items() if cls.kind == "loss")
     gradient = sorted(name for name, cls in METHODS.items() if cls.kind == "gradient")
@@ -26,14 +26,14 @@ def method_help() -> str:
 
 def strategy_help() -> str:
     """``--strategy``: every sharing strategy."""
-    from ..strategies import STRATEGIES
+    from mtl_core.strategies import STRATEGIES
 
     return f"sharing strategy: {', '.join(sorted(STRATEGIES.names()))}"
 
 
 def tag_help() -> str:
     """``--tag``: TAG needs a strategy with one shared representation."""
-    from ..strategies import STRATEGIES
+    from mtl_core.strategies import STRATEGIES
 
     able = sorted(name for name, cls in STRATEGIES.items() if cls.has_shared_representation)
     return f"record TAG inter-task affinity (strategies with one shared representation: {', '.join(able)})"

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import UsageError
+from mtl_core.cli import UsageError
 
 __all__ = ["register", "RUN_FIGURES", "STUDY_FIGURES"]
 
@@ -65,7 +65,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _emit(text: str, out: str | None) -> None:
-    from ..export import write_export
+    from mtl_core.runs.export import write_export
 
     if out:
         write_export(text, out)
@@ -80,7 +80,7 @@ def _run_id(source: str) -> int | None:
 
 
 def _run_json(path: str) -> dict[str, Any]:
-    from ..export import load_json_file
+    from mtl_core.runs.export import load_json_file
 
     record = load_json_file(path, "run.json")
     if not isinstance(record, Mapping) or not isinstance(record.get("history"), list):
@@ -89,7 +89,7 @@ def _run_json(path: str) -> dict[str, Any]:
 
 
 def _store(home: str | None) -> Any:
-    from ..store import RunStore, default_store_path
+    from mtl_core.runs.store import RunStore, default_store_path
 
     path = default_store_path(home)
     if not path.exists():
@@ -101,10 +101,10 @@ def run_command(args: argparse.Namespace) -> int:
     run_id = _run_id(args.source)
     if run_id is not None:
         # a stored run: exactly what `runs export` gives
-        from .runs import export_command
+        from mtl_core.cli.runs import export_command
 
         return export_command(argparse.Namespace(id=run_id, format=args.format, out=args.out, home=args.home))
-    from ..export import history_to_csv, run_to_json
+    from mtl_core.runs.export import history_to_csv, run_to_json
 
     record = _run_json(args.source)
     _emit(run_to_json(record) if args.format == "json" else history_to_csv(record), args.out)
@@ -112,7 +112,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def study_command(args: argparse.Namespace) -> int:
-    from ..export import load_json_file, study_to_csv, study_to_json
+    from mtl_core.runs.export import load_json_file, study_to_csv, study_to_json
 
     study = load_json_file(args.file, "study.json")
     _emit(study_to_csv(study) if args.format == "csv" else study_to_json(study), args.out)
@@ -162,7 +162,7 @@ def _build_figure(args: argparse.Namespace) -> Any:
     if args.file:
         if args.kind:
             raise UsageError("`--kind` goes with --run or --study, not with a figure JSON file")
-        from ..export import figure_from_json
+        from mtl_core.runs.export import figure_from_json
 
         try:
             text = Path(args.file).expanduser().read_text(encoding="utf-8")
@@ -182,7 +182,7 @@ def _build_figure(args: argparse.Namespace) -> Any:
         if not meta:
             raise UsageError(f"{title} has no task list yet (it has not finished); --kind losses works while it runs")
         return figures.metric_curves(history, meta, title=f"Validation metric per task — {title}")
-    from ..export import load_json_file, study_cells
+    from mtl_core.runs.export import load_json_file, study_cells
 
     kind = args.kind or "transfer"
     if kind not in STUDY_FIGURES:
@@ -204,7 +204,7 @@ def _build_figure(args: argparse.Namespace) -> Any:
 
 
 def figure_command(args: argparse.Namespace) -> int:
-    from ..export import export_figure
+    from mtl_core.runs.export import export_figure
 
     try:
         fig = _build_figure(args)

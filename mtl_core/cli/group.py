@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import UsageError
+from mtl_core.cli import UsageError
 
 __all__ = ["register", "load_study"]
 
@@ -54,8 +54,8 @@ def load_study(path: str | Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.grouping import best_grouping
-    from ..study import evaluate_grouping, grouping_sources
+    from mtl_core.analysis.grouping import best_grouping
+    from mtl_core.studies.study import evaluate_grouping, grouping_sources
 
     study = load_study(args.study)
     tasks = study["tasks"]
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     grouping = best_grouping(sources[args.source], args.k, tasks)
     output: dict[str, Any] = {"source": args.source, **grouping.to_dict()}
     if args.train:
-        from .study import RunProgress, study_executor
+        from mtl_core.cli.study import RunProgress, study_executor
 
         progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty(), description="grouping")
         try:

@@ -3,7 +3,7 @@ what to expect, its runs and checks), ``lessons check`` validates every lesson f
 ID`` trains the lesson's preset in this process and says whether its expected observation holds (exit
 status 0 if it does, 1 if not).
 
-Lessons are YAML files shipped in ``mtl_core/assets/lessons`` (or in ``$MTL_LAB_LESSONS``); see :mod:`mtl_core.lessons`.
+Lessons are YAML files shipped in ``mtl_core/assets/lessons`` (or in ``$MTL_LAB_LESSONS``); see :mod:`mtl_core.workshop.lessons`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from ..lessons import load_lessons
+    from mtl_core.workshop.lessons import load_lessons
 
     lessons = load_lessons()
     if args.json:
@@ -56,7 +56,7 @@ def _wrap(text: str) -> str:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from ..lessons import get_lesson
+    from mtl_core.workshop.lessons import get_lesson
 
     lesson = get_lesson(args.lesson)
     if args.json:
@@ -84,7 +84,7 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from ..lessons import load_lessons
+    from mtl_core.workshop.lessons import load_lessons
 
     lessons = load_lessons()
     if args.json:
@@ -95,7 +95,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..lessons import evaluate_check, get_lesson, run_lesson_headless
+    from mtl_core.workshop.lessons import evaluate_check, get_lesson, run_lesson_headless
 
     lesson = get_lesson(args.lesson)
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..store import STATUSES, RunRecord, RunStore, default_store_path
-from . import UsageError
+from mtl_core.cli import UsageError
+from mtl_core.runs.store import STATUSES, RunRecord, RunStore, default_store_path
 
 __all__ = ["register", "run_summary"]
 

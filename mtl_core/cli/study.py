@@ -4,8 +4,8 @@ Every chosen task alone, every pair together (``--all``: all tasks together too)
 seeds, as one group of runs on the background worker pool (``--executor serial``: in this
 process). Every run follows one protocol: up to ``--max-epochs`` epochs, stopping once the sum of
 its validation losses has not improved for ``--patience`` epochs. The study is recorded in the run
-store of ``$MTL_LAB_HOME`` like one launched from the dashboard (:mod:`mtl_core.studies`), so the
-Relationships page lists it. Prints a summary; ``--out`` gets the full study (see :mod:`mtl_core.study`).
+store of ``$MTL_LAB_HOME`` like one launched from the dashboard (:mod:`mtl_core.studies.records`), so the
+Relationships page lists it. Prints a summary; ``--out`` gets the full study (see :mod:`mtl_core.studies.study`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import UsageError
-from .common import add_config_arguments, config_from_args, method_help
+from mtl_core.cli import UsageError
+from mtl_core.cli.common import add_config_arguments, config_from_args, method_help
 
 __all__ = ["register", "RunProgress", "format_matrix", "study_executor", "EXECUTOR_CHOICES"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..study import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, DEFAULT_SEEDS
+    from mtl_core.studies.study import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, DEFAULT_SEEDS
 
     parser = subparsers.add_parser(
         "study",
@@ -92,22 +92,22 @@ def format_matrix(tasks: list[str], matrix: list[list[float | None]], percent: b
     return "\n".join(lines)
 
 
-#: The ``--executor`` choices: the executor each names (:mod:`mtl_core.executors`).
+#: The ``--executor`` choices: the executor each names (:mod:`mtl_core.runs.executors`).
 EXECUTOR_CHOICES = {"pool": "local", "serial": "serial"}
 
 
 def study_executor(choice: str, workers: int | None) -> Any:
     """The executor of ``--executor`` (``--workers``: the pool's size if it is started now); the
     runs are recorded in the run store of ``$MTL_LAB_HOME``."""
-    from ..executors import make_executor
+    from mtl_core.runs.executors import make_executor
 
     options = {"max_workers": workers} if choice == "pool" else {}
     return make_executor(EXECUTOR_CHOICES[choice], **options)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..study import (
+    from mtl_core.errors import ConfigError
+    from mtl_core.studies.study import (
         DEFAULT_PROBE_INTERVAL,
         StudySpec,
         apply_study_defaults,

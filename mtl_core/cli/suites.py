@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from . import UsageError
+from mtl_core.cli import UsageError
 
 __all__ = ["register"]
 
@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..suites import SUITES  # imported here so that `--help` stays instant
-    from ..suites.user_csv import refresh_user_suites
+    from mtl_core.suites import SUITES  # imported here so that `--help` stays instant
+    from mtl_core.suites.user_csv import refresh_user_suites
 
     refresh_user_suites(args.home)
     described = []
@@ -100,7 +100,7 @@ def _kinds(items: list[str] | None) -> dict[str, str]:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    from ..csv_import import inspect_csv
+    from mtl_core.userdata.csv_import import inspect_csv
 
     preview = inspect_csv(args.file, delimiter=args.delimiter)
     if args.json:
@@ -120,7 +120,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def add_command(args: argparse.Namespace) -> int:
-    from ..csv_import import import_csv
+    from mtl_core.userdata.csv_import import import_csv
 
     report = import_csv(
         args.file, args.name, targets=args.targets, features=args.features, kinds=_kinds(args.kind),
@@ -136,7 +136,7 @@ def add_command(args: argparse.Namespace) -> int:
 
 
 def remove_command(args: argparse.Namespace) -> int:
-    from ..csv_import import remove_user_suite
+    from mtl_core.userdata.csv_import import remove_user_suite
 
     directory = remove_user_suite(args.name, home=args.home)
     result: dict[str, Any] = {"removed": args.name, "directory": str(directory)}

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..events import Callback, EpochEvent, StepEvent
-from .common import add_config_arguments, config_from_args, method_help, tag_help
+from mtl_core.cli.common import add_config_arguments, config_from_args, method_help, tag_help
+from mtl_core.training.events import Callback, EpochEvent, StepEvent
 
 __all__ = ["register", "ProgressBar"]
 
@@ -65,12 +65,12 @@ class ProgressBar(Callback):
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, extra={"method": args.method, "seed": args.seed, "tag": args.tag})
     if args.background:
-        from ..workers import submit
+        from mtl_core.runs.workers import submit
 
         (run_id,) = submit([config])
         print(run_id)
         return 0
-    from ..trainer import train
+    from mtl_core.training.trainer import train
 
     result = train(config, [ProgressBar(enabled=not args.quiet and sys.stderr.isatty())])
     text = json.dumps(result, indent=2)

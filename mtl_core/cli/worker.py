@@ -1,7 +1,7 @@
 """``python -m mtl_core worker``: run the background worker pool as a long-lived server.
 
 ``--status`` and ``--stop`` inspect or stop the pool of an MTL Lab home (whether started here or
-automatically by a submitter; see :mod:`mtl_core.workers`).
+automatically by a submitter; see :mod:`mtl_core.runs.workers`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..store import lab_home
-from ..workers import (
+from mtl_core.runs.store import lab_home
+from mtl_core.runs.workers import (
     EXIT_ALREADY_RUNNING,
     PoolError,
     PoolSupervisor,

@@ -13,18 +13,29 @@ argument.
 
 from __future__ import annotations
 
-from ._common import EMPTY_MESSAGE, empty_figure, series_colors, task_colors
-from .architectures import gate_heatmap
-from .gradients import cosine_heatmap, cosine_timeseries, norm_ratio_timeseries, weights_timeseries
-from .playground import gradient_arrows
-from .relations import (
+from mtl_core.figures._common import EMPTY_MESSAGE, empty_figure, series_colors, task_colors
+from mtl_core.figures.architectures import gate_heatmap
+from mtl_core.figures.gradients import (
+    cosine_heatmap,
+    cosine_timeseries,
+    norm_ratio_timeseries,
+    weights_timeseries,
+)
+from mtl_core.figures.playground import gradient_arrows
+from mtl_core.figures.relations import (
     affinity_heatmap,
     cluster_order,
     groupings_figure,
     measured_vs_predicted,
     transfer_heatmap,
 )
-from .training import compare_bars, loss_curves, metric_curves, overlay_curves, step_loss_curves
+from mtl_core.figures.training import (
+    compare_bars,
+    loss_curves,
+    metric_curves,
+    overlay_curves,
+    step_loss_curves,
+)
 
 __all__ = [
     "EMPTY_MESSAGE",

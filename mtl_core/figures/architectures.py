@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import as_vector, check_labels, empty_figure, is_empty, matrix_heatmap
+from mtl_core.figures._common import as_vector, check_labels, empty_figure, is_empty, matrix_heatmap
 
 __all__ = ["gate_heatmap"]
 

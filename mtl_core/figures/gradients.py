@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (
+from mtl_core.figures._common import (
     CONFLICT_FILL,
     DIVERGING_SCALE,
     as_matrix,

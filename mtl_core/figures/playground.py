@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (
+from mtl_core.figures._common import (
     CONFLICT_FILL,
     as_vector,
     check_labels,

@@ -13,8 +13,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
 
 from mtl_core.analysis.transfer import holm_adjust
-
-from ._common import (
+from mtl_core.figures._common import (
     DIVERGING_SCALE,
     as_matrix,
     as_number,

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._common import (
+from mtl_core.figures._common import (
     as_number,
     as_steps,
     as_vector,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..registry import Registry
-from ..suites.base import TaskSpec
-from .base import MTLModel, mlp
+from mtl_core.registry import Registry
+from mtl_core.strategies.base import MTLModel, mlp
+from mtl_core.suites.base import TaskSpec
 
 STRATEGIES: Registry[type[MTLModel]] = Registry("strategy")
 
@@ -19,6 +19,6 @@ def make_model(name: str, input_dim: int, tasks: Sequence[TaskSpec], **options: 
 
 
 # Every module of this package registers its entries on import (one file per entry).
-from .._autoload import import_submodules  # noqa: E402
+from mtl_core._autoload import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..suites.base import TaskSpec
+from mtl_core.errors import ConfigError
+from mtl_core.suites.base import TaskSpec
 
 __all__ = [
     "check_tasks",

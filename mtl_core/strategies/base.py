@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..options import Option, resolve_options
-from ..suites.base import TaskSpec
+from mtl_core.options import Option, resolve_options
+from mtl_core.suites.base import TaskSpec
 
 __all__ = ["MTLModel", "mlp", "WIDTH_OPTIONS"]
 

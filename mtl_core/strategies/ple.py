@@ -12,11 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..options import Option
-from ..suites.base import TaskSpec
-from . import STRATEGIES
-from ._heads import check_input, check_tasks, last_linear_parameters, make_heads, mix_experts, task_index
-from .base import MTLModel, mlp
+from mtl_core.options import Option
+from mtl_core.strategies import STRATEGIES
+from mtl_core.strategies._heads import (
+    check_input,
+    check_tasks,
+    last_linear_parameters,
+    make_heads,
+    mix_experts,
+    task_index,
+)
+from mtl_core.strategies.base import MTLModel, mlp
+from mtl_core.suites.base import TaskSpec
 
 __all__ = ["PLE", "ExtractionLevel"]
 

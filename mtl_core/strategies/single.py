@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..suites.base import TaskSpec
-from . import STRATEGIES
-from ._heads import check_input, check_tasks, make_heads, task_index
-from .base import MTLModel, mlp
+from mtl_core.strategies import STRATEGIES
+from mtl_core.strategies._heads import check_input, check_tasks, make_heads, task_index
+from mtl_core.strategies.base import MTLModel, mlp
+from mtl_core.suites.base import TaskSpec
 
 __all__ = ["SingleTask"]
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from ..options import Option
-from ..suites.base import TaskSpec
-from . import STRATEGIES
-from .base import WIDTH_OPTIONS
-from .single import SingleTask
+from mtl_core.options import Option
+from mtl_core.strategies import STRATEGIES
+from mtl_core.strategies.base import WIDTH_OPTIONS
+from mtl_core.strategies.single import SingleTask
+from mtl_core.suites.base import TaskSpec
 
 __all__ = ["SoftSharing"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..registry import Registry
-from .base import Split, Suite, SuiteData, TaskSpec
+from mtl_core.registry import Registry
+from mtl_core.suites.base import Split, Suite, SuiteData, TaskSpec
 
 SUITES: Registry[type[Suite]] = Registry("suite")
 
@@ -16,7 +16,7 @@ def make_suite(name: str, **options: object) -> Suite:
 
 
 # Every module of this package registers its entries on import (one file per entry).
-from .._autoload import import_submodules  # noqa: E402
+from mtl_core._autoload import import_submodules  # noqa: E402
 
 import_submodules(__name__, __path__)
 # User suites (CSV imports in $MTL_LAB_HOME/suites) are not scanned here: ``user_csv`` registers a

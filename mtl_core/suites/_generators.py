@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .base import Split, SuiteData, TaskSpec
+from mtl_core.suites.base import Split, SuiteData, TaskSpec
 
 __all__ = [
     "CorrelatedRegression",

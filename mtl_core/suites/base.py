@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from ..options import Option, resolve_options
+from mtl_core.options import Option, resolve_options
 
 __all__ = ["TaskSpec", "Split", "SuiteData", "Suite"]
 
@@ -121,7 +121,7 @@ class Suite:
     #: The kinds of task the suite offers (every :class:`TaskSpec` it builds has one of them).
     task_kinds: ClassVar[tuple[TaskKind, ...]] = ("classification", "regression")
     #: The integer option that sets the number of training rows, which a workshop's
-    #: ``max_samples`` limit caps (see :mod:`mtl_core.limits`); None: the size is fixed.
+    #: ``max_samples`` limit caps (see :mod:`mtl_core.workshop.limits`); None: the size is fixed.
     size_option: ClassVar[str | None] = None
     #: True when the tasks come in known groups, the answer a transfer study should recover:
     #: :meth:`groups` names them and the built data carries them as ``info["planted_groups"]``.
@@ -133,7 +133,7 @@ class Suite:
     user_defined: ClassVar[bool] = False
     #: Training settings (``TrainConfig`` fields) a transfer study of this suite starts from when the
     #: user does not set them (the ``study`` command, the Relationships page); ``strategy_options``
-    #: apply to the ``hard`` strategy only. See :func:`mtl_core.study.apply_study_defaults`.
+    #: apply to the ``hard`` strategy only. See :func:`mtl_core.studies.study.apply_study_defaults`.
     study_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:

@@ -11,9 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from . import SUITES
-from ._generators import classification_task, load_digit_images, make_generator, make_split, stratified_split
-from .base import Suite, SuiteData, TaskSpec
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import (
+    classification_task,
+    load_digit_images,
+    make_generator,
+    make_split,
+    stratified_split,
+)
+from mtl_core.suites.base import Suite, SuiteData, TaskSpec
 
 __all__ = ["DigitsSuite", "DIGIT_TASKS"]
 

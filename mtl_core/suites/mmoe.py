@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from ..options import Option
-from . import SUITES
-from ._generators import build_correlated_regression, label_correlation, regression_task
-from .base import Suite, SuiteData, TaskSpec
+from mtl_core.options import Option
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import build_correlated_regression, label_correlation, regression_task
+from mtl_core.suites.base import Suite, SuiteData, TaskSpec
 
 __all__ = ["MMoESuite", "label_correlation"]
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from ..options import Option
-from . import SUITES
-from ._generators import classification_task, load_digit_images, make_generator, make_split, stratified_split
-from .base import Split, Suite, SuiteData, TaskSpec
+from mtl_core.options import Option
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import (
+    classification_task,
+    load_digit_images,
+    make_generator,
+    make_split,
+    stratified_split,
+)
+from mtl_core.suites.base import Split, Suite, SuiteData, TaskSpec
 
 __all__ = ["MultiDigitSuite", "compose_pairs"]
 

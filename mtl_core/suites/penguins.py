@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from . import SUITES
-from ._generators import (
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import (
     classification_task,
     make_generator,
     make_split,
@@ -20,7 +20,7 @@ from ._generators import (
     regression_task,
     stratified_split,
 )
-from .base import Split, Suite, SuiteData, TaskSpec
+from mtl_core.suites.base import Split, Suite, SuiteData, TaskSpec
 
 __all__ = ["PenguinsSuite", "FEATURES", "CLASSES"]
 

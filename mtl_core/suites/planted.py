@@ -22,11 +22,16 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..options import Option
-from . import SUITES
-from ._generators import build_planted_regression, is_positive_definite, label_correlation, regression_task
-from .base import Suite, SuiteData, TaskSpec
+from mtl_core.errors import ConfigError
+from mtl_core.options import Option
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import (
+    build_planted_regression,
+    is_positive_definite,
+    label_correlation,
+    regression_task,
+)
+from mtl_core.suites.base import Suite, SuiteData, TaskSpec
 
 __all__ = ["PlantedSuite", "planted_correlation", "planted_groups", "label_correlation"]
 

@@ -1,11 +1,11 @@
-"""User suites: datasets imported from CSV files (:func:`mtl_core.csv_import.import_csv`).
+"""User suites: datasets imported from CSV files (:func:`mtl_core.userdata.csv_import.import_csv`).
 
 Each folder ``$MTL_LAB_HOME/suites/<name>/`` holding a valid ``spec.json`` and ``data.npz`` becomes a
 :class:`CsvSuite` subclass registered in :data:`~mtl_core.suites.SUITES` under ``<name>``.
 :func:`refresh_user_suites` (re)scans the folder: the registry calls it when it is first read (never
 at import; the built-in suites are registered by then, so a built-in name always wins),
-:func:`~mtl_core.csv_import.import_csv` and
-:func:`~mtl_core.csv_import.remove_user_suite` call it after they change the folder, and a lookup of an
+:func:`~mtl_core.userdata.csv_import.import_csv` and
+:func:`~mtl_core.userdata.csv_import.remove_user_suite` call it after they change the folder, and a lookup of an
 unknown suite name calls it too, so a long-lived process (a worker, the dashboard) sees suites saved
 by another process. A broken folder is skipped with a logged warning; it never breaks the import of
 ``mtl_core``.
@@ -29,9 +29,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from . import SUITES
-from ._generators import classification_task, make_generator, make_split, regression_task, stratified_split
-from .base import Split, Suite, SuiteData, TaskSpec
+from mtl_core.suites import SUITES
+from mtl_core.suites._generators import (
+    classification_task,
+    make_generator,
+    make_split,
+    regression_task,
+    stratified_split,
+)
+from mtl_core.suites.base import Split, Suite, SuiteData, TaskSpec
 
 __all__ = ["CsvSuite", "refresh_user_suites", "user_suite_names"]
 
@@ -56,7 +62,7 @@ class CsvSuite(Suite):
         return _task_specs(self.spec)
 
     def build(self, seed: int) -> SuiteData:
-        from ..csv_import import CsvError, read_spec
+        from mtl_core.userdata.csv_import import CsvError, read_spec
 
         spec = read_spec(self.directory)
         if _task_specs(spec) != _task_specs(self.spec):
@@ -114,7 +120,7 @@ def _tensors(directory: str, file_key: tuple[int, int], spec_text: str
     file version)."""
     import json
 
-    from ..csv_import import load_suite_arrays
+    from mtl_core.userdata.csv_import import load_suite_arrays
 
     del file_key  # part of the cache key only
     spec = json.loads(spec_text)
@@ -212,7 +218,7 @@ def _make_class(name: str, directory: Path, spec: dict[str, Any]) -> type[CsvSui
 
 
 def _scan(suites_dir: Path) -> dict[str, tuple[Path, dict[str, Any], str]]:
-    from ..csv_import import CsvError, read_spec
+    from mtl_core.userdata.csv_import import CsvError, read_spec
 
     found: dict[str, tuple[Path, dict[str, Any], str]] = {}
     try:
@@ -237,7 +243,7 @@ def refresh_user_suites(home: str | os.PathLike[str] | None = None) -> list[str]
     """Make :data:`SUITES` hold exactly the valid user suites of ``home`` (default: ``$MTL_LAB_HOME``
     or ``~/.mtl_lab``): register new ones, re-register changed ones, unregister vanished ones.
     Returns the names of the registered user suites."""
-    from ..csv_import import user_suites_dir
+    from mtl_core.userdata.csv_import import user_suites_dir
 
     global _scanned
     with _lock:
@@ -275,7 +281,7 @@ def user_suite_names() -> list[str]:
 
 def _on_lookup_miss(name: str) -> None:
     """A suite name nobody registered: maybe another process saved it since this one scanned."""
-    from ..csv_import import user_suites_dir
+    from mtl_core.userdata.csv_import import user_suites_dir
 
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         return

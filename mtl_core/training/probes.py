@@ -12,7 +12,7 @@ Records (``ProbeEvent.kind``):
 * ``conflict`` — ``[fraction of task pairs with negative cosine]``;
 * ``weights`` — the balancing method's task weights (or αᵢ) at that step (after the update).
 * ``affinity`` / ``affinity_step`` — TAG inter-task affinity, per epoch / per lookahead step
-  (:mod:`mtl_core.tag`, when ``config.tag``).
+  (:mod:`mtl_core.training.tag`, when ``config.tag``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .events import ProbeEvent
+from mtl_core.training.events import ProbeEvent
 
 __all__ = ["ProbeContext", "Probe", "GradientProbe", "build_probes", "cosine_matrix", "PROBE_FACTORIES"]
 
@@ -114,4 +114,4 @@ def build_probes(config: Any) -> list[Probe]:
 
 
 # Built-in extra probes register themselves in PROBE_FACTORIES on import.
-from . import tag as _tag  # noqa: E402, F401
+from mtl_core.training import tag as _tag  # noqa: E402, F401

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, parse_yaml
-from .errors import ConfigError, MTLError
-from .settings import settings
+from mtl_core.config import TrainConfig, parse_yaml
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.settings import settings
 
 __all__ = [
     "LIMITS_ENV",
@@ -99,7 +99,7 @@ _FIELDS = ("max_epochs", "max_concurrent_runs_per_session", "max_tasks", "max_sa
 def limits_path(home: str | os.PathLike[str] | None = None) -> Path | None:
     """The limits file in force: ``$MTL_LAB_LIMITS`` (raises :class:`LimitsFileError` if it names
     no file), else ``<lab home>/limits.yaml`` when it exists, else None."""
-    from .store import lab_home
+    from mtl_core.runs.store import lab_home
 
     current = settings()
     path = current.limits_file
@@ -151,7 +151,7 @@ def _suite_facts(config: TrainConfig) -> tuple[int, str | None, int | None]:
     """The number of tasks the run trains, the name of its suite's size option
     (:attr:`~mtl_core.suites.base.Suite.size_option`) and that option's value (given or the suite's
     default); None, None for a suite of fixed size. Builds the suite object only (no data)."""
-    from .suites import make_suite
+    from mtl_core.suites import make_suite
 
     suite = make_suite(config.suite, **dict(config.suite_options))
     n_tasks = len(config.tasks) if config.tasks is not None else len(suite.task_specs())
@@ -206,10 +206,10 @@ def check_limits(
                                  f"Lower {size_option}.")
     cap = limits.max_concurrent_runs_per_session
     if cap is not None:
-        from .store import DEFAULT_OWNER
+        from mtl_core.runs.store import DEFAULT_OWNER
 
         if store is None:
-            from .workers import open_store
+            from mtl_core.runs.workers import open_store
 
             store = open_store(home)
         who = owner or DEFAULT_OWNER

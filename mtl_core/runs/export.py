@@ -2,12 +2,12 @@
 image exporter is installed). Used by ``python -m mtl_core export`` and by the dashboard's download
 buttons; every function returns the text / bytes, and writes a file too when given a path.
 
-* A **run** is what :meth:`mtl_core.store.RunStore.export_run` returns (``mtl_lab.run_export/1``: the
+* A **run** is what :meth:`mtl_core.runs.store.RunStore.export_run` returns (``mtl_lab.run_export/1``: the
   run, its metric rows, probe records and result) or a ``run.json`` record of the trainer.
   :func:`run_to_csv` writes metric rows in the columns of ``runs export --format csv``
   (``run_id, step, epoch, task, key, value``); :func:`history_to_csv` writes a ``run.json``'s
   per-epoch history.
-* A **study** is ``study.json`` (:mod:`mtl_core.study`, ``mtl_lab.study/1``). :func:`study_to_csv`
+* A **study** is ``study.json`` (:mod:`mtl_core.studies.study`, ``mtl_lab.study/1``). :func:`study_to_csv`
   writes one row per transfer-matrix cell (target ≠ partner): ``target, partner, mean, ci_low,
   ci_high, p_value`` — transfer(target ← partner), positive = the partner helps — then
   ``p_adjusted`` (Holm-adjusted over the cells; computed for a study written before it was stored), ``n`` (seeds),
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import MTLError
+from mtl_core.errors import MTLError
 
 __all__ = [
     "ExportError",
@@ -159,7 +159,7 @@ def load_json_file(path: str | os.PathLike[str], what: str) -> Any:
 
 def run_to_json(record: Any, path: str | os.PathLike[str] | None = None) -> Any:
     """A run as strict, indented JSON: an ``export_run`` dict, a ``run.json`` record or a
-    :class:`~mtl_core.store.RunRecord`. Returns the text, or the written path."""
+    :class:`~mtl_core.runs.store.RunRecord`. Returns the text, or the written path."""
     if not isinstance(record, Mapping) and not hasattr(record, "to_dict"):
         raise ExportError(f"`record` must be a run (a dict or a RunRecord), got {type(record).__name__}")
     return _output(_dumps(record), path)
@@ -249,7 +249,7 @@ def _square(value: Any, size: int, name: str) -> list[list[Any]] | None:
 
 def _holm(p_values: list[list[Any]]) -> list[list[float | None]]:
     """Holm-adjusted p-values of a study that did not store them (written before they existed)."""
-    from .analysis.transfer import holm_adjust, nan_to_none
+    from mtl_core.analysis.transfer import holm_adjust, nan_to_none
 
     numbers = [[_cell_number(v, f"transfer.p_value[{i}][{j}]") for j, v in enumerate(row)]
                for i, row in enumerate(p_values)]

@@ -3,10 +3,10 @@ and grouping evaluations.
 
 The run store is the queue and the source of truth (status, cancel flag, heartbeats, metrics,
 results), so an :class:`Executor` only has to make sure that something claims queued runs and
-trains them with :func:`mtl_core.workers.execute_run`:
+trains them with :func:`mtl_core.runs.workers.execute_run`:
 
 * :class:`LocalProcessExecutor` (``local``, the default): the background pool of worker processes
-  of :mod:`mtl_core.workers`; :meth:`~Executor.start` returns at once;
+  of :mod:`mtl_core.runs.workers`; :meth:`~Executor.start` returns at once;
 * :class:`SerialExecutor` (``serial``): this process, one run after the other; :meth:`~Executor.start`
   returns when the runs have finished (headless use, tests, debugging).
 
@@ -27,14 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import TrainConfig
-from .errors import MTLError
-from .registry import Registry
-from .settings import settings
-from .store import DEFAULT_OWNER, FINISHED_STATUSES, RunNotFoundError, lab_home
+from mtl_core.config import TrainConfig
+from mtl_core.errors import MTLError
+from mtl_core.registry import Registry
+from mtl_core.runs.store import DEFAULT_OWNER, FINISHED_STATUSES, RunNotFoundError, lab_home
+from mtl_core.settings import settings
 
 if TYPE_CHECKING:
-    from .store import RunStore
+    from mtl_core.runs.store import RunStore
 
 __all__ = [
     "Executor",
@@ -54,7 +54,7 @@ __all__ = [
 ProgressCallback = Callable[[int, int], None]
 #: Probe records an outcome carries (what a study reads back from its runs).
 PROBE_KINDS = ("cosine", "affinity")
-#: Seconds a stopping pool waits for its runs (see :func:`mtl_core.workers.stop_pool`).
+#: Seconds a stopping pool waits for its runs (see :func:`mtl_core.runs.workers.stop_pool`).
 SHUTDOWN_GRACE = 10.0
 
 
@@ -117,7 +117,7 @@ class Executor(ABC):
 
     @property
     def store(self) -> RunStore:
-        from .workers import open_store
+        from mtl_core.runs.workers import open_store
 
         return open_store(self.home)
 
@@ -169,7 +169,7 @@ class Executor(ABC):
         progress: ProgressCallback | None = None,
     ) -> list[RunOutcome]:
         """Queue ``configs`` as one group, train them and return their outcomes in order."""
-        from .workers import submit
+        from mtl_core.runs.workers import submit
 
         ids = submit(list(configs), group_id=group_id, owner=owner, home=self.home, start=False)
         self.train(ids, progress)
@@ -203,7 +203,7 @@ EXECUTORS: Registry[type[Executor]] = Registry("executor")
 @EXECUTORS.register("local")
 class LocalProcessExecutor(Executor):
     """A pool of worker processes on this machine, supervised per MTL Lab home
-    (:mod:`mtl_core.workers`). ``max_workers`` caps the pool if this executor starts it;
+    (:mod:`mtl_core.runs.workers`). ``max_workers`` caps the pool if this executor starts it;
     ``idle_exit`` is the seconds a pool started here waits for work before it exits."""
 
     name = "local"
@@ -220,17 +220,17 @@ class LocalProcessExecutor(Executor):
         self.idle_exit = idle_exit
 
     def start(self, run_ids: Sequence[int]) -> None:
-        from .workers import ensure_pool
+        from mtl_core.runs.workers import ensure_pool
 
         ensure_pool(self.home, max_workers=self.max_workers, idle_exit=self.idle_exit)
 
     def status(self) -> dict[str, Any] | None:
-        from .workers import pool_status
+        from mtl_core.runs.workers import pool_status
 
         return pool_status(self.home)
 
     def stop(self, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
-        from .workers import stop_pool
+        from mtl_core.runs.workers import stop_pool
 
         return stop_pool(self.home, timeout=timeout)
 
@@ -247,7 +247,7 @@ class SerialExecutor(Executor):
         self.train(run_ids)
 
     def train(self, run_ids: Sequence[int], progress: ProgressCallback | None = None) -> None:
-        from .workers import execute_run
+        from mtl_core.runs.workers import execute_run
 
         store = self.store
         total = len(run_ids)

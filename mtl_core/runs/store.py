@@ -9,7 +9,7 @@ read-only connection before anything opens it for writing.
 
 Concurrency: SQLite connections are not shared between threads, so each thread (and each process)
 gets its own; writes are short ``BEGIN IMMEDIATE`` transactions with a busy timeout, and metric
-rows arrive in batches (see :class:`mtl_core.workers.StoreRecorder`).
+rows arrive in batches (see :class:`mtl_core.runs.workers.StoreRecorder`).
 
 Live views read incrementally: :meth:`RunStore.metrics_after` and :meth:`RunStore.probes_after`
 return everything of one run after a step with one query on the ``(run_id, step)`` index. The
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import MTLError
-from .settings import settings
+from mtl_core.errors import MTLError
+from mtl_core.settings import settings
 
 __all__ = [
     "RunStore",

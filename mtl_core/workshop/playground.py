@@ -57,7 +57,7 @@ def gradient_names(count: int) -> list[str]:
 
 def gradient_methods() -> list[dict[str, Any]]:
     """Every gradient method of the registry (name, description, paper, randomised), by name."""
-    from .balancing import METHODS
+    from mtl_core.balancing import METHODS
 
     return [
         {"name": name, "description": cls.description, "paper": cls.paper, "randomised": cls.randomised}
@@ -97,7 +97,7 @@ def cosine_matrix(gradients: Sequence[Sequence[float]]) -> list[list[float | Non
 def _lead(method: str) -> str:
     """The opening of ``method``'s sentence: its class's ``playground_lead``, else the first
     sentence of its description."""
-    from .balancing import METHODS
+    from mtl_core.balancing import METHODS
 
     if method not in METHODS:
         return method
@@ -175,7 +175,7 @@ def combine_all(
     from a generator seeded with ``seed``. A method that fails gets an ``error`` instead of raising."""
     import torch
 
-    from .balancing import METHODS, combine
+    from mtl_core.balancing import METHODS, combine
 
     matrix = _check_gradients(gradients)
     names = list(names) if names is not None else gradient_names(len(matrix))

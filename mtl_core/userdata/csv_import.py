@@ -38,9 +38,9 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from .errors import MTLError
-from .settings import SettingError, settings
-from .store import lab_home
+from mtl_core.errors import MTLError
+from mtl_core.runs.store import lab_home
+from mtl_core.settings import SettingError, settings
 
 __all__ = [
     "CsvError",
@@ -838,7 +838,7 @@ def import_csv(
         warnings=tuple(warnings),
     )
     _save(destination, _spec(report), arrays, replace)
-    from .suites.user_csv import refresh_user_suites
+    from mtl_core.suites.user_csv import refresh_user_suites
 
     refresh_user_suites(home)
     return report
@@ -988,7 +988,7 @@ def validate_suite_name(name: object) -> str:
 
 
 def _built_in_names() -> list[str]:
-    from .suites import SUITES
+    from mtl_core.suites import SUITES
 
     return [n for n, cls in SUITES.items() if not getattr(cls, "user_defined", False)]
 
@@ -1168,7 +1168,7 @@ def remove_user_suite(name: str, home: str | os.PathLike[str] | None = None) -> 
         shutil.rmtree(retired)
     except OSError as exc:
         raise CsvError(f"user suite `{name}` cannot be removed: {exc.strerror or exc}") from None
-    from .suites.user_csv import refresh_user_suites
+    from mtl_core.suites.user_csv import refresh_user_suites
 
     refresh_user_suites(home)
     return directory

@@ -1,18 +1,18 @@
 """Studies and grouping evaluations as records of the run store: launch, list, read back, collect.
 
-A transfer study (:mod:`mtl_core.study`) or a grouping evaluation is a row of the store's
-``studies`` table (:class:`~mtl_core.store.StudyRecord`: its id — the ``group_id`` of its runs —,
+A transfer study (:mod:`mtl_core.studies.study`) or a grouping evaluation is a row of the store's
+``studies`` table (:class:`~mtl_core.runs.store.StudyRecord`: its id — the ``group_id`` of its runs —,
 kind, owner, creation time, manifest and run ids in plan order) together with its runs.
 
 * :func:`launch_study` / :func:`launch_grouping` plan the runs, check the presenter limits
-  (:mod:`mtl_core.limits`, like every submission: :func:`submit_runs`), queue the runs and record
-  the row in one transaction, and hand the runs to an :class:`~mtl_core.executors.Executor`
+  (:mod:`mtl_core.workshop.limits`, like every submission: :func:`submit_runs`), queue the runs and record
+  the row in one transaction, and hand the runs to an :class:`~mtl_core.runs.executors.Executor`
   (default: the background worker pool). They return the id at once.
 * :func:`collect` rebuilds the analysis from the stored outcomes at any time: partial while runs
   are unfinished; a finished study's analysis is computed once and kept in the store.
 * :func:`list_studies` / :func:`get_study` give each record with its progress (:class:`StudyInfo`).
 
-:func:`mtl_core.study.run_study` (the CLI, lessons, benchmarks) is the same launch, trained in the
+:func:`mtl_core.studies.study.run_study` (the CLI, lessons, benchmarks) is the same launch, trained in the
 foreground, then collected.
 """
 
@@ -23,11 +23,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import TrainConfig
-from .errors import MTLError
-from .executors import Executor, make_executor, run_outcomes
-from .store import DEFAULT_OWNER, FINISHED_STATUSES, STUDY_KINDS, RunStore, StudyNotFoundError, StudyRecord
-from .study import (
+from mtl_core.config import TrainConfig
+from mtl_core.errors import MTLError
+from mtl_core.runs.executors import Executor, make_executor, run_outcomes
+from mtl_core.runs.store import (
+    DEFAULT_OWNER,
+    FINISHED_STATUSES,
+    STUDY_KINDS,
+    RunStore,
+    StudyNotFoundError,
+    StudyRecord,
+)
+from mtl_core.studies.study import (
     GroupingPlan,
     StudySpec,
     collect_grouping,
@@ -55,9 +62,9 @@ def _checked(
     configs: Sequence[TrainConfig | Mapping[str, Any]], store: RunStore, owner: str | None
 ) -> list[TrainConfig]:
     """``configs`` validated (:class:`~mtl_core.errors.ConfigError` names ``configs[i]``) and
-    within the presenter limits of the store's home for ``owner`` (:class:`~mtl_core.limits.LimitError`)."""
-    from .limits import check_limits
-    from .workers import validate_config
+    within the presenter limits of the store's home for ``owner`` (:class:`~mtl_core.workshop.limits.LimitError`)."""
+    from mtl_core.runs.workers import validate_config
+    from mtl_core.workshop.limits import check_limits
 
     batch = list(configs)
     validated = [validate_config(config, index if len(batch) > 1 else None) for index, config in enumerate(batch)]
@@ -161,7 +168,7 @@ def launch_grouping(
     start: bool = True,
 ) -> str:
     """Queue the runs that evaluate ``groups`` of the study ``study_id`` (each group of two or more
-    tasks, per seed, by the study's protocol; :func:`mtl_core.study.plan_grouping`) and record the
+    tasks, per seed, by the study's protocol; :func:`mtl_core.studies.study.plan_grouping`) and record the
     evaluation; returns its id. Raises :class:`StudyNotFoundError` for an unknown study."""
     plan = plan_grouping(collect(study_id, store), [list(group) for group in groups], source)
     grouping_id = new_study_id("grouping")
@@ -183,8 +190,8 @@ def _collect_grouping(record: StudyRecord, store: RunStore) -> dict[str, Any]:
 
 
 def collect(study_id: str, store: RunStore) -> dict[str, Any]:
-    """The analysis of a study (``study.json``'s content, :func:`mtl_core.study.collect_study`) or
-    of a grouping evaluation (:func:`mtl_core.study.collect_grouping`) from its stored outcomes;
+    """The analysis of a study (``study.json``'s content, :func:`mtl_core.studies.study.collect_study`) or
+    of a grouping evaluation (:func:`mtl_core.studies.study.collect_grouping`) from its stored outcomes;
     partial while runs are unfinished. A finished study's analysis is kept in the store.
     Raises :class:`StudyNotFoundError` for an unknown id (or a grouping whose study is gone)."""
     record = store.get_study(study_id)
@@ -207,7 +214,7 @@ def collect(study_id: str, store: RunStore) -> dict[str, Any]:
 @dataclass
 class StudyInfo:
     """A study's (or grouping evaluation's) identity and progress. ``manifest`` is the record as
-    :meth:`~mtl_core.store.StudyRecord.to_dict` gives it (a grouping's ``study``, ``groups``,
+    :meth:`~mtl_core.runs.store.StudyRecord.to_dict` gives it (a grouping's ``study``, ``groups``,
     ``source``; a study's ``spec``, ``lesson``)."""
 
     group_id: str

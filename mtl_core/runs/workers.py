@@ -1,12 +1,12 @@
 """Background execution: worker processes that take queued runs from the run store and train them.
 
 The dashboard never trains in its own script thread: it calls :func:`submit`, which validates the
-configs, queues them in the :class:`~mtl_core.store.RunStore` and asks an :class:`Executor` to run
+configs, queues them in the :class:`~mtl_core.runs.store.RunStore` and asks an :class:`Executor` to run
 them. The store *is* the queue, so a run survives a page reload, and any process can read its
 status and metrics.
 
 :class:`LocalProcessExecutor` (the default; the :class:`Executor` interface and its implementations
-are in :mod:`mtl_core.executors`) runs a *pool supervisor* process per MTL Lab home:
+are in :mod:`mtl_core.runs.executors`) runs a *pool supervisor* process per MTL Lab home:
 
 - started on demand by whoever submits when none is running (:func:`ensure_pool`; it exits after
   ``$MTL_LAB_POOL_IDLE_EXIT`` seconds, default 60, without work), or by hand as a long-lived
@@ -16,7 +16,7 @@ are in :mod:`mtl_core.executors`) runs a *pool supervisor* process per MTL Lab h
 - it starts worker processes (single-threaded torch) up to ``max_workers`` (default
   ``$MTL_LAB_WORKERS`` or the number of cores) while runs are queued, replaces those that die and
   marks their runs ``failed`` with the reason (exit status or signal), and fails runs whose
-  heartbeat stops (hung worker, another host) after :data:`~mtl_core.store.HEARTBEAT_TIMEOUT` seconds. After a suspend (closed
+  heartbeat stops (hung worker, another host) after :data:`~mtl_core.runs.store.HEARTBEAT_TIMEOUT` seconds. After a suspend (closed
   laptop lid) it gives workers one timeout to send a fresh heartbeat before judging them.
 
 Processes are started with :class:`subprocess.Popen` of ``sys.executable`` running :func:`main`
@@ -25,7 +25,7 @@ Processes are started with :class:`subprocess.Popen` of ``sys.executable`` runni
 Ctrl-C, and a fresh interpreter inherits neither the parent's torch thread pools nor its open
 database connections. The supervisor imports no torch. The pool lock is an ``flock`` (POSIX).
 
-Inside a worker, :class:`StoreRecorder` (a trainer :class:`~mtl_core.events.Callback`) buffers
+Inside a worker, :class:`StoreRecorder` (a trainer :class:`~mtl_core.training.events.Callback`) buffers
 metric rows and probe records and writes them in batches from a background thread, together with
 the heartbeat and the cancel poll, so the training loop never waits for SQLite.
 
@@ -50,13 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
-from .errors import ConfigError, MTLError
-from .events import Callback, EpochEvent, ProbeEvent, StepEvent
-from .executors import EXECUTORS, SHUTDOWN_GRACE, Executor, LocalProcessExecutor, make_executor
-from .plugins import resolve_plugin_paths
-from .settings import settings
-from .store import (
+from mtl_core.config import TrainConfig
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.plugins import resolve_plugin_paths
+from mtl_core.runs.executors import EXECUTORS, SHUTDOWN_GRACE, Executor, LocalProcessExecutor, make_executor
+from mtl_core.runs.store import (
     DEFAULT_OWNER,
     FINISHED_STATUSES,
     HEARTBEAT_TIMEOUT,
@@ -67,6 +65,8 @@ from .store import (
     lab_home,
     process_alive,
 )
+from mtl_core.settings import settings
+from mtl_core.training.events import Callback, EpochEvent, ProbeEvent, StepEvent
 
 __all__ = [
     "submit",
@@ -113,7 +113,7 @@ SUPERVISOR_TICK = 0.5
 
 #: How the pool starts its processes: straight into :func:`main`, not through the CLI, so that a
 #: supervisor imports neither torch nor the other commands' modules (it stays small and starts fast).
-_ENTRY = (sys.executable, "-c", "import sys; from mtl_core.workers import main; sys.exit(main())")
+_ENTRY = (sys.executable, "-c", "import sys; from mtl_core.runs.workers import main; sys.exit(main())")
 
 LOCK_FILE = "pool.lock"
 INFO_FILE = "pool.json"
@@ -472,7 +472,7 @@ def execute_run(
     recorder.start()
     try:
         config = validate_config(run.config)
-        from .trainer import train
+        from mtl_core.training.trainer import train
 
         result = train(config, [recorder])
         status = "cancelled" if result.get("status") == "cancelled" else "done"
@@ -515,10 +515,10 @@ def _preload() -> None:
     try:
         import torch._dynamo  # noqa: F401  # first optimizer construction imports it; takes seconds
 
-        from . import trainer  # noqa: F401
+        from mtl_core.training import trainer  # noqa: F401
     except Exception as exc:  # the first run will fail with the same error and record it
         log.warning("preloading the trainer failed: %s", exc)
-    from .plugins import load_plugins
+    from mtl_core.plugins import load_plugins
 
     for failure in load_plugins().failed:  # a run that needs it fails with "unknown suite …"
         log.warning("%s", failure.message())
@@ -653,7 +653,7 @@ def _child_env(home: Path) -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
     # Importable even when mtl_core is used from a source checkout rather than installed.
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_root not in paths:
         env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
@@ -970,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Started by :func:`ensure_pool` and :class:`PoolSupervisor`; people use ``python -m mtl_core worker``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="mtl_core.workers", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="mtl_core.runs.workers", description=main.__doc__)
     parser.add_argument("role", choices=("supervise", "work"))
     parser.add_argument("--home", required=True)
     parser.add_argument("--workers", type=int)

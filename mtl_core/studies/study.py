@@ -5,7 +5,7 @@ affinities and the best task groupings, in one JSON-ready dict (``study.json``).
 Standley, T., Zamir, A., Chen, D., Guibas, L., Malik, J., Savarese, S. (2020). "Which Tasks Should
 Be Learned Together in Multi-task Learning?". ICML 2020 — pairwise transfer and grouping from it.
 Fifty, C. et al. (2021). "Efficiently Identifying Task Groupings for Multi-Task Learning".
-NeurIPS 2021 — TAG inter-task affinity (:mod:`mtl_core.tag`).
+NeurIPS 2021 — TAG inter-task affinity (:mod:`mtl_core.training.tag`).
 
 Conventions (also written into ``study.json`` under ``conventions``):
 
@@ -28,10 +28,10 @@ Conventions (also written into ``study.json`` under ``conventions``):
 * groupings are partitions (see :mod:`mtl_core.analysis.grouping`): a task alone in its group
   scores 0. For ``affinity`` the score of b for a is Z_{b→a}.
 
-Execution: the runs are trained by an :class:`~mtl_core.executors.Executor` (the background
+Execution: the runs are trained by an :class:`~mtl_core.runs.executors.Executor` (the background
 worker pool, or this process) and read back from the run store. :func:`run_study` and
 :func:`evaluate_grouping` do it in the foreground (the CLI, lessons, benchmarks); a study launched
-to train in the background (the pages) is a record of the run store, :mod:`mtl_core.studies`.
+to train in the background (the pages) is a record of the run store, :mod:`mtl_core.studies.records`.
 Both record the study and collect it from the store the same way.
 """
 
@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from .analysis.affinity import run_affinity
-from .analysis.grouping import best_groupings
-from .analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
-from .config import TrainConfig
-from .errors import ConfigError
-from .executors import (
+from mtl_core.analysis.affinity import run_affinity
+from mtl_core.analysis.grouping import best_groupings
+from mtl_core.analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
+from mtl_core.config import TrainConfig
+from mtl_core.errors import ConfigError
+from mtl_core.runs.executors import (
     PROBE_KINDS,
     Executor,
     ProgressCallback,
@@ -110,7 +110,7 @@ def apply_study_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (config fields, as a dict) with the suite's :attr:`~mtl_core.suites.base.Suite.study_defaults`
     filled in where ``data`` leaves them unset (None or absent); ``strategy_options`` only for the
     ``hard`` strategy and only when none are given."""
-    from .suites import SUITES
+    from mtl_core.suites import SUITES
 
     out = dict(data)
     suite = out.get("suite") or TrainConfig.suite
@@ -134,7 +134,7 @@ def __getattr__(name: str) -> Any:
     transfer inside planted groups, negative across.
 
     Built on first use (PEP 562): reading the suite's defaults imports the suites, and with them
-    torch, which ``import mtl_core.study`` (the CLI's ``--help``, the pages) must not pay for.
+    torch, which ``import mtl_core.studies.study`` (the CLI's ``--help``, the pages) must not pay for.
     """
     if name == "PLANTED_STUDY_CONFIG":
         config = TrainConfig.from_dict(apply_study_defaults({"suite": "planted", "strategy": "hard", "method": "ew"}))
@@ -177,7 +177,7 @@ class StudySpec:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
                 raise ConfigError(name, "an integer in [1, 100000]", value)
         base = self.base.replace(epochs=self.max_epochs, patience=self.patience).validated()
-        from .suites import make_suite
+        from mtl_core.suites import make_suite
 
         suite = make_suite(base.suite, **dict(base.suite_options))
         tasks = tuple(base.tasks) if base.tasks is not None else tuple(t.name for t in suite.task_specs())
@@ -263,7 +263,7 @@ class PlannedRun:
 
 
 def _strategy_has_shared_representation(name: str) -> bool:
-    from .strategies import STRATEGIES
+    from mtl_core.strategies import STRATEGIES
 
     return bool(STRATEGIES.get(name, "strategy").has_shared_representation)
 
@@ -523,7 +523,7 @@ def collect_study(
     if len(runs) != len(outcomes):
         raise ValueError(f"`outcomes` must have one entry per run ({len(runs)}), got {len(outcomes)}")
     tasks, seeds = spec.tasks, spec.seeds
-    from .suites import make_suite
+    from mtl_core.suites import make_suite
 
     specs = {t.name: t for t in make_suite(spec.base.suite, **dict(spec.base.suite_options)).task_specs()}
     higher = {task: specs[task].higher_is_better for task in tasks}
@@ -586,10 +586,10 @@ def run_study(
     owner: str | None = None,
 ) -> dict[str, Any]:
     """A study in the foreground: record it in the run store of ``executor`` (default:
-    :func:`~mtl_core.executors.make_executor`) with :func:`mtl_core.studies.launch_study`, train
-    its runs there and collect it (:func:`mtl_core.studies.collect`); returns ``study.json``'s
+    :func:`~mtl_core.runs.executors.make_executor`) with :func:`mtl_core.studies.records.launch_study`, train
+    its runs there and collect it (:func:`mtl_core.studies.records.collect`); returns ``study.json``'s
     content. ``progress(done, total)`` reports runs finished; ``group_id`` is the study's id."""
-    from .studies import collect, launch_study
+    from mtl_core.studies.records import collect, launch_study
 
     executor = executor or make_executor()
     store = executor.store
@@ -643,7 +643,7 @@ def plan_grouping(study: Mapping[str, Any], groups: Sequence[Sequence[str]], sou
     sources = grouping_sources(study)
     if source not in sources:
         raise ConfigError("source", f"one of {', '.join(sources) or 'no available source'}", source)
-    from .analysis.grouping import task_scores
+    from mtl_core.analysis.grouping import task_scores
 
     # The study's own protocol (max_epochs, patience), also for a study written before it had one.
     spec = StudySpec.from_dict(study["spec"])
@@ -714,9 +714,9 @@ def evaluate_grouping(
     """Train ``groups`` in the foreground (:func:`plan_grouping`: every group of two or more tasks,
     for each of the study's seeds, by the study's protocol) with ``executor`` and compare each
     task's measured relative change against alone with the predicted score from ``source``'s
-    matrix (:func:`collect_grouping`). The runs are queued as :func:`mtl_core.studies.launch_grouping`
+    matrix (:func:`collect_grouping`). The runs are queued as :func:`mtl_core.studies.records.launch_grouping`
     queues them: recorded as a grouping evaluation when the study is a record of the same store."""
-    from .studies import queue_grouping
+    from mtl_core.studies.records import queue_grouping
 
     plan = plan_grouping(study, groups, source)
     executor = executor or make_executor()

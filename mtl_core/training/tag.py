@@ -49,8 +49,8 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from .events import ProbeEvent
-from .probes import PROBE_FACTORIES, Probe, ProbeContext
+from mtl_core.training.events import ProbeEvent
+from mtl_core.training.probes import PROBE_FACTORIES, Probe, ProbeContext
 
 __all__ = [
     "TagProbe",
@@ -311,7 +311,7 @@ class TagProbe(Probe):
     def measure(self, ctx: ProbeContext) -> list[ProbeEvent]:
         if ctx.grads is None or ctx.grads.shape[1] == 0:
             return []
-        from .trainer import task_losses  # deferred: the trainer imports the probe registry
+        from mtl_core.training.trainer import task_losses  # deferred: the trainer imports the probe registry
 
         trainer = ctx.trainer
         grads = ctx.grads

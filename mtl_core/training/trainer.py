@@ -1,7 +1,7 @@
 """The trainer: one loop for every suite, strategy and balancing method.
 
 It never names a suite, a strategy or a method: it builds them from their registries and calls the
-method's hooks (:mod:`mtl_core.balancing.base`). It emits events (:mod:`mtl_core.events`) to
+method's hooks (:mod:`mtl_core.balancing.base`). It emits events (:mod:`mtl_core.training.events`) to
 callbacks, so that the CLI's progress bar, the run store and the dashboard can subscribe.
 
 Determinism: on CPU a run is a function of its config (seeded data, initialisation, shuffling and
@@ -21,15 +21,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .balancing import BalancingMethod, StepContext, make_method
-from .config import TrainConfig
-from .errors import ConfigError, MTLError
-from .events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
-from .jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
-from .plugins import run_record as plugin_record
-from .probes import ProbeContext, build_probes
-from .strategies import MTLModel, make_model
-from .suites import Split, SuiteData, TaskSpec, make_suite
+from mtl_core.balancing import BalancingMethod, StepContext, make_method
+from mtl_core.config import TrainConfig
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.plugins import run_record as plugin_record
+from mtl_core.strategies import MTLModel, make_model
+from mtl_core.suites import Split, SuiteData, TaskSpec, make_suite
+from mtl_core.training.events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
+from mtl_core.training.jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
+from mtl_core.training.probes import ProbeContext, build_probes
 
 __all__ = ["train", "Trainer", "TrainingError", "task_losses", "evaluate", "load_data"]
 

@@ -14,7 +14,7 @@ lessons and ``some-name`` is the lesson's id. Fields:
 * ``seeds``: the seeds every run is repeated for (default ``[0]``);
 * ``runs``: a list of run settings, each with a ``label`` (letters, digits, ``_ . -``) that the
   checks refer to, optionally its own ``seeds``;
-* ``study`` (optional): a transfer study (:mod:`mtl_core.study`) — ``config`` (merged over
+* ``study`` (optional): a transfer study (:mod:`mtl_core.studies.study`) — ``config`` (merged over
   ``base``), ``seeds``, ``include_all``, ``tag``, ``metric``, ``probe_interval``, and the
   protocol's ``patience`` and ``max_epochs`` (they replace the config's ``epochs``).
 
@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import TrainConfig, parse_yaml
-from .errors import ConfigError, MTLError
-from .events import Callback, ProbeEvent
-from .settings import settings
+from mtl_core.config import TrainConfig, parse_yaml
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.settings import settings
+from mtl_core.training.events import Callback, ProbeEvent
 
 __all__ = [
     "LESSONS_ENV",
@@ -133,7 +133,7 @@ class Lesson:
     expect: str
     look_at: str
     runs: tuple[LessonRun, ...]
-    study: Any  # mtl_core.study.StudySpec (validated) or None
+    study: Any  # mtl_core.studies.study.StudySpec (validated) or None
     checks: tuple[CheckSpec, ...]
     path: Path | None = None
 
@@ -154,7 +154,7 @@ class Lesson:
     def _study_size(self) -> int:
         if self.study is None:
             return 0
-        from .study import plan_study
+        from mtl_core.studies.study import plan_study
 
         return len(plan_study(self.study))
 
@@ -315,7 +315,7 @@ def mean_pairwise_cosine(run: RunResult, first_probes: int | None = None) -> flo
 def _delta_m(run: RunResult, baseline: RunResult, task: str | None = None) -> float:
     """Δm % of ``run`` against ``baseline`` (mean signed relative change of the test metrics, positive
     = better); with ``task``, that task's relative change alone (its baseline may be a run of it alone)."""
-    from .analysis.transfer import relative_change
+    from mtl_core.analysis.transfer import relative_change
 
     changes = []
     for name in [task] if task is not None else list(run.result.get("final_metrics") or {}):
@@ -498,7 +498,7 @@ def metric_better(
 ) -> CheckOutcome:
     """``task``'s test metric is better in each of ``labels`` than in ``than``: the signed relative
     change in % (positive = better, paired by seed) averages above ``margin`` (in %)."""
-    from .analysis.transfer import relative_change
+    from mtl_core.analysis.transfer import relative_change
 
     passed = True
     parts = []
@@ -524,7 +524,7 @@ def metric_gain_significant(
     one-sample t-test against 0 gives p < ``alpha`` — the (1 − ``alpha``) confidence interval of
     the mean gain excludes 0 (:func:`mtl_core.analysis.transfer.summarize_seeds`, as the transfer
     heatmap's cells). Needs at least two shared seeds."""
-    from .analysis.transfer import summarize_seeds
+    from mtl_core.analysis.transfer import summarize_seeds
 
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
         raise MTLError(f"`alpha` must be a number in (0, 1), got {alpha!r}")
@@ -569,7 +569,7 @@ def update_conflicts(run: RunResult, method: str, tolerance: float = 1e-6) -> li
     """
     import torch
 
-    from .balancing import METHODS, combine
+    from mtl_core.balancing import METHODS, combine
 
     if method != "ew" and (method not in METHODS or METHODS.get(method).kind != "gradient"):
         raise MTLError(f"the update direction of {method!r} cannot be rebuilt from the probes: it weights "
@@ -631,8 +631,8 @@ def _normalise_groups(groups: Iterable[Iterable[str]]) -> list[list[str]]:
 
 
 def _tag_grouping(runs: Sequence[RunResult], k: int) -> list[list[str]]:
-    from .analysis.affinity import run_affinity
-    from .analysis.grouping import best_groupings
+    from mtl_core.analysis.affinity import run_affinity
+    from mtl_core.analysis.grouping import best_groupings
 
     tasks = [t["name"] for t in runs[0].result.get("tasks") or []]
     # Each run's affinity as the transfer study computes it (median over the epochs up to its best
@@ -811,7 +811,7 @@ def _runs(preset: Mapping[str, Any], lesson_id: str, source: str) -> tuple[Lesso
 def _study(preset: Mapping[str, Any], source: str) -> Any:
     if preset.get("study") is None:
         return None
-    from .study import StudySpec
+    from mtl_core.studies.study import StudySpec
 
     data = _require_mapping(preset["study"], source, "preset.study")
     _check_keys(data, _STUDY_FIELDS, source, "preset.study")
@@ -872,7 +872,7 @@ def _check_specs(value: Any, source: str) -> tuple[CheckSpec, ...]:
 
 def _run_tasks(runs: Sequence[LessonRun]) -> dict[str, set[str]]:
     """label → the task names its runs train (from the suites' task specs; no data is built)."""
-    from .suites import make_suite
+    from mtl_core.suites import make_suite
 
     out: dict[str, set[str]] = {}
     for run in runs:
@@ -998,13 +998,13 @@ def run_lesson_headless(
     lesson: Lesson, progress: Callable[[int, int], None] | None = None
 ) -> LessonResults:
     """Train the lesson's preset in this process, one run after the other, then its study (if
-    any, with :class:`~mtl_core.executors.SerialExecutor`: recorded in the run store of
+    any, with :class:`~mtl_core.runs.executors.SerialExecutor`: recorded in the run store of
     ``$MTL_LAB_HOME``); returns every run's record and probes.
 
     ``progress(done, total)`` counts the preset's runs and the study's. ``cpu_seconds`` is the
     process CPU time spent (the measure of a lesson's cost on a shared machine).
     """
-    from .trainer import train
+    from mtl_core.training.trainer import train
 
     study_runs = lesson.study_size()
     total = len(lesson.runs) + study_runs
@@ -1020,8 +1020,8 @@ def run_lesson_headless(
             progress(index + 1, total)
     study = None
     if lesson.study is not None:
-        from .executors import SerialExecutor
-        from .study import new_study_id, run_study
+        from mtl_core.runs.executors import SerialExecutor
+        from mtl_core.studies.study import new_study_id, run_study
 
         offset = len(lesson.runs)
 
@@ -1043,16 +1043,16 @@ def launch_lesson(
     executor: Any = None,
     start: bool = True,
 ) -> dict[str, Any]:
-    """Queue a lesson's preset for ``owner`` in ``store`` (a :class:`~mtl_core.store.RunStore`) to
-    train in the background: its runs as one group (:func:`mtl_core.studies.submit_runs`) and its
-    study, if it has one, as a study record (:func:`mtl_core.studies.launch_study`). The presenter
-    limits are checked over all of them before anything is queued (:class:`~mtl_core.limits.LimitError`).
+    """Queue a lesson's preset for ``owner`` in ``store`` (a :class:`~mtl_core.runs.store.RunStore`) to
+    train in the background: its runs as one group (:func:`mtl_core.studies.records.submit_runs`) and its
+    study, if it has one, as a study record (:func:`mtl_core.studies.records.launch_study`). The presenter
+    limits are checked over all of them before anything is queued (:class:`~mtl_core.workshop.limits.LimitError`).
 
     Returns ``group_id`` (of the runs), ``run_ids`` (in the order of ``lesson.runs``) and
     ``study_id`` (None without a study)."""
-    from .limits import check_limits
-    from .studies import launch_study, submit_runs
-    from .study import plan_study
+    from mtl_core.studies.records import launch_study, submit_runs
+    from mtl_core.studies.study import plan_study
+    from mtl_core.workshop.limits import check_limits
 
     configs = [run.config for run in lesson.runs]
     planned = plan_study(lesson.study) if lesson.study is not None else []
