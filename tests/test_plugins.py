@@ -193,3 +193,6 @@ def test_the_worker_pool_trains_a_plugin_run_and_records_the_plugin(tmp_path: Pa
     expected = [{"name": "mtl_lab_example_plugin", "module": "mtl_lab_example_plugin", "version": "0.1.0"}]
     assert result["plugins"] == expected and info["plugins"] == expected  # recorded when it started, too
     assert result["plugin_entries"]["strategy"]["plugin"] == "mtl_lab_example_plugin"
+    shown = subprocess.run([sys.executable, "-m", "mtl_core", "runs", "show", str(run_id), "--home", str(home)],
+                           capture_output=True, text=True, timeout=120)
+    assert "  plugins    mtl_lab_example_plugin 0.1.0\n" in shown.stdout, shown.stdout + shown.stderr

@@ -174,6 +174,9 @@ def show_command(args: argparse.Namespace) -> int:
     if result and result.get("final_metrics"):
         for task, metric in result["final_metrics"].items():
             print(f"  {'test ' + task:<11}{metric.get('metric')}={metric.get('value')}")
+    plugins = (result or record.info or {}).get("plugins") or []
+    if plugins:
+        print(f"  {'plugins':<11}" + ", ".join(f"{p.get('name')} {p.get('version') or '(no version)'}" for p in plugins))
     print(f"  config     {json.dumps(record.config, sort_keys=True)}")
     if record.traceback:
         if args.traceback:

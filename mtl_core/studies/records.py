@@ -236,7 +236,8 @@ class StudyInfo:
     @property
     def label(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created_at))
-        return f"{self.suite}: {', '.join(self.tasks)} · {len(self.seeds)} seeds · {when}"
+        seeds = f"{len(self.seeds)} seed{'' if len(self.seeds) == 1 else 's'}"
+        return f"{self.suite}: {', '.join(self.tasks)} · {seeds} · {when}"
 
 
 def _info(record: StudyRecord, store: RunStore) -> StudyInfo:
