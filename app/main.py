@@ -8,10 +8,19 @@ from __future__ import annotations
 import time
 
 import streamlit as st
-from services.catalog import check_store, ensure_workers, plugin_problems, store_path, warm_up
+from services.catalog import (
+    StoreError,
+    check_store,
+    ensure_workers,
+    plugin_problems,
+    store_path,
+    store_problem,
+    warm_up,
+)
 from services.pacing import record_render
 from services.runs import run_counts
-from state import StateKeys, init_state
+from state import StateKeys, acting, init_state, participant_token
+from views._access import identity_sidebar, refuse_unsafe_exposure
 from views._lessons import lesson_aside
 
 st.set_page_config(page_title="MTL Lab", page_icon=":material/science:", layout="wide")
@@ -34,21 +43,28 @@ page = st.navigation({
     "Workshop": [PAGES["learn"], PAGES["playground"]],
 })
 
+participant_token()  # this browser's identity, kept in the address (?me=…) on every page
+refuse_unsafe_exposure()  # beyond loopback only with a presenter passcode
+
 problem = check_store()
 if problem is not None:
-    st.error(f"The run store cannot be used: {problem}")
+    st.error(problem)
     st.stop()
 for plugin_problem in plugin_problems():  # a broken plugin: everything else works without it
     st.warning(plugin_problem, icon=":material/extension_off:")
 
 # The pool is started once per session (it exits by itself when idle), and again whenever queued
 # runs wait with no pool to take them (e.g. after a reboot).
-if not st.session_state[StateKeys.POOL_CHECKED]:
-    ensure_workers(always=True)
-    warm_up()
-    st.session_state[StateKeys.POOL_CHECKED] = True
-else:
-    ensure_workers()
+try:
+    if not st.session_state[StateKeys.POOL_CHECKED]:
+        ensure_workers(always=True)
+        warm_up()
+        st.session_state[StateKeys.POOL_CHECKED] = True
+    else:
+        ensure_workers()
+except StoreError as exc:  # a store that opens but fails on reading (damaged pages): one sentence
+    st.error(store_problem(exc))
+    st.stop()
 
 # A deep link to the home address (``/?run=7``) opens the run view.
 if page is PAGES["train"] and "run" in st.query_params:
@@ -57,19 +73,24 @@ if page is PAGES["train"] and "run" in st.query_params:
 
 @st.fragment(run_every=5.0)
 def store_summary() -> None:
-    counts = run_counts()
-    st.caption(
-        f"{counts['running']} running · {counts['queued']} queued · {counts['total']} runs in "
-        f"`{store_path()}`"
-    )
+    try:
+        counts = run_counts()
+    except StoreError:
+        return  # the page says why
+    # Where the store lives on the server is the presenter's business (and a single user's), not a participant's.
+    where = f" in `{store_path()}`" if acting().manages_all else " on this server"
+    st.caption(f"{counts['running']} running · {counts['queued']} queued · {counts['total']} runs{where}")
 
 
 with st.sidebar:
+    identity_sidebar()
     store_summary()
 lesson_aside()  # the active lesson's question beside the plots (nothing when none is active)
 
 started = time.perf_counter()
 try:
     page.run()
+except StoreError as exc:  # the store failed while the page read it: one sentence, not a traceback
+    st.error(store_problem(exc))
 finally:
     record_render(page.title, time.perf_counter() - started)

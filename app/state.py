@@ -7,12 +7,15 @@ than by string formatting scattered over the pages.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import streamlit as st
 
-__all__ = ["StateKeys", "DEFAULTS", "init_state", "session_owner", "option_key", "run_key", "group_edit_key",
+from mtl_core.settings import settings
+from mtl_core.workshop.access import Actor, new_token, owner_of_token, passcode_matches, valid_token
+
+__all__ = ["StateKeys", "DEFAULTS", "init_state", "ME_PARAM", "participant_token", "session_owner", "single_user",
+           "is_presenter", "unlock_presenter", "acting", "option_key", "run_key", "group_edit_key",
            "data_kind_key", "data_remove_key", "figure_download_key"]
 
 
@@ -96,7 +99,13 @@ class StateKeys:
     FLASH = "flash"  # a one-shot message shown on the next page (e.g. "queued 2 runs")
     GROUPS_EDIT = "groups_edit"  # the grouping being edited: list of task lists
     GROUPS_EDIT_FROM = "groups_edit_from"  # what the edited grouping was initialised from
-    SESSION_OWNER = "session_owner"  # this session's owner id (the store's ``owner`` of its runs; limits count per owner)
+    SESSION_OWNER = "session_owner"  # this participant's owner id (the store's ``owner`` of its runs; limits count per owner)
+    PARTICIPANT_TOKEN = "participant_token"  # this browser's secret (also in the address as ?me=…); never shown to others
+    PRESENTER = "presenter"  # True once this session unlocked the presenter with the passcode
+    PRESENTER_PASSCODE = "presenter_passcode"  # sidebar widget (cleared after each try)
+    PRESENTER_UNLOCK = "presenter_unlock"  # sidebar button
+    PRESENTER_PROBLEM = "presenter_problem"  # why the last unlock failed (or None)
+    DISPLAY_NAME = "display_name"  # sidebar widget: an optional name (also in the address as ?name=…)
     ACTIVE_LESSON = "active_lesson"  # the lesson shown beside the plots (a lesson id, or None)
     # Lesson sidebar widget
     CLOSE_LESSON = "lesson_close"
@@ -120,11 +129,53 @@ def init_state() -> None:
             st.session_state[key] = type(value)() if isinstance(value, (dict, list)) else value
 
 
+#: The address parameter holding this browser's participant token (``/train?me=…``).
+ME_PARAM = "me"
+
+
+def participant_token() -> str:
+    """This browser's participant token: the address's ``?me=`` when it holds one, else the one this
+    session already has, else a new one. It is put back in the address on every page, so a reload, a
+    bookmark or a new tab opened from a link keeps the identity (and the limits that count per owner)."""
+    given = st.query_params.get(ME_PARAM)
+    token = given if valid_token(given) else st.session_state.get(StateKeys.PARTICIPANT_TOKEN) or new_token()
+    if st.session_state.get(StateKeys.PARTICIPANT_TOKEN) != token:
+        st.session_state[StateKeys.PARTICIPANT_TOKEN] = token
+        st.session_state[StateKeys.SESSION_OWNER] = owner_of_token(token)
+        st.session_state[StateKeys.PRESENTER] = False  # another identity: the presenter unlocks again
+    if given != token:
+        st.query_params[ME_PARAM] = token
+    return token
+
+
 def session_owner() -> str:
-    """This browser session's owner id, created on first use (runs it queues carry it)."""
-    if not st.session_state.get(StateKeys.SESSION_OWNER):
-        st.session_state[StateKeys.SESSION_OWNER] = f"session-{uuid.uuid4().hex[:12]}"
+    """This participant's owner id (a hash of :func:`participant_token`): runs, studies and suites
+    they create carry it, and the presenter limits count per it."""
+    participant_token()
     return st.session_state[StateKeys.SESSION_OWNER]
+
+
+def single_user() -> bool:
+    """Whether the server is single-user (no presenter passcode configured): everyone manages everything."""
+    return settings().presenter_passcode is None
+
+
+def is_presenter() -> bool:
+    """Whether this session unlocked the presenter (only possible when a passcode is configured)."""
+    return bool(st.session_state.get(StateKeys.PRESENTER)) and not single_user()
+
+
+def unlock_presenter(given: str | None) -> bool:
+    """Unlock the presenter for this session when ``given`` is the configured passcode (constant-time
+    comparison; the passcode is never logged or shown); returns whether it did."""
+    unlocked = passcode_matches(given, settings().presenter_passcode)
+    st.session_state[StateKeys.PRESENTER] = unlocked
+    return unlocked
+
+
+def acting() -> Actor:
+    """Who acts in this session: the participant, managing all when presenter or single-user."""
+    return Actor(session_owner(), manages_all=is_presenter() or single_user())
 
 
 def option_key(family: str, owner: str, option: str) -> str:

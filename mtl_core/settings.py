@@ -60,6 +60,10 @@ VARIABLES: tuple[Variable, ...] = (
              "by itself with the number of live viewers", "`1`", "`3`"),
     Variable("MTL_LAB_APP_AUTOSTART", "`0`/`false`/`no`/`off`: the app does not start a worker pool (tests, or "
              "a separate `worker`)", "`1`", "`0`"),
+    Variable("MTL_LAB_PRESENTER_PASSCODE", "passcode that unlocks the presenter in the app's sidebar; when set, "
+             "each participant sees and manages only their own runs and suites, and the presenter all of them "
+             "(required to serve beyond this machine)", "none: single user, everyone manages everything",
+             "`a-long-phrase`"),
     Variable("MTL_LAB_APP_TIMINGS", "file the app appends one JSON line per page render to (what "
              "`benchmarks/app_render.py` reads)", "off", "`/tmp/timings.jsonl`"),
 )
@@ -177,6 +181,11 @@ class Settings:
         if text.lower() in _FALSE:
             return False
         raise SettingError("MTL_LAB_APP_AUTOSTART", f"one of {', '.join(_TRUE + _FALSE)}", text)
+
+    @property
+    def presenter_passcode(self) -> str | None:
+        """``$MTL_LAB_PRESENTER_PASSCODE`` (stripped); None: single user. Never log or show it."""
+        return self.text("MTL_LAB_PRESENTER_PASSCODE")
 
     @property
     def app_timings(self) -> Path | None:

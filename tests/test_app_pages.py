@@ -207,7 +207,7 @@ def test_train_runs_carry_the_session_owner_and_respect_presenter_limits(app_env
     runs = RunStore.at_home(app_env).list_runs()
     assert len(runs) == 2
     assert {r.owner for r in runs} == {at.session_state["session_owner"]}
-    assert at.session_state["session_owner"].startswith("session-")
+    assert at.session_state["session_owner"].startswith("p-")  # a hash of the browser's ?me= token
 
 
 @pytest.mark.parametrize(

@@ -329,7 +329,7 @@ def test_limits_on_size_rows_and_columns(tmp_path: Path, monkeypatch: pytest.Mon
         import_csv(big, "big", targets="b,c")
     monkeypatch.delenv("MTL_LAB_MAX_CSV_MB")
     monkeypatch.setenv("MTL_LAB_MAX_CSV_ROWS", "100")
-    with pytest.raises(CsvError, match=r"the file has 2000 rows; the limit is 100 \(set MTL_LAB_MAX_CSV_ROWS\)"):
+    with pytest.raises(CsvError, match=r"^the file has more than 100 rows; the limit is 100 \(set MTL_LAB_MAX_CSV_ROWS\)$"):
         import_csv(big, "big", targets="b,c")
     monkeypatch.setenv("MTL_LAB_MAX_CSV_COLUMNS", "2")
     with pytest.raises(CsvError, match=r"the file has 3 columns; the limit is 2 \(set MTL_LAB_MAX_CSV_COLUMNS\)"):
@@ -349,6 +349,81 @@ def test_a_73_megabyte_file_is_refused_before_it_is_read(tmp_path: Path) -> None
     with pytest.raises(CsvError, match=r"^the file is 73\.2 MB; the limit is 50 MB \(set MTL_LAB_MAX_CSV_MB\)$"):
         import_csv(huge, "huge", targets="b,c")
 
+
+
+class CountingUpload(io.BytesIO):
+    """An upload that counts the bytes read from it; ``seekable=False`` makes it a pipe."""
+
+    def __init__(self, data: bytes, seekable: bool = True) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+        self._seekable = seekable
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def numbers_csv(rows: int) -> bytes:
+    return ("a,b,c\n" + "".join(f"{i},{i % 3},{i * 0.25}\n" for i in range(rows))).encode()
+
+
+def test_a_file_over_the_row_limit_is_refused_before_it_is_all_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = numbers_csv(400_000)  # 7.7 MB
+    monkeypatch.setenv("MTL_LAB_MAX_CSV_ROWS", "1000")
+    message = r"^the file has more than 1000 rows; the limit is 1000 \(set MTL_LAB_MAX_CSV_ROWS\)$"
+    upload = CountingUpload(data)
+    with pytest.raises(CsvError, match=message):
+        inspect_csv(upload)
+    # limit + one chunk of rows, plus the read-ahead buffers (the prefix and pandas' blocks): not the file
+    assert upload.bytes_read < 1_000_000 < len(data)
+    path = tmp_path / "many.csv"
+    path.write_bytes(data)
+    handles: list[CountingUpload] = []
+
+    def counting_open(file: Path, mode: str = "r") -> CountingUpload:  # the CLI's path: a file on disk
+        handles.append(CountingUpload(Path(file).read_bytes()))
+        return handles[-1]
+
+    monkeypatch.setattr("mtl_core.userdata.csv_import.open", counting_open, raising=False)
+    with pytest.raises(CsvError, match=message):
+        import_csv(path, "many", targets="b,c")
+    assert handles and handles[0].bytes_read < 1_000_000
+
+
+def test_a_stream_over_the_size_limit_is_refused_without_reading_it_all() -> None:
+    data = numbers_csv(200_000)  # 3.7 MB, no size known in advance
+    limits = CsvLimits(max_bytes=200_000)
+    for seekable in (True, False):
+        upload = CountingUpload(data, seekable=seekable)
+        with pytest.raises(CsvError, match=r"^the file is more than 0\.2 MB; the limit is 0\.2 MB "
+                                           r"\(set MTL_LAB_MAX_CSV_MB\)$"):
+            inspect_csv(upload, limits=limits)
+        assert upload.bytes_read < 1_000_000 < len(data)
+
+
+def test_a_bad_byte_far_into_the_file_is_found_while_streaming() -> None:
+    data = numbers_csv(150_000)
+    position = len(data) - 10
+    with pytest.raises(CsvError, match=f"byte 0xff at position {position} is not valid UTF-8"):
+        inspect_csv(data[:position] + b"\xff" + data[position + 1:])
+    with pytest.raises(CsvError, match="line 150002 has 4 fields; the header has 3"):
+        inspect_csv(data + b"1,2,3,4\n")
+
+
+def test_many_distinct_texts_are_counted_up_to_a_bound() -> None:
+    data = ("id,b,c\n" + "".join(f"id{i},{i % 3},{i % 2}\n" for i in range(25_000))).encode()
+    preview = inspect_csv(data)
+    assert preview.columns[0].n_distinct == 1_000 and "more than 1000 distinct values" in preview.warnings[0]
+    with pytest.raises(CsvError, match="categorical feature `id` has more than 1000 distinct values"):
+        import_csv(data, "ids", targets="b,c")
+    with pytest.raises(CsvError, match="classification target `id` has more than 1000 classes"):
+        import_csv(data, "ids", targets="id,c", features="b")
 
 # --- path safety -------------------------------------------------------------------------------------
 

@@ -148,7 +148,7 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     expect(page.get_by_text("Ready: 2 runs").first).to_be_visible()
     page.get_by_role("button", name="Start training").click()
 
-    page.wait_for_url(re.compile(r"/run\?run=1$"))
+    page.wait_for_url(re.compile(r"/run\?run=1(&me=[\w-]+)?$"))  # the participant token rides along
     charts = page.get_by_test_id("stPlotlyChart")
     expect(charts.locator(".main-svg").first).to_be_visible(timeout=SLOW)
     cosine_title = "Gradient cosine similarity — mean of all "  # the default window: every probe so far

@@ -337,4 +337,8 @@ def test_suite_study_defaults_fill_only_what_is_not_set() -> None:
     # the width is a hard-sharing setting: another strategy keeps its own defaults
     assert "strategy_options" not in apply_study_defaults({"suite": "planted", "strategy": "mmoe"})
     assert apply_study_defaults({"suite": "digits"}) == {"suite": "digits"}  # no study defaults
+    # unset and not set by the suite: the config's default (a CSV suite's study failed on lr None)
+    unset = apply_study_defaults({"suite": "digits", "lr": None, "batch_size": None, "patience": None})
+    assert unset == {"suite": "digits", "patience": None}
+    assert TrainConfig.from_dict(unset).validated().lr == TrainConfig.lr
     assert apply_study_defaults({"suite": "nope"}) == {"suite": "nope"}  # validation reports it later

@@ -18,7 +18,7 @@ from typing import Any
 
 from mtl_core.plugins import load_plugins
 from mtl_core.runs import workers
-from mtl_core.runs.store import RunStore, StoreError, default_store_path, lab_home
+from mtl_core.runs.store import RunStore, StoreDamagedError, StoreError, default_store_path, lab_home
 from mtl_core.settings import SettingError, settings
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "store",
     "store_path",
     "check_store",
+    "store_problem",
     "catalog",
     "plugin_problems",
     "forget_suites",
@@ -70,12 +71,20 @@ def store() -> RunStore:
 
 
 def check_store() -> str | None:
-    """None when the run store opens, else the reason it does not (one line, for the page)."""
+    """None when the run store opens and its runs read, else the reason it does not (a sentence, for
+    the page). Counting the runs reads the runs table, so damaged pages there show on every page."""
     try:
-        store()
+        store().count_runs()
     except StoreError as exc:
-        return str(exc)
+        return store_problem(exc)
     return None
+
+
+def store_problem(exc: StoreError) -> str:
+    """What a page says when the run store fails: one sentence naming the file and what to do."""
+    if isinstance(exc, StoreDamagedError):
+        return str(exc)  # already says which file and what to do
+    return f"The run store cannot be used: {exc}"
 
 
 # --- catalogue of suites, strategies and methods (imports torch, once) ------------------------------
@@ -184,14 +193,15 @@ def autostart() -> bool:
 
 def ensure_workers(always: bool = False) -> bool:
     """Start the worker pool unless one runs: always when ``always`` (a session opens), otherwise only
-    when runs wait in the queue. Returns True if a pool was started. Does nothing when disabled by
-    ``$MTL_LAB_APP_AUTOSTART=0``."""
+    when runs wait in the queue or are marked running with no pool (a pool that died: the new one
+    fails them as interrupted when it starts). Returns True if a pool was started. Does nothing when
+    disabled by ``$MTL_LAB_APP_AUTOSTART=0``."""
     if not autostart():
         return False
     home = lab_home()
     if workers.pool_running(home):
         return False
-    if not always and store().count_runs("queued") == 0:
+    if not always and store().count_runs(("queued", "running")) == 0:
         return False
     return workers.ensure_pool(home) is not None
 

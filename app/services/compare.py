@@ -12,10 +12,11 @@ import pandas as pd
 
 from mtl_core.analysis import summarize_seeds
 from mtl_core.analysis.baselines import BASELINE_STRATEGY
+from mtl_core.runs.export import frame_to_csv
 from services.results import delta_m, final_metrics, find_baseline, task_deltas
 from services.runs import RunSummary, list_runs
 
-__all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table"]
+__all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table", "summary_csv", "runs_csv"]
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -120,3 +121,15 @@ def settings_table(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"setting": setting, "runs": len(per_run), "seeds": int(per_run["seed"].nunique()),
                      "delta_m": mean, "delta_m_ci_low": low, "delta_m_ci_high": high})
     return pd.DataFrame(rows, columns=["setting", "runs", "seeds", "delta_m", "delta_m_ci_low", "delta_m_ci_high"])
+
+
+def summary_csv(summary: pd.DataFrame, settings: pd.DataFrame) -> str:
+    """The Compare page's summary download: :func:`aggregate_table` with each setting's Δm % and its CI
+    (:func:`settings_table`), written by the one CSV writer (formula-looking task names neutralised)."""
+    columns = ["setting", "delta_m", "delta_m_ci_low", "delta_m_ci_high"]
+    return frame_to_csv(summary.merge(settings[columns], on="setting", how="left"))
+
+
+def runs_csv(table: pd.DataFrame) -> str:
+    """The Compare page's per-run download: :func:`compare_table` as CSV, by the one CSV writer."""
+    return frame_to_csv(table)

@@ -25,6 +25,7 @@ from mtl_core.userdata.csv_import import (
     list_user_suites,
     remove_user_suite,
 )
+from mtl_core.workshop.access import Actor
 from services.catalog import catalog, forget_suites
 
 __all__ = [
@@ -85,15 +86,20 @@ def import_upload(
     kinds: Mapping[str, str] | None = None,
     missing: str = "drop",
     replace: bool = False,
+    actor: Actor | None = None,
 ) -> ImportReport:
     """Save an uploaded CSV file as the user suite ``name`` (:func:`mtl_core.userdata.csv_import.import_csv`:
     each target → a task) and make it visible to :func:`catalog`; returns the
     :class:`~mtl_core.userdata.csv_import.ImportReport`. Raises :class:`CsvError` naming the column or setting;
-    then nothing was saved."""
+    then nothing was saved. ``actor`` (None: the single user) owns the new suite, and may replace
+    only a suite they may manage."""
+    if replace and actor is not None:
+        _check_suite_access(str(name).strip(), actor)
     try:
         report = import_csv(bytes(data), str(name).strip(), targets=list(targets),
                             features=None if features is None else list(features), kinds=dict(kinds or {}),
-                            missing=missing, replace=bool(replace), filename=filename)
+                            missing=missing, replace=bool(replace), filename=filename,
+                            owner=actor.owner if actor is not None else None)
     except CsvError as exc:
         message = str(exc)
         for cli, page in _PAGE_WORDING.items():
@@ -148,9 +154,10 @@ def import_summary(report: ImportReport) -> dict[str, Any]:
 def user_suites() -> list[dict[str, Any]]:
     """The saved user suites of ``$MTL_LAB_HOME``, sorted by name: ``name``, ``description``,
     ``source_file``, ``created_at``, ``n_rows``, ``n_inputs``, ``features`` and ``tasks`` (name, kind,
-    classes)."""
+    classes), ``owner`` (None for suites imported without one)."""
     return [{
         "name": spec["name"],
+        "owner": spec.get("owner"),
         "description": spec.get("description") or "",
         "source_file": spec.get("source_file"),
         "created_at": spec.get("created_at"),
@@ -161,9 +168,22 @@ def user_suites() -> list[dict[str, Any]]:
     } for spec in list_user_suites()]
 
 
-def remove_suite(name: str) -> None:
-    """Delete the user suite ``name`` (runs already trained on it stay in the run store); raises
-    :class:`CsvError` when there is no such user suite."""
+def _check_suite_access(name: str, actor: Actor) -> None:
+    """Raise :class:`~mtl_core.workshop.access.AccessError` when the user suite ``name`` exists and
+    ``actor`` may not manage it (a suite without an owner: only the presenter or a single user)."""
+    if actor.manages_all:
+        return
+    owners = {suite["name"]: suite.get("owner") for suite in list_user_suites()}
+    if name in owners:
+        actor.check(owners[name], f"The suite {name}")
+
+
+def remove_suite(name: str, actor: Actor | None = None) -> None:
+    """Delete the user suite ``name`` on behalf of ``actor`` (None: the single user; runs already
+    trained on it stay in the run store); raises :class:`CsvError` when there is no such user suite,
+    :class:`~mtl_core.workshop.access.AccessError` when it is another participant's."""
+    if actor is not None:
+        _check_suite_access(name, actor)
     try:
         remove_user_suite(name)
     finally:

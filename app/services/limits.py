@@ -1,10 +1,20 @@
-"""Presenter limits (:mod:`mtl_core.workshop.limits`) summarised for the pages (the engine checks them on every submission)."""
+"""Presenter limits (:mod:`mtl_core.workshop.limits`): summarised for the pages, read and set by the
+presenter (the engine checks them on every submission)."""
 
 from __future__ import annotations
 
-from mtl_core.workshop.limits import LimitError, LimitsFileError, load_limits
+from mtl_core.workshop.access import AccessError, Actor
+from mtl_core.workshop.limits import LimitError, LimitsFileError, load_limits, save_limits
 
-__all__ = ["LimitError", "LimitsFileError", "limits_summary"]
+__all__ = ["LIMIT_LABELS", "LimitError", "LimitsFileError", "current_limits", "limits_summary", "set_limits"]
+
+#: The presenter's limits and how the sidebar names them.
+LIMIT_LABELS = {
+    "max_epochs": "Max epochs per run",
+    "max_concurrent_runs_per_session": "Max queued or running runs per participant",
+    "max_tasks": "Max tasks per run",
+    "max_samples": "Max training rows per run",
+}
 
 
 def limits_summary() -> tuple[list[str], str | None]:
@@ -14,3 +24,20 @@ def limits_summary() -> tuple[list[str], str | None]:
         return load_limits().describe(), None
     except LimitsFileError as exc:
         return [], str(exc)
+
+
+def current_limits() -> dict[str, int | None]:
+    """Each limit's cap in force (None = no cap); no caps when the limits file cannot be read."""
+    try:
+        limits = load_limits()
+    except LimitsFileError:
+        return dict.fromkeys(LIMIT_LABELS)
+    return {key: getattr(limits, key) for key in LIMIT_LABELS}
+
+
+def set_limits(values: dict[str, int | None], actor: Actor) -> list[str]:
+    """Write the caps (None = no cap) for every participant; only the presenter may
+    (:class:`AccessError` otherwise). Returns the caps now in force, one phrase each."""
+    if not actor.manages_all:
+        raise AccessError("Only the presenter can set the limits.")
+    return save_limits(values).describe()

@@ -18,10 +18,13 @@ from mtl_core.runs.store import (
     RunNotFoundError,
     RunRecord,
     RunStateError,
+    as_run_id,
     run_duration,
 )
 from mtl_core.studies.records import submit_runs
+from mtl_core.workshop.access import AccessError, Actor
 from services.catalog import autostart, catalog, store
+from services.text import engine_message, literal
 
 __all__ = [
     "MTLError",
@@ -136,8 +139,9 @@ def explain(exc: Exception) -> str:
         label = _FIELD_LABELS.get(head, head)
         if option:
             label = f"{label} `{option}`"
-        return f"{label} must be {exc.expected} (got {exc.got!r})."
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        got = exc.got if isinstance(exc.got, (int, float)) else literal(repr(exc.got))  # a name the user typed
+        return engine_message(f"{label} must be {exc.expected} (got {got}).")
+    return engine_message(str(exc).strip().splitlines()[0]) if str(exc).strip() else exc.__class__.__name__
 
 
 def queue_runs(
@@ -159,10 +163,11 @@ def parse_run_id(text: Any) -> int:
     """A run id from a URL parameter or widget; raises ``ValueError`` with a message for the page."""
     if isinstance(text, (list, tuple)):
         text = text[0] if text else ""
-    value = str(text).strip().lstrip("#")
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"`run` in the address must be a run number such as 3, got {str(text)!r}")
-    return int(value)
+    value = as_run_id(str(text))
+    if value is None:
+        shown = str(text) if len(str(text)) <= 40 else str(text)[:39] + "…"
+        raise ValueError(f"`run` in the address must be a run number such as 3, got {shown!r}")
+    return value
 
 
 @dataclass
@@ -191,6 +196,8 @@ class RunSummary:
     #: once the run has ended (None before, and for runs recorded before early stopping existed).
     stopped_epoch: int | None = None
     stop_reason: str | None = None
+    #: The owner id of the participant who queued it (the store's ``owner``).
+    owner: str | None = None
 
     @property
     def stopped_early(self) -> bool:
@@ -235,6 +242,7 @@ def _summary(record: RunRecord) -> RunSummary:
         task_specs=list(specs) if specs else None,
         stopped_epoch=info.get("stopped_epoch"),
         stop_reason=info.get("stop_reason"),
+        owner=record.owner,
     )
 
 
@@ -245,10 +253,11 @@ def list_runs(
     strategy: str | None = None,
     group_id: str | None = None,
     limit: int | None = None,
+    owner: str | None = None,
 ) -> list[RunSummary]:
-    """Runs of the store, newest first."""
+    """Runs of the store (of ``owner`` when given), newest first."""
     records = store().list_runs(status=status, suite=suite, method=method, strategy=strategy, group_id=group_id,
-                                limit=limit)
+                                limit=limit, owner=owner)
     return [_summary(r) for r in records]
 
 
@@ -316,21 +325,31 @@ def runs_table(runs: Sequence[RunSummary]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def cancel_run(run_id: int) -> str:
-    """Cancel a queued or running run; returns a sentence for the page."""
+def _check_access(run_id: int, actor: Actor | None) -> None:
+    """Raise :class:`AccessError` unless ``actor`` (None: the single user) may manage run ``run_id``."""
+    if actor is not None and not actor.manages_all:
+        actor.check(store().get_run(run_id).owner, f"Run {run_id}")
+
+
+def cancel_run(run_id: int, actor: Actor | None = None) -> str:
+    """Cancel a queued or running run on behalf of ``actor`` (None: the single user, who may manage
+    every run); returns a sentence for the page, also when another participant's run is refused."""
     try:
+        _check_access(run_id, actor)
         outcome = store().request_cancel(run_id)
-    except (RunStateError, RunNotFoundError) as exc:
+    except (RunStateError, RunNotFoundError, AccessError) as exc:
         return str(exc)
     if outcome == "cancelled":
         return f"Run {run_id} was cancelled before it started."
     return f"Run {run_id} will stop within a second or two (its metrics so far are kept)."
 
 
-def delete_run(run_id: int) -> str | None:
-    """Delete a finished or queued run; None on success, else why not."""
+def delete_run(run_id: int, actor: Actor | None = None) -> str | None:
+    """Delete a finished or queued run on behalf of ``actor`` (None: the single user); None on
+    success, else why not (another participant's run is refused)."""
     try:
+        _check_access(run_id, actor)
         store().delete_run(run_id)
-    except (RunStateError, RunNotFoundError) as exc:
+    except (RunStateError, RunNotFoundError, AccessError) as exc:
         return str(exc)
     return None

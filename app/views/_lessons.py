@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 from services.lessons import LESSON_PARAM, get_lesson
+from services.text import literal
 from state import StateKeys, session_owner
 
 __all__ = ["SESSION_OWNER", "ACTIVE_LESSON", "CLOSE_LESSON", "session_owner", "lesson_aside"]
@@ -35,7 +36,7 @@ def lesson_aside() -> None:
         if lesson is None:
             st.session_state[ACTIVE_LESSON] = None
             st.warning(f"`{LESSON_PARAM}` in the address must name a lesson of the Learn page, got "
-                       f"{str(lesson_id)!r}.")
+                       f"{literal(repr(str(lesson_id)))}.")  # the address is anyone's text
             return
         st.session_state[ACTIVE_LESSON] = lesson["id"]
         st.markdown(f"#### :material/school: {lesson['title']}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import streamlit as st
-from services.compare import aggregate_table, compare_table, format_ci, settings_table
+from services.compare import aggregate_table, compare_table, format_ci, runs_csv, settings_table, summary_csv
 from services.results import run_histories
 from services.runs import is_study_run, list_runs, run_counts
-from state import StateKeys, init_state
+from state import StateKeys, acting, init_state
 from views._widgets import figure_downloads, first_steps
 
 from mtl_core import figures
@@ -17,7 +17,8 @@ st.caption("Runs that differ only by their seed form one *setting*; the table av
            "confidence interval. Δm % compares each run with the single-task baseline of the same seed: "
            "**positive = better than training each task alone**.")
 
-finished = list_runs(status="done")
+actor = acting()  # a participant compares their own runs; the presenter (or a single user) every run
+finished = list_runs(status="done", owner=None if actor.manages_all else actor.owner)
 if not finished:
     if run_counts()["total"] == 0:
         first_steps()
@@ -102,10 +103,8 @@ st.dataframe(
 if table["delta_m"].isna().all():
     st.caption("Δm needs a finished single-task run (strategy *single*) with the same suite, tasks and seed; "
                "queue one from a run's **Results** tab.")
-per_task_csv = summary.merge(settings[["setting", "delta_m", "delta_m_ci_low", "delta_m_ci_high"]], on="setting",
-                             how="left").to_csv(index=False)
 downloads = st.columns(2)
-downloads[0].download_button("Download the summary (CSV)", per_task_csv, "mtl_compare_summary.csv",
+downloads[0].download_button("Download the summary (CSV)", summary_csv(summary, settings), "mtl_compare_summary.csv",
                              mime="text/csv", key="compare_download_summary")
-downloads[1].download_button("Download per-run values (CSV)", table.to_csv(index=False), "mtl_compare_runs.csv",
+downloads[1].download_button("Download per-run values (CSV)", runs_csv(table), "mtl_compare_runs.csv",
                              mime="text/csv", key="compare_download_runs")

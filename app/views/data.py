@@ -23,7 +23,8 @@ from services.data import (
     user_suites,
 )
 from services.runs import MTLError, explain
-from state import StateKeys, data_kind_key, data_remove_key, init_state
+from services.text import literal
+from state import StateKeys, acting, data_kind_key, data_remove_key, init_state
 from views._widgets import flash, show_flash
 
 init_state()
@@ -92,8 +93,8 @@ def _default_kind(column: Any) -> str:
 
 
 def _report(summary: dict[str, Any]) -> None:
-    tasks = ", ".join(f"**{t}**" for t in summary["task_names"])
-    st.success(f"Saved the suite **{summary['name']}**: {summary['rows_used']} rows, tasks {tasks}.",
+    tasks = ", ".join(f"**{literal(t)}**" for t in summary["task_names"])
+    st.success(f"Saved the suite **{literal(summary['name'])}**: {summary['rows_used']} rows, tasks {tasks}.",
                icon=":material/check_circle:")
     cols = st.columns(4)
     cols[0].metric("Rows read", summary["rows_read"])
@@ -104,9 +105,9 @@ def _report(summary: dict[str, Any]) -> None:
     if len(summary["missing"]):
         st.caption("Missing values in the chosen columns, and what was done with them:")
         st.dataframe(summary["missing"], hide_index=True)
-    for warning in summary["warnings"]:
-        st.warning(warning, icon=":material/info:")
-    st.caption(summary["description"])
+    for warning in summary["warnings"]:  # they quote the file's columns and values
+        st.warning(literal(warning), icon=":material/info:")
+    st.caption(literal(summary["description"]))
     if st.button("Train on it", key=StateKeys.DATA_TRAIN, icon=":material/rocket_launch:"):
         st.session_state[StateKeys.SUITE] = summary["name"]
         st.switch_page("views/train.py")
@@ -131,13 +132,13 @@ def upload_section() -> None:
             _start_over(upload)
 
     st.subheader("1 · The columns")
-    st.caption(f"{upload.name}: {preview.n_rows} rows, {len(preview.columns)} columns "
+    st.caption(f"{literal(upload.name)}: {preview.n_rows} rows, {len(preview.columns)} columns "
                f"(separated by {preview.delimiter!r}).")
     st.dataframe(columns_table(preview), hide_index=True)
     with st.expander("First rows"):
         st.dataframe([dict(zip(preview.column_names, row)) for row in preview.head], hide_index=True)
     for warning in preview.warnings:
-        st.caption(f":material/info: {warning}")
+        st.caption(f":material/info: {literal(warning)}")
 
     st.subheader("2 · Tasks and inputs")
     columns = preview.column_names
@@ -152,7 +153,7 @@ def upload_section() -> None:
         if st.session_state.get(key) not in KINDS:
             st.session_state[key] = _default_kind(by_name[target])
         detected = by_name[target].suggested_kind
-        st.radio(f"`{target}` is a", KINDS, key=key, horizontal=True,
+        st.radio(f"{literal(target)} is a", KINDS, key=key, horizontal=True,
                  help=f"Detected: {detected or 'neither (fewer than two values)'}. Whole numbers can be either.")
     _fit_features(columns, named, list(targets))
     features = st.multiselect(
@@ -177,6 +178,7 @@ def upload_section() -> None:
             report = import_upload(
                 upload.getvalue(), upload.name, name, targets=list(targets), features=list(features),
                 kinds={t: st.session_state[data_kind_key(t)] for t in targets}, missing=missing, replace=replace,
+                actor=acting(),
             )
         except MTLError as exc:
             st.session_state[StateKeys.DATA_REPORT] = None
@@ -196,21 +198,24 @@ def suites_section() -> None:
     for suite in suites:
         with st.container(border=True):
             text, button = st.columns([6, 1], vertical_alignment="center")
-            tasks = ", ".join(f"{t['name']} ({t['kind']})" for t in suite["tasks"])
-            text.markdown(f"**{suite['name']}** · {suite['n_rows']} rows · {suite['n_inputs']} inputs · tasks: {tasks}")
+            tasks = ", ".join(f"{literal(t['name'])} ({t['kind']})" for t in suite["tasks"])
+            text.markdown(f"**{literal(suite['name'])}** · {suite['n_rows']} rows · {suite['n_inputs']} inputs · tasks: {tasks}")
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(suite["created_at"])) if suite["created_at"] else "?"
-            text.caption(f"From {suite['source_file'] or 'an uploaded file'}, saved {created}.")
+            text.caption(f"From {literal(suite['source_file'] or 'an uploaded file')}, saved {created}.")
+            if not acting().may_manage(suite["owner"]):
+                button.caption("another participant's")
+                continue
             if button.button("Remove", key=data_remove_key(suite["name"]), icon=":material/delete:",
                              help="Delete this suite. Runs already trained on it stay in the run store."):
                 try:
-                    remove_suite(suite["name"])
+                    remove_suite(suite["name"], acting())
                 except MTLError as exc:
                     st.error(f"**The suite was not removed.** {explain(exc)}", icon=":material/warning:")
                 else:
                     report = st.session_state.get(StateKeys.DATA_REPORT)
                     if report and report["name"] == suite["name"]:
                         st.session_state[StateKeys.DATA_REPORT] = None
-                    flash(f"Removed the suite {suite['name']}.")
+                    flash(f"Removed the suite {literal(suite['name'])}.")
                     st.rerun()
 
 

@@ -15,7 +15,9 @@ from services.studies import (
     predicted_scores,
     study_result,
 )
+from services.text import literal
 from state import StateKeys, group_edit_key, init_state, session_owner
+from views._store import store_fragment
 from views._widgets import figure_downloads, flash, show_flash
 
 from mtl_core import figures
@@ -115,9 +117,9 @@ problem = None
 if missing or repeated:
     parts = []
     if missing:
-        parts.append(f"not in any group: {', '.join(missing)}")
+        parts.append(f"not in any group: {', '.join(literal(t) for t in missing)}")
     if repeated:
-        parts.append(f"in several groups: {', '.join(repeated)}")
+        parts.append(f"in several groups: {', '.join(literal(t) for t in repeated)}")
     problem = "Every task must be in exactly one group — " + "; ".join(parts) + "."
     st.error(problem, icon=":material/warning:")
 else:
@@ -153,7 +155,7 @@ evaluation_id = st.selectbox("Trained grouping", eval_ids, format_func=lambda g:
 initial = next(e for e in evaluations if e.group_id == evaluation_id)
 
 
-@st.fragment(run_every=2.0 if not initial.finished else None)
+@store_fragment(run_every=2.0 if not initial.finished else None)
 def evaluation_view() -> None:
     info = get_study(evaluation_id)
     if info is None:

@@ -11,6 +11,7 @@ from services.limits import limits_summary
 from services.runs import MTLError, explain
 from state import StateKeys, init_state
 from views._lessons import ACTIVE_LESSON, session_owner
+from views._store import store_fragment
 from views._widgets import flash, show_flash
 
 init_state()
@@ -109,7 +110,7 @@ def _launch_status(lesson: dict, launch: dict, mine: bool) -> None:
         st.text(verdict["explanation"])
 
 
-@st.fragment(run_every=3.0)
+@store_fragment(run_every=3.0)
 def _polling_status(lesson: dict) -> None:
     """The latest unfinished launch, refreshed every few seconds until it finishes."""
     latest = _latest(lesson["id"])

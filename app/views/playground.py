@@ -14,6 +14,7 @@ from services.playground import (
     playground_state,
     playground_vectors,
 )
+from services.text import engine_message
 from state import init_state
 from views._widgets import figure_downloads
 
@@ -80,7 +81,7 @@ if address and address != st.session_state.get(LAST_QUERY):
 elif DIM not in st.session_state:
     _apply(st.session_state.get(SAVED_STATE) or playground_state({})[0])
 for problem in st.session_state.pop(WARNINGS, []) or []:
-    st.warning(f"{problem} The rest of the link was applied.", icon=":material/link_off:")
+    st.warning(f"{engine_message(problem)} The rest of the link was applied.", icon=":material/link_off:")
 
 controls, picture = st.columns([1, 2])
 with controls:

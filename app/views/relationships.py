@@ -21,6 +21,7 @@ from services.studies import (
     study_size,
 )
 from state import StateKeys, init_state, session_owner
+from views._store import store_fragment
 from views._widgets import figure_downloads, flash, option_inputs, show_flash
 
 from mtl_core import figures
@@ -220,7 +221,7 @@ def _study_downloads(info: StudyInfo, result: dict) -> None:
         )
 
 
-@st.fragment(run_every=2.0 if not initial.finished else None)
+@store_fragment(run_every=2.0 if not initial.finished else None)
 def study_view() -> None:
     info = get_study(picked)
     if info is None:

@@ -28,7 +28,9 @@ from services.runs import (
     list_runs,
     parse_run_id,
 )
-from state import StateKeys, init_state, run_key, session_owner
+from services.text import engine_message, literal
+from state import StateKeys, acting, init_state, run_key, session_owner
+from views._store import store_fragment
 from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
 
 from mtl_core import figures
@@ -37,7 +39,8 @@ init_state()
 st.title("Run view")
 show_flash()
 
-recent = list_runs(limit=200)
+actor = acting()
+recent = list_runs(limit=200, owner=None if actor.manages_all else actor.owner)
 if not recent:
     first_steps()
     st.stop()
@@ -51,10 +54,12 @@ if raw is not None:
         run = get_run(parse_run_id(raw))
         if run is None:
             problem = f"Run {parse_run_id(raw)} does not exist in the store (it may have been deleted)."
+        elif not actor.may_manage(run.owner):
+            problem, run = f"Run {run.id} belongs to another participant.", None
     except ValueError as exc:
         problem = str(exc)
 if problem:
-    st.error(f"{problem} Pick a run below.", icon=":material/search:")
+    st.error(f"{engine_message(problem)} Pick a run below.", icon=":material/search:")  # it quotes the address
 
 options = [r.id for r in recent]
 if run is not None and run.id not in options:
@@ -151,16 +156,16 @@ def _header(current: RunSummary, live: LiveRun) -> None:
         st.info("Waiting for a worker. The first run of a session waits a few seconds while a worker "
                 "process loads PyTorch.", icon=":material/hourglass_empty:")
     elif current.status == "failed":
-        st.error(f"This run failed: {current.error or 'no reason recorded'}", icon=":material/error:")
+        st.error(f"This run failed: {literal(current.error or 'no reason recorded')}", icon=":material/error:")
     elif current.status == "cancelled":
-        st.warning(f"This run was cancelled{': ' + current.error if current.error else ''}. "
+        st.warning(f"This run was cancelled{': ' + literal(current.error) if current.error else ''}. "
                    "The charts show what it recorded until then.", icon=":material/stop_circle:")
     elif current.cancel_requested:
         st.info("Cancel requested: the run stops after its current step.")
 
 
 def _cancel(run_id: int) -> None:
-    flash(cancel_run(run_id))
+    flash(cancel_run(run_id, acting()))
 
 
 def _loss_view(current: RunSummary, live: LiveRun, colors: dict, log_y: bool, key: str,
@@ -431,13 +436,13 @@ def _side_by_side(members: list[RunSummary], log_y: bool) -> None:
                             f"{status_badge(current.status)}")
                 st.progress(fraction or 0.0)
                 if current.status == "failed":
-                    st.error(current.error or "failed")
+                    st.error(literal(current.error or "failed"))
                 colors = figures.task_colors(_tasks(current, live)) if _tasks(current, live) else None
                 _loss_view(current, live, colors, log_y, f"side_loss_{current.id}")
                 _cosine_at_latest(current, live, f"side_cosine_{current.id}")
 
 
-@st.fragment(run_every=interval)
+@store_fragment(run_every=interval)
 def live_area() -> None:
     current = get_run(run.id)
     if current is None:

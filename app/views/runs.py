@@ -1,16 +1,17 @@
-"""Runs: every run in the store, its status, and cancel / delete."""
+"""Runs: the participant's runs (every run for the presenter or a single user), their status, and cancel / delete."""
 
 from __future__ import annotations
 
 import streamlit as st
 from services.runs import cancel_run, delete_run, list_runs, runs_table
-from state import StateKeys, init_state
+from state import ME_PARAM, StateKeys, acting, init_state, participant_token
 from views._widgets import first_steps, show_flash
 
 init_state()
 st.title("Runs")
 show_flash()
-runs = list_runs()
+actor = acting()
+runs = list_runs(owner=None if actor.manages_all else actor.owner)
 if not runs:
     first_steps()
     st.stop()
@@ -20,8 +21,10 @@ shown = st.multiselect("Status", statuses, default=statuses, key=StateKeys.RUNS_
 visible = [run for run in runs if run.status in shown]
 st.caption(f"{len(visible)} of {len(runs)} runs. Everything is read from the run store, so this page "
            "survives reloads; open a run for its live charts.")
+table = runs_table(visible)
+table["open"] = table["open"] + f"&{ME_PARAM}={participant_token()}"  # a new tab keeps this identity
 st.dataframe(
-    runs_table(visible),
+    table,
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("run", format="#%d", width="small"),
@@ -39,13 +42,13 @@ picked = st.multiselect("Runs", list(labels), format_func=lambda i: labels.get(i
 
 
 def _cancel() -> None:
-    messages = [cancel_run(run_id) for run_id in st.session_state[StateKeys.RUNS_DELETE_PICK]]
+    messages = [cancel_run(run_id, acting()) for run_id in st.session_state[StateKeys.RUNS_DELETE_PICK]]
     st.session_state[StateKeys.FLASH] = " ".join(messages)
 
 
 def _delete() -> None:
     picked_ids = list(st.session_state[StateKeys.RUNS_DELETE_PICK])
-    problems = [p for p in (delete_run(run_id) for run_id in picked_ids) if p]
+    problems = [p for p in (delete_run(run_id, acting()) for run_id in picked_ids) if p]
     deleted = len(picked_ids) - len(problems)
     st.session_state[StateKeys.FLASH] = " ".join(
         [f"Deleted {deleted} run{'s' if deleted != 1 else ''}."] + problems

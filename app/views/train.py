@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from services.catalog import catalog, suite_tasks
 from services.runs import MTLError, TrainForm, build_configs, check_configs, explain, queue_runs, run_counts
+from services.text import literal
 from state import StateKeys, init_state, session_owner
 from views._widgets import flash, option_inputs, show_flash
 
@@ -41,6 +42,12 @@ def entry_label(name: str, info: dict) -> str:
     return f"{name} (plugin {plugin['module']})" if plugin else name
 
 
+def description(info: dict) -> str:
+    """An entry's description as markdown: a suite imported from a CSV file describes its columns and
+    file, which are the user's text (shown literally); built-in and plugin entries are trusted markdown."""
+    return literal(info["description"]) if info.get("user") else info["description"]
+
+
 def plugin_note(info: dict) -> str:
     plugin = info.get("plugin")
     if not plugin:
@@ -60,7 +67,7 @@ with left:
     suite = st.selectbox("Task suite", suite_names, key=StateKeys.SUITE,
                          format_func=lambda name: entry_label(name, suites[name]),
                          help="A suite is a data set with several prediction tasks on the same inputs.")
-    st.caption(suites[suite]["description"] + plugin_note(suites[suite]))
+    st.caption(description(suites[suite]) + plugin_note(suites[suite]))
     with st.expander("Suite options"):
         suite_options = option_inputs("suite", suite, suites[suite]["options"])
     task_problem = None
@@ -79,7 +86,8 @@ with left:
                            help="Train on all tasks or a subset; at least one.")
     described = {t["name"]: t for t in task_specs}
     st.caption(" · ".join(
-        f"**{name}** ({described[name]['kind']}, {described[name]['metric']})" for name in tasks if name in described
+        f"**{literal(name)}** ({described[name]['kind']}, {literal(described[name]['metric'])})"
+        for name in tasks if name in described
     ))
 
 # --- how to learn ----------------------------------------------------------------------------------------
@@ -155,7 +163,7 @@ else:
     runs = len(configs)
     st.markdown(
         f"Ready: **{runs} run{'s' if runs != 1 else ''}** — {', '.join(chosen_methods)} × {int(seeds)} "
-        f"seed{'s' if seeds != 1 else ''} on {len(tasks)} tasks of *{suite}* with *{strategy}* sharing."
+        f"seed{'s' if seeds != 1 else ''} on {len(tasks)} tasks of *{literal(suite)}* with *{strategy}* sharing."
     )
 
 if st.button("Start training", type="primary", key=StateKeys.START, disabled=problem is not None):

@@ -75,8 +75,17 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def _run_id(source: str) -> int | None:
+    """The run id ``source`` names, None when it names a file; a number too large to be a run id is
+    a usage error."""
     text = source.strip()
-    return int(text) if text.isdigit() else None
+    if not text.isdigit():
+        return None
+    from mtl_core.cli.runs import run_id
+
+    try:
+        return run_id(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run_json(path: str) -> dict[str, Any]:

@@ -12,6 +12,10 @@ import argparse
 import json
 import sys
 import textwrap
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mtl_core.workshop.lessons import Lesson
 
 __all__ = ["register"]
 
@@ -94,10 +98,23 @@ def check_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_preset_limits(lesson: Lesson) -> None:
+    """The presenter's per-run caps (epochs, tasks, rows) on the lesson's preset runs, before any
+    trains: they train in this process, so they are not queued runs of the concurrency cap. The
+    lesson's study is queued, and checked in full when it is (``launch_study``)."""
+    import dataclasses
+
+    from mtl_core.workshop.limits import check_limits, load_limits
+
+    per_run = dataclasses.replace(load_limits(), max_concurrent_runs_per_session=None)
+    check_limits([run.config for run in lesson.runs], None, limits=per_run)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from mtl_core.workshop.lessons import evaluate_check, get_lesson, run_lesson_headless
 
     lesson = get_lesson(args.lesson)
+    _check_preset_limits(lesson)
 
     def progress(done: int, total: int) -> None:
         if not args.json:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import time
@@ -12,9 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.cli import UsageError
-from mtl_core.runs.store import STATUSES, RunRecord, RunStore, default_store_path
+from mtl_core.runs.export import run_to_csv
+from mtl_core.runs.store import MAX_RUN_ID, STATUSES, RunRecord, RunStore, as_run_id, default_store_path
 
-__all__ = ["register", "run_summary"]
+__all__ = ["register", "run_summary", "run_id"]
+
+
+def run_id(text: str) -> int:
+    """An ``ID`` argument: a run number from 1 to the largest id a store can hold (argparse ``type``:
+    anything else is one line and exit status 2)."""
+    value = as_run_id(text)
+    if value is None:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise argparse.ArgumentTypeError(f"ID must be a run number from 1 to {MAX_RUN_ID}, got {shown!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,21 +47,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=list_command)
 
     show = commands.add_parser("show", help="show one run", parents=[common])
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=run_id)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--traceback", action="store_true", help="print the traceback of a failed run")
     show.set_defaults(handler=show_command)
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running run", parents=[common])
-    cancel.add_argument("id", type=int)
+    cancel.add_argument("id", type=run_id)
     cancel.set_defaults(handler=cancel_command)
 
     delete = commands.add_parser("delete", help="delete a finished or queued run and its data", parents=[common])
-    delete.add_argument("id", type=int)
+    delete.add_argument("id", type=run_id)
     delete.set_defaults(handler=delete_command)
 
     export = commands.add_parser("export", help="export a run (JSON: everything; CSV: its metric series)", parents=[common])
-    export.add_argument("id", type=int)
+    export.add_argument("id", type=run_id)
     export.add_argument("--format", choices=("json", "csv"), default="json")
     export.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     export.set_defaults(handler=export_command)
@@ -118,7 +127,7 @@ def list_command(args: argparse.Namespace) -> int:
         return 0
     store = _store(args)
     records = store.list_runs(status=args.status, owner=args.owner, group_id=args.group, suite=args.suite,
-                              method=args.method, limit=args.limit or None)
+                              method=args.method, limit=min(args.limit, MAX_RUN_ID) or None)
     if args.json:
         print(json.dumps([run_summary(r) for r in records], indent=2))
         return 0
@@ -206,13 +215,7 @@ def export_command(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = json.dumps(data, indent=2) + "\n"
     else:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["run_id", "step", "epoch", "task", "key", "value"])
-        for row in data["metrics"]:
-            writer.writerow([args.id, row["step"], row["epoch"], row["task"] if row["task"] is not None else "",
-                             row["key"], repr(row["value"])])
-        text = buffer.getvalue()
+        text = run_to_csv(data, run_id=args.id)
     if args.out:
         try:
             Path(args.out).write_text(text, encoding="utf-8")

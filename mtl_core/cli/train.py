@@ -65,9 +65,11 @@ class ProgressBar(Callback):
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, extra={"method": args.method, "seed": args.seed, "tag": args.tag})
     if args.background:
-        from mtl_core.runs.workers import submit
+        # through the engine's one way to queue runs, which applies the presenter limits
+        from mtl_core.runs.store import RunStore
+        from mtl_core.studies.records import submit_runs
 
-        (run_id,) = submit([config])
+        (run_id,) = submit_runs([config], RunStore.at_home())
         print(run_id)
         return 0
     from mtl_core.training.trainer import train

@@ -16,8 +16,9 @@ buttons; every function returns the text / bytes, and writes a file too when giv
   plotly.js by default, so the file works offline. PNG needs the optional ``kaleido`` package,
   which MTL Lab does not require: without it :func:`figure_to_png` raises :class:`ExportError`.
 
-JSON is strict (NaN and infinities become ``null``). In CSV, a text cell that a spreadsheet would
-run as a formula (starting with ``=``, ``+``, ``-``, ``@``) is written with a leading ``'``.
+JSON is strict (NaN and infinities become ``null``). Every CSV of MTL Lab is written by :func:`csv_text`:
+a text cell that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return) is written with a leading ``'``; numbers stay numbers.
 plotly is imported only when a figure is exported.
 """
 
@@ -28,6 +29,7 @@ import importlib.util
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,9 @@ __all__ = [
     "HISTORY_CSV_COLUMNS",
     "STUDY_CSV_COLUMNS",
     "to_jsonable",
+    "csv_cell",
+    "csv_text",
+    "frame_to_csv",
     "run_to_json",
     "run_to_csv",
     "history_to_csv",
@@ -63,7 +68,6 @@ HISTORY_CSV_COLUMNS = ("epoch", "task", "key", "value")
 STUDY_CSV_COLUMNS = ("target", "partner", "mean", "ci_low", "ci_high", "p_value", "p_adjusted", "n", "metric", "cosine",
                      "affinity")
 
-_STUDY_TEXT_COLUMNS = ("target", "partner", "metric")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _STUDY_FORMAT = "mtl_lab.study/1"
 
@@ -98,30 +102,54 @@ def _dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def _text_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def _is_number_literal(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
-def _number_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One CSV cell as text: None empty, booleans ``true`` / ``false``, numbers as Python writes them
+    (``-0.25`` stays a number), and text that a spreadsheet would run as a formula — starting with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return, and not a number — with a leading ``'`` (OWASP's
+    advice against CSV injection), so a task named ``=cmd|' /C calc'!A0`` stays text."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    try:
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
         return repr(float(value))
-    except (TypeError, ValueError):
-        return _text_cell(value)
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _is_number_literal(text):
+        return "'" + text
+    return text
 
 
-def _csv_text(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def csv_text(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """The one CSV writer of MTL Lab (the CLI's exports and the pages' downloads): a header line, then
+    one line per row, every cell written by :func:`csv_cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([csv_cell(name) for name in header])
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return buffer.getvalue()
+
+
+def frame_to_csv(frame: Any) -> str:
+    """A pandas DataFrame (its columns, not its index) as CSV by :func:`csv_text`; missing values are
+    empty cells, as ``DataFrame.to_csv`` writes them."""
+    rows = ([None if _is_missing(value) else value for value in row]
+            for row in frame.itertuples(index=False, name=None))
+    return csv_text(list(frame.columns), rows)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+                             and math.isnan(value))
 
 
 def write_export(content: str | bytes, path: str | os.PathLike[str]) -> Path:
@@ -195,15 +223,8 @@ def run_to_csv(rows: Any, run_id: int | None = None, path: str | os.PathLike[str
     lines = []
     for index, row in enumerate(rows):
         step, epoch, task, key, value = _metric_row(row, index)
-        lines.append([
-            "" if run_id is None else str(run_id),
-            _number_cell(step),
-            _number_cell(epoch),
-            _text_cell(task),
-            _text_cell(key),
-            repr(float(value)) if value is not None else "nan",
-        ])
-    return _output(_csv_text(RUN_CSV_COLUMNS, lines), path)
+        lines.append([run_id, step, epoch, task, key, math.nan if value is None else float(value)])
+    return _output(csv_text(RUN_CSV_COLUMNS, lines), path)
 
 
 def history_to_csv(record: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Any:
@@ -221,18 +242,17 @@ def history_to_csv(record: Mapping[str, Any], path: str | os.PathLike[str] | Non
             if key in ("epoch", "epochs", "step"):
                 continue
             if isinstance(value, Mapping):
-                lines.extend([_number_cell(epoch), _text_cell(task), _text_cell(key), _number_cell(v)]
-                             for task, v in value.items())
+                lines.extend([epoch, task, key, v] for task, v in value.items())
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                lines.append([_number_cell(epoch), "", _text_cell(key), _number_cell(value)])
+                lines.append([epoch, None, key, value])
     final = record.get("final_metrics") or {}
     if isinstance(final, Mapping):
         for task, values in final.items():
             if isinstance(values, Mapping):
                 for source, key in (("value", "test_metric"), ("loss", "test_loss")):
                     if source in values:
-                        lines.append(["", _text_cell(task), key, _number_cell(values[source])])
-    return _output(_csv_text(HISTORY_CSV_COLUMNS, lines), path)
+                        lines.append([None, task, key, values[source]])
+    return _output(csv_text(HISTORY_CSV_COLUMNS, lines), path)
 
 
 # --- studies -----------------------------------------------------------------------------------------
@@ -313,11 +333,8 @@ def study_to_json(study: Mapping[str, Any], path: str | os.PathLike[str] | None 
 
 def study_to_csv(study: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Any:
     """A study's transfer-matrix cells as CSV (:data:`STUDY_CSV_COLUMNS`)."""
-    rows = []
-    for cell in study_cells(study):
-        rows.append([_text_cell(cell[key]) if key in _STUDY_TEXT_COLUMNS else _number_cell(cell[key])
-                     for key in STUDY_CSV_COLUMNS])
-    return _output(_csv_text(STUDY_CSV_COLUMNS, rows), path)
+    rows = [[cell[key] for key in STUDY_CSV_COLUMNS] for cell in study_cells(study)]
+    return _output(csv_text(STUDY_CSV_COLUMNS, rows), path)
 
 
 # --- figures -----------------------------------------------------------------------------------------

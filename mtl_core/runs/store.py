@@ -4,8 +4,10 @@ One file, ``$MTL_LAB_HOME/runs.db`` (default ``~/.mtl_lab/runs.db``), in WAL mod
 dashboard reads while the workers write. It is created on first use and carries its own identity
 (``PRAGMA application_id``) and schema version (``PRAGMA user_version``, upgraded by
 :data:`MIGRATIONS`). A file that is not an MTL Lab run store — another SQLite database, a corrupt
-file, a text file — raises :class:`StoreError` and is never written to: it is inspected through a
-read-only connection before anything opens it for writing.
+file, a text file, an empty file — raises :class:`StoreError` and is never written to: it is inspected
+through a read-only connection before anything opens it for writing. A new store is built beside its
+path and linked into place, so no process sees it half-made. A store whose pages are damaged raises
+:class:`StoreDamagedError`, whose message names the file and what to do.
 
 Concurrency: SQLite connections are not shared between threads, so each thread (and each process)
 gets its own; writes are short ``BEGIN IMMEDIATE`` transactions with a busy timeout, and metric
@@ -25,7 +27,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ __all__ = [
     "MetricRow",
     "ProbeRow",
     "StoreError",
+    "StoreDamagedError",
     "RunNotFoundError",
     "RunStateError",
     "StudyRecord",
@@ -50,6 +53,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "APPLICATION_ID",
     "MIGRATIONS",
+    "MAX_RUN_ID",
+    "as_run_id",
     "DEFAULT_OWNER",
     "HEARTBEAT_TIMEOUT",
     "lab_home",
@@ -133,16 +138,30 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX studies_kind ON studies (kind, created_at)",
     ),
+    # Whose turn it is: ``turn`` numbers each owner's latest claim of a worker (1, 2, … in claim
+    # order), so :meth:`RunStore.claim_next` serves the owner who has waited longest. An upgraded
+    # store numbers its owners by their latest start.
+    3: (
+        "CREATE TABLE owner_turns (owner TEXT PRIMARY KEY, turn INTEGER NOT NULL)",
+        """INSERT INTO owner_turns (owner, turn)
+            SELECT owner, ROW_NUMBER() OVER (ORDER BY MAX(started_at), owner) FROM runs
+            WHERE started_at IS NOT NULL GROUP BY owner""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+#: The largest run id SQLite can hold (a signed 64-bit integer): a larger number names no run.
+MAX_RUN_ID = 2**63 - 1
 #: Kinds of rows of the ``studies`` table.
 STUDY_KINDS = ("study", "grouping")
 
 _BUSY_TIMEOUT_MS = 30_000
 #: (device, inode) of the run-store files this process has checked and opened (see ``_prepare``).
 _CHECKED_FILES: set[tuple[int, int]] = set()
-#: A running run whose worker has not sent a heartbeat for this long is taken for dead.
-HEARTBEAT_TIMEOUT = 6.0
+#: A running run whose worker has not sent a heartbeat for this long is taken for dead. Only runs of
+#: workers that no local pool supervisor owns are judged by it (a pool judges its own workers by their
+#: processes): well above the busy timeout, so that a store locked by someone else for up to that long
+#: (or a short disk-full spell) never reads as a dead worker.
+HEARTBEAT_TIMEOUT = 120.0
 _RUN_COLUMNS = (
     "id, name, owner, group_id, suite, strategy, method, config, status, created_at, started_at, "
     "finished_at, error, worker_pid, worker_host, heartbeat_at, cancel_requested, info"
@@ -151,6 +170,14 @@ _RUN_COLUMNS = (
 
 class StoreError(MTLError):
     """The run store cannot be used: not a run store, corrupt, newer schema, locked, missing run."""
+
+
+class StoreDamagedError(StoreError):
+    """The run store file is corrupt (damaged pages): it cannot be used until it is moved aside or restored."""
+
+
+#: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGED_CODES = (11, 26)
 
 
 class RunNotFoundError(StoreError, LookupError):
@@ -195,6 +222,15 @@ class ProbeRow(NamedTuple):
     kind: str
     value: Any
     extra: dict[str, Any]
+
+
+def as_run_id(text: str) -> int | None:
+    """The run id written in ``text`` (digits, optionally after ``#``, from 1 to :data:`MAX_RUN_ID`);
+    None when ``text`` is not one. Pages and the CLI phrase their own message around it."""
+    digits = str(text).strip().removeprefix("#").lstrip("0")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(MAX_RUN_ID)) or int(digits) > MAX_RUN_ID:
+        return None
+    return int(digits)
 
 
 def run_duration(started_at: float | None, finished_at: float | None) -> float | None:
@@ -370,8 +406,12 @@ def _loads(text: str | None) -> Any:
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+    """End a failed transaction; a failure to do so (a damaged file) never hides the first error."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def process_alive(pid: int) -> bool:
@@ -427,28 +467,72 @@ class RunStore:
     def _fail(self, what: str) -> StoreError:
         return StoreError(f"{self.path} {what}")
 
+    def _database_error(self, exc: sqlite3.Error, what: str) -> StoreError:
+        """A StoreError for ``exc``: :class:`StoreDamagedError`, which says what to do, when the file
+        is damaged; else ``<path> <what> (<exc>)``."""
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED_CODES:
+            return StoreDamagedError(
+                f"The run store {self.path} is damaged ({exc}). Stop the app and the workers, then move "
+                f"the file aside (for example rename it to {self.path.name}.damaged) to start a new, empty "
+                "store, or restore it from a backup."
+            )
+        return self._fail(f"{what} ({exc})")
+
     def _prepare(self) -> None:
         """Check the file before writing anything; create or migrate it if it is ours."""
         if self.path.exists():
             if not self.path.is_file():
                 raise self._fail("is not a file (MTL Lab expects its run store database here)")
             stat = self.path.stat()
+            if stat.st_size == 0:  # a new store never shows itself empty (see ``_create``)
+                raise self._fail(
+                    "is an empty file, not an MTL Lab run store; it was left untouched (move it aside "
+                    "or delete it, and a new store is created in its place)"
+                )
             # Read the header only before this process's first connection to the file: closing a
             # plain file handle drops every POSIX lock the process holds on it, SQLite's included,
             # and another process may then take itself for the last user and delete the WAL.
-            if stat.st_size > 0 and (stat.st_dev, stat.st_ino) not in _CHECKED_FILES:
+            if (stat.st_dev, stat.st_ino) not in _CHECKED_FILES:
                 self._inspect_existing()
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise self._fail(f"cannot be created: {exc.strerror or exc}") from None
+            self._create()
         self._initialise()
         try:
             stat = self.path.stat()
             _CHECKED_FILES.add((stat.st_dev, stat.st_ino))
         except OSError:
             pass
+
+    def _create(self) -> None:
+        """Build a new store beside the path and link it into place, so that no process ever sees
+        the store half-made (an empty file is refused as not a store). When another process got
+        there first, its store is used."""
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        try:
+            conn = sqlite3.connect(staging, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+                conn.execute("BEGIN IMMEDIATE")
+                self._migrate(conn, 0)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            try:
+                os.link(staging, self.path)
+            except FileExistsError:
+                pass  # another process created it meanwhile
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(staging, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._fail(f"cannot be created: {getattr(exc, 'strerror', None) or exc}") from None
+        finally:
+            for leftover in (staging, staging.with_name(staging.name + "-wal"), staging.with_name(staging.name + "-shm")):
+                leftover.unlink(missing_ok=True)
 
     def _inspect_existing(self) -> None:
         try:
@@ -468,7 +552,7 @@ class RunStore:
         try:
             app_id, version, tables = self._identity(conn)
         except sqlite3.DatabaseError as exc:
-            raise self._fail(f"is corrupt or unreadable ({exc}); it was left untouched") from None
+            raise self._database_error(exc, "is corrupt or unreadable; it was left untouched") from None
         finally:
             conn.close()
         self._check_identity(app_id, version, tables)
@@ -517,7 +601,7 @@ class RunStore:
                 raise
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise self._fail(f"cannot be opened as a run store: {exc}") from None
+            raise self._database_error(exc, "cannot be opened as a run store") from None
         except StoreError:
             self.close()
             raise
@@ -583,12 +667,12 @@ class RunStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
-            raise self._fail(f"is busy or not writable ({exc})") from None
+            raise self._database_error(exc, "is busy or not writable") from None
         try:
             yield conn
         except sqlite3.DatabaseError as exc:
             _rollback(conn)
-            raise self._fail(f"could not be written ({exc})") from None
+            raise self._database_error(exc, "could not be written") from None
         except BaseException:
             _rollback(conn)
             raise
@@ -596,23 +680,31 @@ class RunStore:
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             _rollback(conn)
-            raise self._fail(f"could not commit ({exc})") from None
+            raise self._database_error(exc, "could not commit") from None
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees the same state."""
         conn = self._connection()
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc, "could not be read") from None
         try:
             yield conn
-        finally:
+        except BaseException:
+            _rollback(conn)  # the reads' error, not one of ending the transaction, is what the caller sees
+            raise
+        try:
             conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc, "could not be read") from None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._fail(f"could not be read ({exc})") from None
+            raise self._database_error(exc, "could not be read") from None
 
     # --- runs ------------------------------------------------------------------------------------
     def create_run(
@@ -757,15 +849,16 @@ class RunStore:
         """Atomically take the next queued run for a worker: it becomes ``running`` with this
         worker's pid and a fresh heartbeat. None when the queue is empty.
 
-        Fair share between owners (browser sessions in a workshop): the next run belongs to the
-        owner with the fewest runs running now, and is that owner's oldest queued run; ties go to
-        the oldest run. With one owner this is first in, first out. So a student who queues a
-        31-run lesson does not make the next student wait for all of it."""
+        Round robin between owners (participants in a workshop): the next run belongs to the owner
+        with queued runs who has waited longest for a worker — one never served first, then the one
+        whose latest claim is oldest; ties go to the oldest queued run — and is that owner's oldest
+        queued run. With one owner this is first in, first out. So no owner waits more than one
+        round: a student who queues a 31-run lesson does not make the next student wait for it."""
         with self._write() as conn:
+            # ``turn`` is unique per owner, so only owners never served can tie; their oldest run wins.
             row = conn.execute(
-                "SELECT q.id FROM runs AS q LEFT JOIN (SELECT owner, COUNT(*) AS n FROM runs "
-                "WHERE status = 'running' GROUP BY owner) AS r ON r.owner = q.owner "
-                "WHERE q.status = 'queued' ORDER BY COALESCE(r.n, 0), q.id LIMIT 1"
+                "SELECT q.id FROM runs AS q LEFT JOIN owner_turns AS t ON t.owner = q.owner "
+                "WHERE q.status = 'queued' ORDER BY t.turn IS NOT NULL, t.turn, q.id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
@@ -790,6 +883,11 @@ class RunStore:
             "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, worker_pid = ?, "
             "worker_host = ?, error = NULL, traceback = NULL WHERE id = ?",
             (now, now, os.getpid() if pid is None else int(pid), host or self.host, int(run_id)),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO owner_turns (owner, turn) SELECT owner, "
+            "(SELECT COALESCE(MAX(turn), 0) + 1 FROM owner_turns) FROM runs WHERE id = ?",
+            (int(run_id),),
         )
 
     def set_status(self, run_id: int, status: str, error: str | None = None, traceback: str | None = None) -> None:
@@ -873,11 +971,18 @@ class RunStore:
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (int(run_id),))
 
     # --- recovery --------------------------------------------------------------------------------
-    def recover_interrupted(self, stale_after: float | None = HEARTBEAT_TIMEOUT, now: float | None = None) -> list[int]:
+    def recover_interrupted(
+        self,
+        stale_after: float | None = HEARTBEAT_TIMEOUT,
+        now: float | None = None,
+        own_workers: Collection[int] = (),
+    ) -> list[int]:
         """Mark ``failed`` the running runs whose worker is gone: a worker process of this host
         that no longer exists, or (any host) no heartbeat for ``stale_after`` seconds (None: do not
-        judge heartbeats). Returns the ids it marked."""
+        judge heartbeats). The heartbeats of ``own_workers`` (pids on this host whose liveness the
+        caller checks itself, e.g. a pool's worker processes) are not judged. Returns the ids it marked."""
         now = time.time() if now is None else now
+        own = {int(pid) for pid in own_workers}
         rows = self._read(
             "SELECT id, worker_pid, worker_host, heartbeat_at, started_at FROM runs WHERE status = 'running'"
         )
@@ -887,16 +992,18 @@ class RunStore:
             reason = None
             if pid is not None and host == self.host and not process_alive(int(pid)):
                 reason = f"interrupted: its worker process {pid} is gone"
-            elif stale_after is not None and (last is None or now - last > stale_after):
+            elif (stale_after is not None and (last is None or now - last > stale_after)
+                  and not (host == self.host and pid in own)):
                 age = "ever" if last is None else f"{now - last:.0f} s"
                 reason = f"interrupted: no heartbeat from its worker process {pid} on {host} for {age}"
             if reason is None:
                 continue
             with self._write() as conn:
+                # It ended at its last sign of life, not now (a run killed at 22 s must not show 47 s).
                 cursor = conn.execute(
                     "UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
                     "WHERE id = ? AND status = 'running' AND heartbeat_at IS ?",
-                    (reason, now, run_id, heartbeat_at),
+                    (reason, now if last is None else min(now, last), run_id, heartbeat_at),
                 )
                 if cursor.rowcount:
                     marked.append(int(run_id))

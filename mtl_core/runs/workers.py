@@ -15,9 +15,17 @@ are in :mod:`mtl_core.runs.executors`) runs a *pool supervisor* process per MTL 
   drops it if the process dies), so two submitters never start two pools;
 - it starts worker processes (single-threaded torch) up to ``max_workers`` (default
   ``$MTL_LAB_WORKERS`` or the number of cores) while runs are queued, replaces those that die and
-  marks their runs ``failed`` with the reason (exit status or signal), and fails runs whose
-  heartbeat stops (hung worker, another host) after :data:`~mtl_core.runs.store.HEARTBEAT_TIMEOUT` seconds. After a suspend (closed
-  laptop lid) it gives workers one timeout to send a fresh heartbeat before judging them.
+  marks their runs ``failed`` with the reason (exit status or signal);
+- liveness never depends on the database, which another process may lock or a full disk may refuse:
+  the supervisor judges *its own* workers by their processes and by a file each one touches every
+  second (``$MTL_LAB_HOME/beats/<pid>``; a busy worker silent for :data:`WORKER_STALL_TIMEOUT`
+  seconds is hung, and ended). Only runs of workers it does not own (another host, a serial
+  executor) are judged by their heartbeats in the store, after
+  :data:`~mtl_core.runs.store.HEARTBEAT_TIMEOUT` seconds, far above SQLite's busy timeout. After a
+  suspend (closed laptop lid) it gives workers one timeout to show a fresh sign of life;
+- it alone writes ``$MTL_LAB_HOME/logs/pool.log`` (rotated at 5 MB, two old files kept), its
+  workers' output included; the same message is logged at most once per :data:`LOG_REPEAT_WINDOW`
+  seconds, with a count of the repeats.
 
 Processes are started with :class:`subprocess.Popen` of ``sys.executable`` running :func:`main`
 (the supervisor in a new session): that is safe from a multi-threaded server such as Streamlit (no
@@ -27,7 +35,10 @@ database connections. The supervisor imports no torch. The pool lock is an ``flo
 
 Inside a worker, :class:`StoreRecorder` (a trainer :class:`~mtl_core.training.events.Callback`) buffers
 metric rows and probe records and writes them in batches from a background thread, together with
-the heartbeat and the cancel poll, so the training loop never waits for SQLite.
+the heartbeat and the cancel poll, so the training loop never waits for SQLite. A failed write (a
+locked store, a full disk, a read-only file) is retried with exponential back-off
+(:data:`WRITE_RETRY_FIRST` doubling up to :data:`WRITE_RETRY_MAX` seconds) while the rows stay
+buffered, so nothing is lost once writes work again.
 
 Metric keys written per task: ``train_loss`` and ``weight`` (every step), ``epoch_train_loss``,
 ``val_loss`` and ``val_metric`` (every epoch, at the epoch's last step); ``epoch_seconds`` has no task.
@@ -37,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -91,6 +103,11 @@ __all__ = [
     "pool_status",
     "stop_pool",
     "HEARTBEAT_INTERVAL",
+    "WORKER_STALL_TIMEOUT",
+    "WRITE_RETRY_FIRST",
+    "WRITE_RETRY_MAX",
+    "LOG_REPEAT_WINDOW",
+    "RepeatFilter",
     "FLUSH_INTERVAL",
     "CANCEL_POLL_INTERVAL",
     "DEFAULT_IDLE_EXIT",
@@ -103,6 +120,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 1.0
+#: A worker of the pool that is running a run and has not touched its liveness file for this long is
+#: hung (stopped, frozen): its run is failed and the process ended. The file lives outside the
+#: database, so a locked or full store does not delay it.
+WORKER_STALL_TIMEOUT = 6.0
+#: Back-off between retries of a failed store write: the first wait, doubled after each failure up
+#: to the cap; a write that keeps failing for :data:`WRITE_GIVE_UP` seconds is given up.
+WRITE_RETRY_FIRST = 0.25
+WRITE_RETRY_MAX = 8.0
+WRITE_GIVE_UP = 600.0
+#: The same log message (same logger, level and text) is written at most once per this many seconds.
+LOG_REPEAT_WINDOW = 10.0
 FLUSH_INTERVAL = 0.5
 CANCEL_POLL_INTERVAL = 0.5
 #: A run that does not stop this long after a cancel (or pool shutdown) is stopped by ending its worker.
@@ -118,7 +146,11 @@ _ENTRY = (sys.executable, "-c", "import sys; from mtl_core.runs.workers import m
 LOCK_FILE = "pool.lock"
 INFO_FILE = "pool.json"
 LOG_FILE = "pool.log"
+#: What a pool writes before its logging is set up (an interpreter that cannot start, say).
+_START_LOG_FILE = "pool-start.log"
 _LOG_ROTATE_BYTES = 5_000_000
+_LOG_BACKUPS = 2
+BEATS_DIR = "beats"
 _FORCED_EXIT_CODE = 75
 #: Exit status of ``worker`` when another pool already serves the home.
 EXIT_ALREADY_RUNNING = 3
@@ -126,6 +158,69 @@ EXIT_ALREADY_RUNNING = 3
 
 class PoolError(MTLError):
     """The worker pool cannot be started or reached."""
+
+
+# --- failing writes and repeated messages -------------------------------------------------------------
+class RepeatFilter(logging.Filter):
+    """Lets the same message (logger, level, text) through at most once per ``window`` seconds; the
+    next one after a quiet spell says how many were left out. A store that refuses every write must
+    not turn into a thousand log lines a second on the same full disk."""
+
+    def __init__(self, window: float = LOG_REPEAT_WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [last written at, left out]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        key = (record.name, record.levelno, message)
+        now = self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.window:
+                seen[1] += 1
+                return False
+            left_out = int(seen[1]) if seen is not None else 0
+            self._seen[key] = [now, 0]
+            if len(self._seen) > 1000:  # forget messages not repeated lately
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        if left_out:
+            record.msg, record.args = f"{message} (and {left_out} more like it in {self.window:.0f} s)", None
+        return True
+
+
+class _Backoff:
+    """Waits between retries of a failing write: ``first``, doubled after each failure, at most ``cap``."""
+
+    def __init__(self, first: float = WRITE_RETRY_FIRST, cap: float = WRITE_RETRY_MAX) -> None:
+        self.first, self.cap = first, cap
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Record a failure; returns how long to wait before the next try."""
+        delay = min(self.cap, self.first * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+def _write_with_retry(store: RunStore, action: Callable[[], Any], what: str, give_up_after: float = WRITE_GIVE_UP) -> Any:
+    """``action()``, retried with back-off while the store refuses the write (locked, full, read-only);
+    re-raises the :class:`StoreError` once ``give_up_after`` seconds have passed or the store is gone."""
+    backoff = _Backoff()
+    deadline = time.monotonic() + give_up_after
+    while True:
+        try:
+            return action()
+        except StoreError as exc:
+            if time.monotonic() >= deadline or not store.path.exists():
+                raise
+            log.warning("%s: store write failed, retrying with back-off: %s", what, exc)
+            time.sleep(backoff.failed())
 
 
 # --- configs and the public API -------------------------------------------------------------------
@@ -279,6 +374,8 @@ class StoreRecorder(Callback):
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._info: dict[str, Any] = {}
+        self._backoff = _Backoff()
+        self._retry_at = -float("inf")  # no write before this (monotonic) while the store refuses them
 
     # lifecycle
     def start(self) -> StoreRecorder:
@@ -288,11 +385,12 @@ class StoreRecorder(Callback):
         return self
 
     def close(self) -> None:
-        """Stop the background thread and write everything still buffered."""
+        """Stop the background thread and write everything still buffered (retried with back-off
+        while the store refuses writes; raises :class:`StoreError` if it never accepts them)."""
         self._closing.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        self.flush(final=True)
+        _write_with_retry(self.store, lambda: self.flush(final=True), f"run {self.run_id}")
 
     def __enter__(self) -> StoreRecorder:
         return self.start()
@@ -392,25 +490,32 @@ class StoreRecorder(Callback):
         next_heartbeat = next_flush = now
         next_poll = now + self.cancel_poll_interval
         while True:
-            due = min(next_heartbeat, next_flush, next_poll)
+            # Writes wait out the back-off after a failure; the cancel poll (a read) does not.
+            due = min(next_poll, max(min(next_heartbeat, next_flush), self._retry_at))
             if self._stop_since is not None and self.force_stop_after is not None:
                 due = min(due, self._stop_since + self.force_stop_after)
             # Sleep until something is due (a few wake-ups a second), or until close().
             if self._closing.wait(max(0.0, due - time.monotonic())):
                 return
             now = time.monotonic()
-            try:
-                if now >= next_heartbeat:
-                    self.store.heartbeat(self.run_id)
-                    next_heartbeat = now + self.heartbeat_interval
-                if now >= next_poll:
+            if now >= next_poll:
+                try:
                     self._poll_stop(now)
-                    next_poll = now + self.cancel_poll_interval
-                if now >= next_flush:
-                    self.flush()
-                    next_flush = now + self.flush_interval
-            except StoreError as exc:
-                log.warning("run %s: store write failed, will retry: %s", self.run_id, exc)
+                except StoreError as exc:
+                    log.warning("run %s: could not read its cancel flag: %s", self.run_id, exc)
+                next_poll = now + self.cancel_poll_interval
+            if now >= self._retry_at and now >= min(next_heartbeat, next_flush):
+                try:
+                    if now >= next_heartbeat:
+                        self.store.heartbeat(self.run_id)
+                        next_heartbeat = now + self.heartbeat_interval
+                    if now >= next_flush:
+                        self.flush()
+                        next_flush = now + self.flush_interval
+                    self._backoff.succeeded()
+                except StoreError as exc:  # the rows stay buffered for the next try
+                    self._retry_at = time.monotonic() + self._backoff.failed()
+                    log.warning("run %s: store write failed, retrying with back-off: %s", self.run_id, exc)
             stuck = self._stop_since is not None and now - self._stop_since >= (self.force_stop_after or float("inf"))
             if stuck and self.on_force_stop is not None:
                 self.on_force_stop(self)
@@ -488,10 +593,13 @@ def execute_run(
         status, error = "failed", _SHUTDOWN_ERROR
     try:
         if result is not None:
-            store.set_result(run.id, result)
-        if not store.finish_run(run.id, status, error=error, traceback=trace, pid=pid):
+            _write_with_retry(store, lambda: store.set_result(run.id, result), f"run {run.id}")
+        finished = _write_with_retry(
+            store, lambda: store.finish_run(run.id, status, error=error, traceback=trace, pid=pid), f"run {run.id}"
+        )
+        if not finished:
             log.warning("run %s was taken away from worker %s before it finished", run.id, pid)
-    except StoreError as exc:  # its heartbeat stops, so the pool marks it failed
+    except StoreError as exc:  # given up: the pool marks it failed once this worker is gone
         log.error("run %s: could not record its end (%s): %s", run.id, status, exc)
     return status
 
@@ -524,6 +632,33 @@ def _preload() -> None:
         log.warning("%s", failure.message())
 
 
+def _beat_path(home: Path, pid: int) -> Path:
+    return home / BEATS_DIR / str(pid)
+
+
+def _start_beating(home: Path, stop: threading.Event) -> threading.Thread:
+    """Touch this process's liveness file every :data:`HEARTBEAT_INTERVAL` seconds from a thread of
+    its own, so that neither a locked store nor a long step delays it; only a stopped or frozen
+    process (or a held GIL) does."""
+    path = _beat_path(home, os.getpid())
+
+    def beat() -> None:
+        while True:
+            try:
+                path.touch()
+            except OSError:  # no folder yet, or no space for a new file: try again
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    pass
+            if stop.wait(HEARTBEAT_INTERVAL):
+                return
+
+    thread = threading.Thread(target=beat, name="mtl-worker-beat", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_worker(
     home: str | os.PathLike[str] | None = None,
     *,
@@ -545,6 +680,8 @@ def run_worker(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+    done_beating = threading.Event()
+    _start_beating(lab_home(home).absolute(), done_beating)
     _limit_threads()
     _preload()
     store = RunStore.at_home(home)
@@ -552,6 +689,7 @@ def run_worker(
     log.info("worker %s ready", pid)
     idle_since = time.monotonic()
     delay = 0.1
+    claim_backoff = _Backoff(first=1.0)
     try:
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
@@ -560,13 +698,14 @@ def run_worker(
             busy = True  # a signal during the claim only sets the flag: the claim must not be cut short
             try:
                 run = store.claim_next(pid)
+                claim_backoff.succeeded()
             except StoreError as exc:
                 busy = False
                 if not store.path.exists():
                     log.error("worker %s: the run store %s is gone; exiting", pid, store.path)
                     break
-                log.warning("worker %s: %s", pid, exc)
-                stop.wait(1.0)
+                log.warning("worker %s: cannot take a run, retrying with back-off: %s", pid, exc)
+                stop.wait(claim_backoff.failed())
                 continue
             if run is None:
                 busy = False
@@ -582,6 +721,7 @@ def run_worker(
             idle_since = time.monotonic()
             delay = 0.1
     finally:
+        done_beating.set()
         store.close()
     return 0
 
@@ -660,14 +800,9 @@ def _child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _log_path(home: Path) -> Path:
-    path = home / "logs" / LOG_FILE
+def _log_path(home: Path, name: str = LOG_FILE) -> Path:
+    path = home / "logs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.stat().st_size > _LOG_ROTATE_BYTES:
-            os.replace(path, path.with_name(LOG_FILE + ".1"))
-    except FileNotFoundError:
-        pass
     return path
 
 
@@ -689,7 +824,14 @@ def ensure_pool(
         command += ["--workers", str(int(max_workers))]
     if idle_exit is not None:
         command += ["--idle-exit", str(float(idle_exit))]
-    with open(_log_path(home), "ab") as log_file:
+    # The supervisor logs into pool.log itself (rotated); its raw output is only what comes before.
+    start_log = _log_path(home, _START_LOG_FILE)
+    try:
+        if start_log.stat().st_size > _LOG_ROTATE_BYTES:
+            start_log.unlink()
+    except FileNotFoundError:
+        pass
+    with open(start_log, "ab") as log_file:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             env=_child_env(home), cwd=str(home), start_new_session=True, close_fds=True,
@@ -738,15 +880,31 @@ def stop_pool(home: str | os.PathLike[str] | None = None, timeout: float = SHUTD
 class _Worker:
     process: subprocess.Popen[bytes]
     started: float
+    oom_kills: int | None = None  # the kernel's OOM-kill count when it started, where known
 
 
-def _describe_exit(code: int) -> str:
+def _oom_kill_count() -> int | None:
+    """How many processes the kernel's OOM killer has ended in this cgroup (cgroup v2), or None
+    where that cannot be read."""
+    try:
+        with open("/sys/fs/cgroup/memory.events", encoding="ascii") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _describe_exit(code: int, out_of_memory: bool = False) -> str:
+    """How a worker ended; "out of memory" only when the kernel's OOM killer is known to have acted."""
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (out of memory, or killed)" if -code == signal.SIGKILL else ""
+        hint = " (out of memory: the kernel's OOM killer ended it)" if out_of_memory else ""
         return f"was killed by {name}{hint}"
     return f"exited with status {code}"
 
@@ -769,6 +927,7 @@ class PoolSupervisor:
         idle_exit: float | None = None,
         worker_idle_exit: float | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        stall_timeout: float = WORKER_STALL_TIMEOUT,
     ) -> None:
         self.home = lab_home(home).absolute()
         self.max_workers = max(1, int(max_workers or os.cpu_count() or 1))
@@ -776,8 +935,10 @@ class PoolSupervisor:
         self.idle_exit = idle_exit or None
         self.worker_idle_exit = worker_idle_exit if self.min_workers == 0 else None
         self.heartbeat_timeout = heartbeat_timeout
+        self.stall_timeout = stall_timeout
         self.host = socket.gethostname()
         self.workers: dict[int, _Worker] = {}
+        self._hung: dict[int, str] = {}  # pid -> why this pool ended it
         self._lock = _PoolLock(self.home / LOCK_FILE)
         self._stopping = threading.Event()
         self._quick_failures = 0
@@ -817,8 +978,7 @@ class PoolSupervisor:
 
     # the loop
     def _serve(self, store: RunStore) -> None:
-        last_wall = time.time()
-        grace_until = last_wall + self.heartbeat_timeout
+        last_wall = woke_at = time.time()
         idle_since = time.monotonic()
         while not self._stopping.wait(SUPERVISOR_TICK):
             # Heartbeat ages are measured at this instant: if this process is paused later in the
@@ -826,18 +986,19 @@ class PoolSupervisor:
             wall = time.time()
             if wall - last_wall > max(6 * SUPERVISOR_TICK, 3.0):
                 # Suspended (laptop lid) or the clock jumped: heartbeats are old for a good reason.
-                log.info("woke up after %.0f s; giving workers %.0f s to send heartbeats", wall - last_wall,
-                         self.heartbeat_timeout)
-                grace_until = wall + self.heartbeat_timeout
+                log.info("woke up after %.0f s; giving workers %.0f s to show a sign of life", wall - last_wall,
+                         self.stall_timeout)
+                woke_at = wall
             last_wall = wall
             if not store.path.exists():
                 log.error("the run store %s is gone; stopping", store.path)
                 return
             try:
                 self._reap(store)
-                self._fail_stale(store, judge_heartbeats=wall >= grace_until, now=wall)
-                queued = store.count_runs("queued")
                 busy = self._busy(store)
+                self._end_hung(busy, now=wall, judge=wall >= woke_at + self.stall_timeout)
+                self._fail_stale(store, judge_heartbeats=wall >= woke_at + self.heartbeat_timeout, now=wall)
+                queued = store.count_runs("queued")
                 self._spawn(queued, busy)
                 self._write_info(busy)
             except (StoreError, OSError) as exc:  # e.g. a locked store, or too many processes
@@ -864,27 +1025,52 @@ class PoolSupervisor:
             code = worker.process.poll()
             if code is None:
                 continue
-            del self.workers[pid]
             lived = time.monotonic() - worker.started
-            failed = store.fail_runs_of_worker(pid, f"worker process {pid} {_describe_exit(code)}", host=self.host)
+            oom_now = _oom_kill_count() if code == -signal.SIGKILL else None
+            out_of_memory = oom_now is not None and worker.oom_kills is not None and oom_now > worker.oom_kills
+            how = _describe_exit(code, out_of_memory)
+            reason = self._hung.get(pid) or f"worker process {pid} {how}"
+            # A refused write leaves the worker listed, so the next tick records its runs' end.
+            failed = store.fail_runs_of_worker(pid, reason, host=self.host)
+            del self.workers[pid]
+            self._hung.pop(pid, None)
+            _beat_path(self.home, pid).unlink(missing_ok=True)
             if failed:
-                log.warning("worker %s %s; its run(s) %s marked failed", pid, _describe_exit(code), failed)
+                log.warning("worker %s %s; its run(s) %s marked failed", pid, how, failed)
             elif code not in (0, _FORCED_EXIT_CODE):
-                log.warning("worker %s %s", pid, _describe_exit(code))
+                log.warning("worker %s %s", pid, how)
             if code not in (0, _FORCED_EXIT_CODE) and lived < 10.0 and not failed:
                 self._quick_failures += 1  # e.g. a broken environment: back off instead of looping
                 self._spawn_not_before = time.monotonic() + min(60.0, 2.0 ** self._quick_failures)
             else:
                 self._quick_failures = 0
 
+    def _end_hung(self, busy: Mapping[int, int], now: float, judge: bool) -> None:
+        """Kill my busy workers whose liveness file is older than the stall timeout (stopped or
+        frozen; the store plays no part). :meth:`_reap` then fails their runs with the reason."""
+        if not judge:
+            return
+        for pid, run_id in busy.items():
+            worker = self.workers.get(pid)
+            if worker is None or pid in self._hung or worker.process.poll() is not None:
+                continue
+            try:
+                silent = now - _beat_path(self.home, pid).stat().st_mtime
+            except FileNotFoundError:
+                continue  # not started beating yet: its process liveness is all there is
+            if silent > self.stall_timeout:
+                self._hung[pid] = (f"interrupted: no heartbeat from its worker process {pid} for {silent:.0f} s "
+                                   "(hung); the pool ended it")
+                log.warning("worker %s (run %s) silent for %.0f s; ending it", pid, run_id, silent)
+                worker.process.kill()  # the pool replaces it
+
     def _fail_stale(self, store: RunStore, judge_heartbeats: bool, now: float) -> None:
-        marked = store.recover_interrupted(stale_after=self.heartbeat_timeout if judge_heartbeats else None, now=now)
+        """Fail runs whose worker is gone; heartbeats in the store count only for workers that are
+        not mine (mine are judged by their processes, which a busy store cannot disguise)."""
+        marked = store.recover_interrupted(stale_after=self.heartbeat_timeout if judge_heartbeats else None,
+                                           now=now, own_workers=list(self.workers))
         for run_id in marked:
-            record = store.get_run(run_id)
-            log.warning("run %s: %s", run_id, record.error)
-            worker = self.workers.get(record.worker_pid or -1)
-            if worker is not None and worker.process.poll() is None:
-                worker.process.kill()  # hung: the pool replaces it
+            log.warning("run %s: %s", run_id, store.get_run(run_id).error)
 
     def _busy(self, store: RunStore) -> dict[int, int]:
         """My workers that are running a run: pid → run id."""
@@ -902,9 +1088,12 @@ class PoolSupervisor:
             command = [*_ENTRY, "work", "--home", str(self.home), "--parent-pid", str(os.getpid())]
             if self.worker_idle_exit:
                 command += ["--idle-exit", str(self.worker_idle_exit)]
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=_child_env(self.home),
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, env=_child_env(self.home),
                                        cwd=str(self.home), close_fds=True)
-            self.workers[process.pid] = _Worker(process, time.monotonic())
+            threading.Thread(target=_forward_output, args=(process,), name=f"mtl-output-{process.pid}",
+                             daemon=True).start()
+            self.workers[process.pid] = _Worker(process, time.monotonic(), _oom_kill_count())
             log.info("started worker %s", process.pid)
 
     def _write_info(self, busy: Mapping[int, int]) -> None:
@@ -951,7 +1140,23 @@ class PoolSupervisor:
                     store.fail_runs_of_worker(pid, _SHUTDOWN_ERROR, host=self.host)
                 except StoreError as exc:
                     log.warning("pool: %s", exc)
+            _beat_path(self.home, pid).unlink(missing_ok=True)
         self.workers.clear()
+
+
+_worker_output = logging.getLogger(__name__ + ".output")
+
+
+def _forward_output(process: subprocess.Popen[bytes]) -> None:
+    """Pass a worker's output (its log lines, formatted and rate-limited by the worker) into the
+    supervisor's log, so that one process writes and rotates the pool log. Reads until the worker
+    exits, so a worker never blocks on a full pipe."""
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode("utf-8", errors="replace").rstrip()
+        if line:
+            _worker_output.info(line, extra={"forwarded": True})
+    process.stdout.close()
 
 
 # --- entry point of the pool's processes ------------------------------------------------------------
@@ -960,9 +1165,29 @@ def default_max_workers() -> int:
     return settings().workers
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s [pid %(process)d] %(message)s")
+class _PoolFormatter(logging.Formatter):
+    """The pool's line format; a worker's forwarded line is already formatted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "forwarded", False):
+            return record.getMessage()
+        return super().format(record)
+
+
+def setup_logging(log_file: str | os.PathLike[str] | None = None) -> None:
+    """Log INFO and up to stderr, or to ``log_file`` rotated at 5 MB (two old files kept); the same
+    message at most once per :data:`LOG_REPEAT_WINDOW` seconds. A line that cannot be written (a
+    full disk) is dropped without a traceback."""
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=_LOG_ROTATE_BYTES,
+                                                       backupCount=_LOG_BACKUPS, encoding="utf-8")
+    handler.setFormatter(_PoolFormatter("%(asctime)s %(levelname)s [pid %(process)d] %(message)s"))
+    handler.addFilter(RepeatFilter())
+    logging.raiseExceptions = False
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -977,7 +1202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-exit", type=float)
     parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(_log_path(Path(args.home)) if args.role == "supervise" else None)
     try:
         if args.role == "work":
             return run_worker(args.home, parent_pid=args.parent_pid, idle_exit=args.idle_exit or None)

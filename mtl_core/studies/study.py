@@ -122,7 +122,13 @@ def apply_study_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = dict(value)
         elif out.get(key) is None:
             out[key] = value
-    return out
+    # What neither the user nor the suite set takes the config's own default (a suite without study
+    # defaults, e.g. a CSV suite, must not leave ``lr: None``); None stays where it means something.
+    return {key: value for key, value in out.items() if value is not None or key in _NONE_MEANS_SOMETHING}
+
+
+#: Config fields for which None is a value: all tasks, no early stopping, no name.
+_NONE_MEANS_SOMETHING = frozenset({"tasks", "patience", "name"})
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ the column or setting, what was expected and what came.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -30,8 +31,9 @@ import shutil
 import tempfile
 import time
 import uuid
+import zipfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -136,18 +138,96 @@ def _size(size: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
-# --- reading the bytes --------------------------------------------------------------------------------
+# --- reading the file as a stream -------------------------------------------------------------------
+#
+# The file is never held as one text: it is read in blocks through a reader that counts the bytes
+# (refusing the file the moment it passes MTL_LAB_MAX_CSV_MB, or a NUL byte / invalid UTF-8 appears),
+# and parsed by pandas in chunks of rows; each chunk is folded into compact per-column arrays (a float64
+# number and, for a column with texts, an int16 text code per cell) and dropped, and the row limit is checked after every chunk.
+
+_PREFIX_BYTES = 128 * 1024
+"""Bytes looked at before parsing: file signatures, control characters, the delimiter."""
+_CHUNK_CELLS = 100_000
+"""Cells parsed per chunk: bounds the transient memory of pandas' object strings."""
+_BLOCK_BYTES = 256 * 1024
+_MAX_TEXTS = 1_000
+"""Distinct texts kept per column. More cannot make a class or category list (whose limits, 100 and
+50, are far lower), so beyond them a column only counts as having "more than 1000" distinct values.
+Kept low because every column keeps them, numbers included (as typed, for the examples and for a
+column whose numbers turn out mixed with texts): at 20 000 they cost ~3 MB per column, more than
+the numbers of a 5 MB file."""
+_MISSING_CODE = -1
+_UNKEPT_CODE = -2  # a present cell whose text was not kept (past _MAX_TEXTS)
+_TOO_BIG = "the file is {size} MB; the limit is {limit} MB (set MTL_LAB_MAX_CSV_MB)"
 
 
-def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str | None]:
-    """The file's bytes (at most ``max_bytes``) and its file name when known."""
-    too_big = "the file is {size} MB; the limit is {limit} MB (set MTL_LAB_MAX_CSV_MB)"
+def _too_big(size: str, max_bytes: int) -> CsvError:
+    return CsvError(_TOO_BIG.format(size=size, limit=_megabytes(max_bytes)))
+
+
+def _not_utf8(byte: int, position: int) -> CsvError:
+    return CsvError("the file is not CSV text (binary data / not UTF-8): byte "
+                    f"0x{byte:02x} at position {position} is not valid UTF-8; save the file as UTF-8 CSV")
+
+
+class _CheckedReader(io.RawIOBase):
+    """A binary stream read through: counts bytes (refusing more than ``max_bytes``), refuses NUL
+    bytes and invalid UTF-8 as they come, so a bad or oversized file is refused without being read to
+    its end."""
+
+    def __init__(self, raw: BinaryIO, max_bytes: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._max_bytes = max_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        block = self._raw.read(min(len(buffer), _BLOCK_BYTES))
+        if isinstance(block, str):
+            block = block.encode("utf-8")
+        if not block:
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise CsvError("the file is not CSV text (binary data / not UTF-8): it ends inside a "
+                               "UTF-8 character; save the file as UTF-8 CSV") from None
+            return 0
+        start = self.bytes_read
+        self.bytes_read += len(block)
+        if self.bytes_read > self._max_bytes:
+            raise _too_big(f"more than {_size(self._max_bytes)}", self._max_bytes)
+        if b"\x00" in block:
+            raise CsvError("the file is not CSV text (binary data / not UTF-8): it contains NUL bytes")
+        try:
+            self._decoder.decode(block)
+        except UnicodeDecodeError as exc:
+            position = max(start + exc.start, 0)
+            raise _not_utf8(block[exc.start] if 0 <= exc.start < len(block) else exc.object[exc.start],
+                            position) from None
+        buffer[: len(block)] = block
+        return len(block)
+
+
+def _text_stream(handle: BinaryIO, max_bytes: int) -> tuple[io.TextIOWrapper, _CheckedReader]:
+    """``handle`` from its start, as checked UTF-8 text (a BOM dropped; line ends kept for the parser)."""
+    handle.seek(0)
+    checked = _CheckedReader(handle, max_bytes)
+    text = io.TextIOWrapper(io.BufferedReader(checked, _BLOCK_BYTES), encoding="utf-8-sig", newline="")
+    return text, checked
+
+
+def _open_source(source: Source, max_bytes: int) -> tuple[BinaryIO, str | None, int | None, bool]:
+    """A seekable binary stream of the file, its file name when known, its size when known without
+    reading it, and whether the caller must close the stream. Sizes known in advance are checked here;
+    the others while the file is read."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        filename = None
-        if len(data) > max_bytes:
-            raise CsvError(too_big.format(size=_size(len(data)), limit=_megabytes(max_bytes)))
-        return data, filename
+        if len(source) > max_bytes:
+            raise _too_big(_size(len(source)), max_bytes)
+        return io.BytesIO(source), None, len(source), True  # bytes: shared with the stream, not copied
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         try:
@@ -155,34 +235,32 @@ def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str | None]:
                 raise CsvError(f"`{path}` is a folder, not a CSV file")
             size = path.stat().st_size
             if size > max_bytes:
-                raise CsvError(too_big.format(size=_size(size), limit=_megabytes(max_bytes)))
-            with open(path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
+                raise _too_big(_size(size), max_bytes)
+            return open(path, "rb"), path.name, size, True  # noqa: SIM115 (closed by _load)
         except FileNotFoundError:
             raise CsvError(f"no such file: `{path}`") from None
         except OSError as exc:
             raise CsvError(f"`{path}` cannot be read: {exc.strerror or exc}") from None
-        if len(data) > max_bytes:  # it grew while we looked
-            raise CsvError(too_big.format(size=f"more than {_size(max_bytes)}", limit=_megabytes(max_bytes)))
-        return data, path.name
     if hasattr(source, "read"):
         size = getattr(source, "size", None)
         if isinstance(size, int) and size > max_bytes:
-            raise CsvError(too_big.format(size=_size(size), limit=_megabytes(max_bytes)))
+            raise _too_big(_size(size), max_bytes)
+        name = getattr(source, "name", None)
+        filename = Path(name).name if isinstance(name, str) and name else None
         try:
             if getattr(source, "seekable", lambda: False)():
                 source.seek(0)  # an upload read before (e.g. by inspect_csv) is read again from its start
-            chunk = source.read(max_bytes + 1)
+                return source, filename, size if isinstance(size, int) else None, False
+            data = source.read(max_bytes + 1)  # a pipe: kept, as it cannot be read twice
         except (OSError, ValueError) as exc:
             raise CsvError(f"the uploaded file cannot be read: {exc}") from None
-        if isinstance(chunk, str):
-            chunk = chunk.encode("utf-8")
-        if not isinstance(chunk, (bytes, bytearray)):
-            raise CsvError(f"the uploaded file must give bytes, got {type(chunk).__name__}")
-        if len(chunk) > max_bytes:
-            raise CsvError(too_big.format(size=f"more than {_size(max_bytes)}", limit=_megabytes(max_bytes)))
-        name = getattr(source, "name", None)
-        return bytes(chunk), Path(name).name if isinstance(name, str) and name else None
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray)):
+            raise CsvError(f"the uploaded file must give bytes, got {type(data).__name__}")
+        if len(data) > max_bytes:
+            raise _too_big(f"more than {_size(max_bytes)}", max_bytes)
+        return io.BytesIO(data), filename, len(data), True
     raise CsvError(f"`source` must be a file path, bytes or a binary file object, got {type(source).__name__}")
 
 
@@ -198,30 +276,29 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _decode(data: bytes) -> str:
-    """The file as text, or :class:`CsvError` when it is empty, binary or not UTF-8."""
-    if not data.strip():
+def _check_prefix(prefix: bytes, complete: bool) -> str:
+    """The start of the file as text, or :class:`CsvError` when it is empty, binary or not UTF-8.
+    ``complete``: the prefix is the whole file."""
+    if complete and not prefix.strip():
         raise CsvError("the file is empty")
     for magic, what in _SIGNATURES:
-        if data.startswith(magic):
+        if prefix.startswith(magic):
             raise CsvError(f"the file is not CSV text: it is {what}")
-    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         raise CsvError("the file is not CSV text: it looks like a Python pickle (MTL Lab never loads pickles)")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if prefix.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise CsvError("the file is not CSV text (binary data / not UTF-8): it is UTF-16 text; save it as UTF-8 CSV")
-    if b"\x00" in data:
+    if b"\x00" in prefix:
         raise CsvError("the file is not CSV text (binary data / not UTF-8): it contains NUL bytes")
     try:
-        text = data.decode("utf-8-sig")
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(prefix, final=complete)
     except UnicodeDecodeError as exc:
-        raise CsvError(
-            "the file is not CSV text (binary data / not UTF-8): byte "
-            f"0x{data[exc.start]:02x} at position {exc.start} is not valid UTF-8; save the file as UTF-8 CSV"
-        ) from None
-    controls = sum(1 for char in text[:100_000] if ord(char) < 32 and char not in "\t\n\r\x0b\x0c")
-    if controls > max(2, len(text[:100_000]) // 100):
+        raise _not_utf8(prefix[exc.start], exc.start) from None
+    sample = text[:100_000]
+    controls = sum(1 for char in sample if ord(char) < 32 and char not in "\t\n\r\x0b\x0c")
+    if controls > max(2, len(sample) // 100):
         raise CsvError("the file is not CSV text (binary data / not UTF-8): it is full of control characters")
-    if not text.strip():
+    if complete and not text.strip():
         raise CsvError("the file is empty")
     return text
 
@@ -239,14 +316,26 @@ def _guess_delimiter(text: str) -> str:
 
 @dataclass
 class _Column:
-    """One column of the file: stripped cell texts, which are missing, and their numbers."""
+    """One column of the file, compactly: each cell's number (NaN where missing or not a finite
+    number) and, for a column with texts, the code of each cell's stripped text in ``texts`` (-1
+    missing; -2 a text not kept, past :data:`_MAX_TEXTS` distinct ones). Codes follow first
+    appearance, so ``texts[:5]`` are the first five distinct values. A column of numbers only (or of
+    missing cells only) keeps no codes: a cell is missing exactly where its number is NaN."""
 
     name: str
     position: int  # 1-based
     named: bool
-    texts: np.ndarray  # object array of str
-    missing: np.ndarray  # bool
-    numbers: np.ndarray  # float64, NaN where missing or not a finite number
+    codes: np.ndarray | None  # int16; None when no present cell is a text
+    numbers: np.ndarray  # float64
+    texts: list[str]
+    first_text: tuple[int, str] | None  # (1-based data row, text) of the first present non-number
+    head: list[str]
+
+    @property
+    def missing(self) -> np.ndarray:
+        if self.codes is None:
+            return np.isnan(self.numbers)
+        return self.codes == _MISSING_CODE
 
     @property
     def n_missing(self) -> int:
@@ -256,16 +345,114 @@ class _Column:
     def present(self) -> np.ndarray:
         return ~self.missing
 
+    @property
+    def texts_overflow(self) -> bool:
+        """More than :data:`_MAX_TEXTS` distinct texts: only the first were kept."""
+        return (self.codes is not None and len(self.texts) >= _MAX_TEXTS
+                and bool((self.codes == _UNKEPT_CODE).any()))
+
     def first_non_numeric(self) -> tuple[int, str] | None:
         """(1-based data row, text) of the first present cell that is not a finite number."""
-        bad = np.flatnonzero(self.present & np.isnan(self.numbers))
-        if bad.size == 0:
-            return None
-        return int(bad[0]) + 1, str(self.texts[bad[0]])
+        return self.first_text
 
     @property
     def numeric(self) -> bool:
-        return bool(self.present.any()) and self.first_non_numeric() is None
+        return self.first_text is None and bool(self.present.any())
+
+    def distinct_texts(self, rows: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The sorted distinct texts of the present cells among ``rows`` and each row's index into
+        them (-1 missing). :class:`CsvError` is left to the caller when the texts overflowed."""
+        codes = self.codes[rows] if self.codes is not None else np.full(rows.size, _MISSING_CODE, dtype=np.int16)
+        used = np.unique(codes[codes >= 0])
+        ordered = sorted(used.tolist(), key=lambda code: self.texts[code])
+        lookup = np.full(len(self.texts) + 1, -1, dtype=np.int64)  # the last slot: missing
+        lookup[ordered] = np.arange(len(ordered))
+        indices = lookup[np.where(codes >= 0, codes, len(self.texts))]
+        return [self.texts[code] for code in ordered], indices
+
+    def release(self) -> None:
+        """Drop the per-cell arrays once the import has encoded the column (they are most of its memory)."""
+        self.numbers = np.zeros(0, dtype=np.float64)
+        self.codes = None
+
+
+class _ColumnBuilder:
+    """Folds the chunks of one column into a :class:`_Column`, written into arrays grown in place.
+
+    Each chunk's cells are factorised as they came (a C hash of the raw strings); numbers, stripped
+    texts and missing tokens are then worked out once per distinct value, not once per cell."""
+
+    def __init__(self, name: str, position: int, named: bool) -> None:
+        self.name, self.position, self.named = name, position, named
+        self.codes = np.zeros(0, dtype=np.int16)
+        self.numbers = np.zeros(0, dtype=np.float64)
+        self.texts: list[str] = []
+        self._index: Any = None  # a pandas Index over self.texts, rebuilt when it grows
+        self.first_text: tuple[int, str] | None = None
+        self.head: list[str] = []
+        self.rows = 0
+
+    def add(self, raw: np.ndarray) -> None:
+        """Fold in one chunk: ``raw`` is an object array of the cells' texts."""
+        import pandas as pd
+
+        cell_codes, uniques = pd.factorize(raw, use_na_sentinel=False)  # uniques in order of first appearance
+        numbers = np.array(pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan), dtype=np.float64)  # writable
+        numbers[~np.isfinite(numbers)] = np.nan
+        stripped = ["" if value is None else str(value).strip() for value in uniques]
+        missing = np.isnan(numbers)
+        not_number = np.flatnonzero(missing)
+        missing[not_number] = [stripped[u].lower() in NA_TOKENS for u in not_number]
+        texts_at = not_number[~missing[not_number]]
+        if self.first_text is None and texts_at.size:
+            first = int(texts_at[0])  # the first distinct text is the first in the chunk
+            self.first_text = (self.rows + int(np.argmax(cell_codes == first)) + 1, stripped[first])
+        if len(self.head) < 20:
+            self.head.extend(stripped[code] for code in cell_codes[: 20 - len(self.head)])
+        end = self.rows + len(raw)
+        if end > self.numbers.size:
+            self._grow(max(end, self.numbers.size + self.numbers.size // 8, 4096))
+        self.codes[self.rows: end] = self._codes(stripped, missing)[cell_codes]
+        self.numbers[self.rows: end] = numbers[cell_codes]
+        self.rows = end
+
+    def _grow(self, capacity: int) -> None:
+        # resize in place: realloc moves big blocks by remapping pages, not copying them, so the column
+        # is never held twice; numpy zero-fills the new room, hence growth by an eighth, not doubling
+        self.codes.resize(capacity, refcheck=False)
+        self.numbers.resize(capacity, refcheck=False)
+
+    def _codes(self, stripped: list[str], missing: np.ndarray) -> np.ndarray:
+        """The code of each distinct raw value of a chunk (``stripped``: their stripped texts)."""
+        import pandas as pd
+
+        codes = np.full(len(stripped), _MISSING_CODE, dtype=np.int16)
+        present = np.flatnonzero(~missing)
+        if not present.size:
+            return codes
+        text_codes, chunk_texts = pd.factorize(np.array([stripped[u] for u in present], dtype=object))
+        known = (self._index.get_indexer(chunk_texts) if self._index is not None
+                 else np.full(len(chunk_texts), -1, dtype=np.int64))
+        mapped = np.where(known >= 0, known, _UNKEPT_CODE).astype(np.int64)
+        new = np.flatnonzero(known < 0)
+        room = _MAX_TEXTS - len(self.texts)
+        if new.size and room > 0:
+            taken = new[:room]
+            mapped[taken] = np.arange(len(self.texts), len(self.texts) + taken.size)
+            self.texts.extend(str(text) for text in chunk_texts[taken])
+            self._index = pd.Index(self.texts, dtype=object)
+        codes[present] = mapped[text_codes].astype(np.int16)
+        return codes
+
+    def build(self) -> _Column:
+        """The column, its arrays cut to the rows read (in place)."""
+        self._grow(self.rows)
+        codes = None if self.first_text is None else self.codes  # numbers only: missing ⇔ NaN
+        column = _Column(self.name, self.position, self.named, codes, self.numbers, self.texts, self.first_text,
+                         self.head)
+        self.codes = self.numbers = np.zeros(0)
+        return column
 
 
 @dataclass
@@ -299,15 +486,21 @@ def _parser_message(exc: Exception, n_header: int) -> str:
     return f"the file could not be parsed as CSV: {text}"
 
 
-def _read_header(text: str, delimiter: str) -> list[str]:
-    """The first non-blank record, read with the csv module (before pandas could rename anything)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+def _read_header(handle: BinaryIO, max_bytes: int, delimiter: str) -> list[str]:
+    """The first non-blank record, read with the csv module (before pandas could rename anything);
+    only the lines it spans are read."""
+    text, _ = _text_stream(handle, max_bytes)
+    reader = csv.reader(text, delimiter=delimiter, strict=False)
     try:
         for record in reader:
             if record:
                 return record
     except csv.Error as exc:
         raise CsvError(f"the header line could not be read as CSV: {exc}") from None
+    except UnicodeDecodeError as exc:  # the checked reader raises first; this is a safety net
+        raise CsvError(f"the file is not CSV text (binary data / not UTF-8): {exc.reason}") from None
+    finally:
+        text.detach()
     raise CsvError("the file is empty")
 
 
@@ -339,62 +532,82 @@ def _header_names(raw: Sequence[str], limits: CsvLimits) -> tuple[list[str], lis
     return names, named
 
 
-def _parse(data: bytes, filename: str | None, limits: CsvLimits, delimiter: str | None) -> _Table:
-    import pandas as pd
-
-    text = _decode(data)
+def _parse(handle: BinaryIO, filename: str | None, size: int | None, limits: CsvLimits,
+           delimiter: str | None) -> _Table:
+    """Parse the seekable binary ``handle`` in chunks, checking every limit as the rows come."""
+    handle.seek(0)
+    prefix = handle.read(_PREFIX_BYTES + 1)
+    if isinstance(prefix, str):
+        prefix = prefix.encode("utf-8")
+    complete = len(prefix) <= _PREFIX_BYTES
+    text = _check_prefix(prefix[:_PREFIX_BYTES], complete)
     if delimiter is None:
         delimiter = _guess_delimiter(text)
     elif len(delimiter) != 1 or delimiter in "\"\r\n":
         raise CsvError(f"`delimiter` must be one character (not a quote or a line break), got {delimiter!r}")
-    names, named = _header_names(_read_header(text, delimiter), limits)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, header=None, dtype=object, na_filter=False,
-            keep_default_na=False, engine="c", skip_blank_lines=True, quotechar='"', doublequote=True,
-            on_bad_lines="error", low_memory=False,
-        )
-    except pd.errors.EmptyDataError:
-        raise CsvError("the file is empty") from None
-    except (pd.errors.ParserError, ValueError, OverflowError, csv.Error, UnicodeError, IndexError) as exc:
-        raise CsvError(_parser_message(exc, len(names))) from None
-    if frame.shape[1] != len(names):
-        raise CsvError(f"the rows do not match the header: the header has {len(names)} fields, "
-                       f"the rows have up to {frame.shape[1]}")
-    n_rows = frame.shape[0] - 1
+    names, named = _header_names(_read_header(handle, limits.max_bytes, delimiter), limits)
+    builders = [_ColumnBuilder(name, index + 1, named[index]) for index, name in enumerate(names)]
+    n_rows = _read_rows(handle, limits, delimiter, builders)
     if n_rows <= 0:
         raise CsvError("the file has a header but no data rows")
-    if n_rows > limits.max_rows:
-        raise CsvError(f"the file has {n_rows} rows; the limit is {limits.max_rows} (set MTL_LAB_MAX_CSV_ROWS)")
-    columns = [_column(name, index + 1, named[index], frame.iloc[1:, index]) for index, name in enumerate(names)]
-    return _Table(columns, n_rows, delimiter, filename, len(data))
+    return _Table([b.build() for b in builders], n_rows, delimiter, filename,
+                  size if size is not None else handle.seek(0, io.SEEK_END))
 
 
-def _column(name: str, position: int, named: bool, series: Any) -> _Column:
-    """Numbers first (vectorised; surrounding spaces allowed); only the cells that are not finite
-    numbers are looked at as text (missing-value tokens or categories)."""
+def _read_rows(handle: BinaryIO, limits: CsvLimits, delimiter: str, builders: list[_ColumnBuilder]) -> int:
+    """Feed the data rows to ``builders`` chunk by chunk; the number of data rows. The header is the
+    first row of the first chunk; a chunk holds at most ``max_rows + 1`` data rows, so a file over the
+    row limit is refused after reading at most that many."""
     import pandas as pd
 
-    raw = pd.Series(series.to_numpy(dtype=object), dtype=object).fillna("")
-    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    numbers = np.array(numbers, dtype=np.float64)
-    numbers[~np.isfinite(numbers)] = np.nan
-    failing = np.flatnonzero(np.isnan(numbers))
-    texts = np.array(raw.to_numpy(dtype=object), dtype=object)
-    missing = np.zeros(len(texts), dtype=bool)
-    if failing.size:
-        stripped = raw.iloc[failing].astype(str).str.strip()
-        missing[failing] = stripped.str.lower().isin(NA_TOKENS).to_numpy(dtype=bool)
-        if missing[failing].all():
-            texts[failing] = stripped.to_numpy(dtype=object)
-        else:  # a text column: every cell is compared as stripped text
-            texts = raw.astype(str).str.strip().to_numpy(dtype=object)
-    return _Column(name, position, named, texts, missing, numbers)
+    width = len(builders)
+    chunk_rows = max(1_000, _CHUNK_CELLS // width)
+    chunk_rows = min(chunk_rows, limits.max_rows + 2)
+    text, _ = _text_stream(handle, limits.max_bytes)
+    n_rows = 0
+    try:
+        chunks = pd.read_csv(
+            text, sep=delimiter, header=None, dtype=object, na_filter=False, keep_default_na=False,
+            engine="c", skip_blank_lines=True, quotechar='"', doublequote=True, on_bad_lines="error",
+            chunksize=chunk_rows,
+        )
+        with chunks:
+            first = True
+            for frame in chunks:
+                if frame.shape[1] != width:
+                    raise CsvError(f"the rows do not match the header: the header has {width} fields, "
+                                   f"the rows have up to {frame.shape[1]}")
+                if first:
+                    frame, first = frame.iloc[1:], False
+                n_rows += len(frame)
+                if n_rows > limits.max_rows:
+                    raise CsvError(f"the file has more than {limits.max_rows} rows; the limit is {limits.max_rows} "
+                                   "(set MTL_LAB_MAX_CSV_ROWS)")
+                for index, builder in enumerate(builders):
+                    builder.add(frame.iloc[:, index].to_numpy(dtype=object))
+                del frame
+    except CsvError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise CsvError("the file is empty") from None
+    except UnicodeDecodeError as exc:  # the checked reader raises first; this is a safety net
+        raise CsvError(f"the file is not CSV text (binary data / not UTF-8): {exc.reason}") from None
+    except (pd.errors.ParserError, ValueError, OverflowError, csv.Error, UnicodeError, IndexError) as exc:
+        raise CsvError(_parser_message(exc, width)) from None
+    finally:
+        text.detach()
+    return n_rows
 
 
 def _load(source: Source, limits: CsvLimits, delimiter: str | None) -> _Table:
-    data, filename = _read_source(source, limits.max_bytes)
-    return _parse(data, filename, limits, delimiter)
+    handle, filename, size, owned = _open_source(source, limits.max_bytes)
+    try:
+        return _parse(handle, filename, size, limits, delimiter)
+    except OSError as exc:
+        raise CsvError(f"the file cannot be read: {exc.strerror or exc}") from None
+    finally:
+        if owned:
+            handle.close()
 
 
 # --- inspection ----------------------------------------------------------------------------------
@@ -417,7 +630,7 @@ def _suggest_kind(column: _Column) -> Kind | None:
         if distinct.size <= _CLASSIFICATION_MAX_DISTINCT and _is_integer_valued(distinct):
             return "classification"
         return "regression"
-    if len(set(column.texts[present].tolist())) < 2:
+    if len(column.texts) < 2:
         return None
     numbers = column.numbers[present]
     numeric = numbers[~np.isnan(numbers)]
@@ -489,13 +702,8 @@ def _column_info(column: _Column) -> ColumnInfo:
         distinct = int(np.unique(column.numbers[present]).size)
     else:
         dtype = "text"
-        distinct = len(set(column.texts[present].tolist()))
-    examples: list[str] = []
-    for text in column.texts[present]:
-        if text not in examples:
-            examples.append(str(text).strip()[:60])
-        if len(examples) == 5:
-            break
+        distinct = len(column.texts)
+    examples = [text[:60] for text in column.texts[:5]]
     return ColumnInfo(column.name, column.position, dtype, column.n_missing, distinct, _suggest_kind(column),
                       tuple(examples), column.named)
 
@@ -518,10 +726,11 @@ def inspect_csv(
     if max_bytes is not None:
         limits = _replace_limits(limits, max_bytes=max_bytes)
     table = _load(source, limits, delimiter)
-    head = tuple(tuple(str(c.texts[i]) for c in table.columns) for i in range(min(head_rows, table.n_rows)))
+    head = tuple(tuple(c.head[i] for c in table.columns) for i in range(min(head_rows, table.n_rows, 20)))
     warnings = tuple(
         f"column {c.position} has no name; it is called `{c.name}` here" for c in table.columns if not c.named
-    )
+    ) + tuple(f"column `{c.name}` has more than {_MAX_TEXTS} distinct values; only the first {_MAX_TEXTS} "
+              "were counted" for c in table.columns if not c.numeric and c.texts_overflow)
     return CsvPreview(
         columns=tuple(_column_info(c) for c in table.columns),
         n_rows=table.n_rows,
@@ -642,11 +851,11 @@ def _encode_classification(column: _Column, rows: np.ndarray, limits: CsvLimits,
         labels = np.full(rows.size, -1, dtype=np.int64)
         labels[present] = np.searchsorted(distinct, values[present])
     else:
-        texts = column.texts[rows]
-        classes = sorted(set(texts[present].tolist()))
-        index = {name: k for k, name in enumerate(classes)}
-        labels = np.fromiter((index.get(t, -1) if p else -1 for t, p in zip(texts, present)), dtype=np.int64,
-                             count=rows.size)
+        if column.texts_overflow:
+            raise CsvError(f"classification target `{column.name}` has more than {_MAX_TEXTS} classes; at most "
+                           f"{limits.max_classes} are allowed (is it a regression target? choose regression for it)",
+                           column=column.name)
+        classes, labels = column.distinct_texts(rows)
     if len(classes) < 2:
         if not classes:
             raise CsvError(f"target `{column.name}` has no values{dropped_note}", column=column.name)
@@ -676,38 +885,32 @@ def _encode_regression(column: _Column, rows: np.ndarray, dropped_note: str) -> 
 
 
 def _encode_feature(column: _Column, rows: np.ndarray, limits: CsvLimits, impute: bool
-                    ) -> tuple[np.ndarray, list[str], list[str]]:
-    """Input columns (n × k float64; NaN = missing number, imputed at build time), their names,
-    and warnings."""
+                    ) -> tuple[list[str], np.ndarray | None, list[str]]:
+    """The names of the input columns a feature encodes to, each row's category index for a text
+    feature (None for a numeric one, whose numbers are copied as they are: NaN = missing, imputed
+    at build time), and warnings."""
     present = column.present[rows]
     warnings: list[str] = []
     if column.numeric:
-        values = column.numbers[rows]
-        if np.unique(values[present]).size < 2:
+        if np.unique(column.numbers[rows][present]).size < 2:
             warnings.append(f"feature `{column.name}` has a single value; it carries no information")
-        return values.reshape(-1, 1), [column.name], warnings
-    texts = column.texts[rows]
-    categories = sorted(set(texts[present].tolist()))
-    if len(categories) > limits.max_categories:
+        return [column.name], None, warnings
+    categories, indices = column.distinct_texts(rows)
+    if len(categories) > limits.max_categories or column.texts_overflow:
         hint = ""
         share = float(np.mean(~np.isnan(column.numbers[column.present]))) if column.present.any() else 0.0
         bad = column.first_non_numeric()
         if share >= 0.5 and bad is not None:
             hint = f"; most values are numbers but row {bad[0]} has {bad[1]!r}"
-        raise CsvError(f"categorical feature `{column.name}` has {len(categories)} distinct values; at most "
+        counted = f"more than {_MAX_TEXTS}" if column.texts_overflow else str(len(categories))
+        raise CsvError(f"categorical feature `{column.name}` has {counted} distinct values; at most "
                        f"{limits.max_categories} are allowed (leave it out of the features{hint})", column=column.name)
     if len(categories) < 2:
         warnings.append(f"feature `{column.name}` has a single value; it carries no information")
     names = [f"{column.name}={c}" for c in categories]
-    index = {c: k for k, c in enumerate(categories)}
-    missing_rows = ~present
-    width = len(categories) + (1 if impute and missing_rows.any() else 0)
-    encoded = np.zeros((rows.size, width), dtype=np.float64)
-    for row, (text, is_present) in enumerate(zip(texts, present)):
-        encoded[row, index[text] if is_present else len(categories)] = 1.0
-    if width > len(categories):
+    if impute and (~present).any():
         names.append(f"{column.name}={_MISSING_CATEGORY}")
-    return encoded, names, warnings
+    return names, np.where(indices >= 0, indices, len(categories)).astype(np.int32), warnings
 
 
 def _split_names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
@@ -777,6 +980,7 @@ def import_csv(
     replace: bool = False,
     delimiter: str | None = None,
     filename: str | None = None,
+    owner: str | None = None,
 ) -> ImportReport:
     """Turn a CSV file into the task suite ``name`` saved under ``$MTL_LAB_HOME/suites/<name>/``.
 
@@ -791,18 +995,14 @@ def import_csv(
     gets its own ``(missing)`` category, and a missing target leaves that row unlabelled for that task
     (rows with no target at all are dropped). The report counts every case.
 
+    ``owner`` (a participant's owner id, :mod:`mtl_core.workshop.access`) is recorded in ``spec.json``;
+    on a workshop server only they or the presenter may remove the suite.
+
     ``replace`` overwrites an existing user suite of that name. The suite is registered at once
     (usable in this process). Raises :class:`CsvError` for anything that prevents a suite.
     """
     limits = limits or CsvLimits.from_env()
-    name = validate_suite_name(name)
-    if missing not in _MISSING_STRATEGIES:
-        raise CsvError(f"`missing` must be drop or impute, got {missing!r}")
-    target_names = _split_names(targets, "targets") or []
-    feature_names = _split_names(features, "features")
-    if kinds is not None and not isinstance(kinds, Mapping):
-        raise CsvError(f"`kinds` must map target names to classification or regression, got {kinds!r}")
-    kinds = {_clean_name(str(k)): v for k, v in (kinds or {}).items()}
+    name, target_names, feature_names, kinds = _import_choices(name, targets, features, kinds, missing)
     destination = _destination(name, home, replace)
 
     table = _load(source, limits, delimiter)
@@ -810,6 +1010,9 @@ def import_csv(
     feature_names, warnings = _check_selection(table, target_names, feature_names, kinds)
     used = [table.column(n) for n in feature_names + target_names]
     _check_not_empty(table, used, target_names)
+    missing_counts = {c.name: c.n_missing for c in used}
+    for column in (c for c in table.columns if c.name not in missing_counts):
+        column.release()  # a column left out: its memory back before the encoding needs some
     impute = missing == "impute"
     rows = _kept_rows(table, used, target_names, impute, limits)
     n_dropped = table.n_rows - rows.size
@@ -829,7 +1032,7 @@ def import_csv(
         n_rows_used=int(rows.size),
         n_rows_dropped=int(n_dropped),
         missing=missing,
-        missing_counts={c.name: c.n_missing for c in used},
+        missing_counts=missing_counts,
         imputed=imputed,
         features=tuple(feature_names),
         inputs=tuple(inputs),
@@ -837,11 +1040,25 @@ def import_csv(
         stratify=stratify,
         warnings=tuple(warnings),
     )
-    _save(destination, _spec(report), arrays, replace)
+    _save(destination, {**_spec(report), **({"owner": owner} if owner else {})}, arrays, replace)
     from mtl_core.suites.user_csv import refresh_user_suites
 
     refresh_user_suites(home)
     return report
+
+
+def _import_choices(name: str, targets: str | Sequence[str], features: str | Sequence[str] | None,
+                    kinds: Mapping[str, str] | None, missing: str
+                    ) -> tuple[str, list[str], list[str] | None, dict[str, str]]:
+    """The suite name, the target and feature names and the kinds of :func:`import_csv`, checked
+    before the file is read."""
+    name = validate_suite_name(name)
+    if missing not in _MISSING_STRATEGIES:
+        raise CsvError(f"`missing` must be drop or impute, got {missing!r}")
+    if kinds is not None and not isinstance(kinds, Mapping):
+        raise CsvError(f"`kinds` must map target names to classification or regression, got {kinds!r}")
+    return (name, _split_names(targets, "targets") or [], _split_names(features, "features"),
+            {_clean_name(str(k)): v for k, v in (kinds or {}).items()})
 
 
 def _check_not_empty(table: _Table, used: Sequence[_Column], target_names: Sequence[str]) -> None:
@@ -877,10 +1094,12 @@ def _kept_rows(table: _Table, used: Sequence[_Column], target_names: Sequence[st
 
 
 def _encode_targets(table: _Table, target_names: Sequence[str], kinds: Mapping[str, str], rows: np.ndarray,
-                    limits: CsvLimits, dropped_note: str) -> tuple[dict[str, np.ndarray], list[TargetReport]]:
+                    limits: CsvLimits, dropped_note: str
+                    ) -> tuple[dict[str, np.ndarray | _InputMatrix], list[TargetReport]]:
     """Arrays ``y0``, ``y1``, … (class indices, −1 unlabelled; or floats, NaN unlabelled) and a report per
-    target. A target's kind is ``kinds[target]``, else the detected one, else what its values allow."""
-    arrays: dict[str, np.ndarray] = {}
+    target. A target's kind is ``kinds[target]``, else the detected one, else what its values allow.
+    Each target column is released once encoded."""
+    arrays: dict[str, np.ndarray | _InputMatrix] = {}
     reports = []
     for index, target in enumerate(target_names):
         column = table.column(target)
@@ -895,19 +1114,21 @@ def _encode_targets(table: _Table, target_names: Sequence[str], kinds: Mapping[s
             values = _encode_regression(column, rows, dropped_note)
             arrays[f"y{index}"] = values.astype(np.float64)
             reports.append(TargetReport(target, "regression", 1, detected, None, int(np.isnan(values).sum())))
+        column.release()
     return arrays, reports
 
 
 def _encode_features(table: _Table, feature_names: Sequence[str], rows: np.ndarray, limits: CsvLimits,
-                     impute: bool, warnings: list[str]) -> tuple[np.ndarray, list[str], dict[str, int]]:
-    """The input matrix, the names of its columns and the imputed count per feature (with ``impute``);
-    notes about the encoding are appended to ``warnings``."""
-    blocks, inputs = [], []
+                     impute: bool, warnings: list[str]) -> tuple[_InputMatrix, list[str], dict[str, int]]:
+    """The input matrix (written when the suite is saved), the names of its columns and the imputed
+    count per feature (with ``impute``); notes about the encoding are appended to ``warnings``."""
+    plans: list[tuple[_Column, np.ndarray | None, int]] = []
+    inputs: list[str] = []
     imputed: dict[str, int] = {}
     for feature in feature_names:
         column = table.column(feature)
-        block, names, notes = _encode_feature(column, rows, limits, impute)
-        blocks.append(block)
+        names, indices, notes = _encode_feature(column, rows, limits, impute)
+        plans.append((column, indices, len(names)))
         inputs.extend(names)
         warnings.extend(notes)
         if impute:
@@ -916,7 +1137,47 @@ def _encode_features(table: _Table, feature_names: Sequence[str], rows: np.ndarr
             raise CsvError(f"the features encode to more than {limits.max_inputs} inputs (one per number, one per "
                            f"category of a text column); `{feature}` went over: leave some columns out",
                            column=feature)
-    return np.concatenate(blocks, axis=1), inputs, imputed
+    return _InputMatrix(plans, rows, len(inputs)), inputs, imputed
+
+
+class _InputMatrix:
+    """The input matrix (rows × inputs, float64) as a recipe: each feature's column of the file,
+    copied as numbers or one-hot encoded from category indices. :func:`_save` writes it a block of
+    rows at a time, so the matrix never sits in memory beside the file's columns."""
+
+    def __init__(self, plans: list[tuple[_Column, np.ndarray | None, int]], rows: np.ndarray, width: int) -> None:
+        self._plans, self._rows = plans, rows
+        self.shape = (int(rows.size), width)
+
+    def blocks(self, cells: int = 100_000) -> Iterator[np.ndarray]:
+        """The matrix, in C order, a block of about ``cells`` cells at a time."""
+        step = max(1, cells // max(1, self.shape[1]))
+        for first in range(0, self.shape[0], step):
+            rows = self._rows[first: first + step]
+            block = np.zeros((rows.size, self.shape[1]), dtype=np.float64)
+            start = 0
+            for column, indices, width in self._plans:
+                if indices is None:
+                    block[:, start] = column.numbers[rows]
+                else:
+                    block[np.arange(rows.size), start + indices[first: first + step]] = 1.0
+                start += width
+            yield block
+
+
+def _write_npz(path: Path, arrays: Mapping[str, np.ndarray | _InputMatrix]) -> None:
+    """What :func:`numpy.savez_compressed` writes, with an :class:`_InputMatrix` streamed block by block."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as stream:
+                if isinstance(array, _InputMatrix):
+                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)), "fortran_order": False,
+                              "shape": array.shape}
+                    np.lib.format.write_array_header_1_0(stream, header)
+                    for block in array.blocks():
+                        stream.write(memoryview(block).cast("B"))
+                else:
+                    np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
 
 
 def _spec(report: ImportReport) -> dict[str, Any]:
@@ -1021,13 +1282,14 @@ def _existing_names(suites: Path) -> list[str]:
         return []
 
 
-def _save(destination: Path, spec: dict[str, Any], arrays: dict[str, np.ndarray], replace: bool) -> None:
+def _save(destination: Path, spec: dict[str, Any], arrays: Mapping[str, np.ndarray | _InputMatrix],
+          replace: bool) -> None:
     suites = destination.parent
     staging: Path | None = None
     try:
         suites.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".import-{destination.name}-", dir=suites))
-        np.savez_compressed(staging / "data.npz", **arrays)
+        _write_npz(staging / "data.npz", arrays)
         (staging / "spec.json").write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
         if destination.exists():
             if not replace:

@@ -39,6 +39,7 @@ __all__ = [
     "LimitsFileError",
     "limits_path",
     "load_limits",
+    "save_limits",
     "check_limits",
 ]
 
@@ -136,6 +137,31 @@ def load_limits(path: str | os.PathLike[str] | None = None, home: str | os.PathL
             raise LimitsFileError(resolved, str(key), "a positive integer or null", value)
         values[key] = value
     return Limits(**values, source=str(resolved))
+
+
+def save_limits(values: Mapping[str, int | None], home: str | os.PathLike[str] | None = None) -> Limits:
+    """Write the caps ``values`` (each limit a positive integer, or None for no cap; limits not named
+    keep no cap) to the limits file in force (``$MTL_LAB_LIMITS``, else ``<lab home>/limits.yaml``),
+    atomically, and return them as read back. Raises :class:`LimitsFileError` naming a bad value."""
+    import yaml
+
+    from mtl_core.runs.store import lab_home
+
+    target = settings().limits_file or lab_home(home) / LIMITS_FILE
+    clean: dict[str, int | None] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise LimitsFileError(target, str(key), f"a known limit ({', '.join(_FIELDS)})", key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LimitsFileError(target, str(key), "a positive integer or null", value)
+        clean[key] = value
+    text = "# Presenter limits (see the README, Workshops); null = no cap.\n" + yaml.safe_dump(
+        {key: clean.get(key) for key in _FIELDS}, sort_keys=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+    return load_limits(target)
 
 
 def _as_config(config: TrainConfig | Mapping[str, Any], index: int) -> TrainConfig:
