@@ -17,6 +17,7 @@ from mtl_core.workshop.limits import (
     check_limits,
     limits_path,
     load_limits,
+    save_limits,
 )
 
 PLANTED = {"suite": "planted", "suite_options": {"n_samples": 200}, "epochs": 5}
@@ -43,6 +44,18 @@ def test_the_file_in_the_lab_home_is_read_and_described() -> None:
     limits = load_limits()
     assert limits == Limits(max_epochs=20, max_concurrent_runs_per_session=4, source=str(path))
     assert limits.describe() == ["at most 20 epochs per run", "at most 4 queued or running runs per session"]
+
+
+def test_saved_limits_are_what_the_engine_reads_and_bad_ones_are_refused() -> None:
+    saved = save_limits({"max_epochs": 30, "max_tasks": None})
+    path = lab_home() / "limits.yaml"
+    assert limits_path() == path and load_limits() == saved == Limits(max_epochs=30, source=str(path))
+    with pytest.raises(LimitsFileError, match=r"`max_epochs` must be a positive integer or null, got 0"):
+        save_limits({"max_epochs": 0})
+    with pytest.raises(LimitsFileError, match=r"`epochs` must be a known limit"):
+        save_limits({"epochs": 5})
+    assert load_limits() == saved  # a refused save leaves the file as it was
+    assert not list(path.parent.glob(".limits.yaml.*"))  # no partial file left behind
 
 
 def test_the_environment_variable_wins_and_must_name_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

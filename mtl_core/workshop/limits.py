@@ -129,14 +129,20 @@ def load_limits(path: str | os.PathLike[str] | None = None, home: str | os.PathL
     if not isinstance(data, Mapping):
         raise LimitsFileError(resolved, "(top level)", f"a mapping of limits ({', '.join(_FIELDS)})",
                               type(data).__name__)
-    values: dict[str, Any] = {}
-    for key, value in data.items():
+    return Limits(**_checked_caps(data, resolved), source=str(resolved))
+
+
+def _checked_caps(values: Mapping[Any, Any], path: Path) -> dict[str, int | None]:
+    """``values`` as caps (each a known limit: a positive integer or None); :class:`LimitsFileError`
+    naming ``path`` and the first bad key or value."""
+    caps: dict[str, int | None] = {}
+    for key, value in values.items():
         if key not in _FIELDS:
-            raise LimitsFileError(resolved, str(key), f"a known limit ({', '.join(_FIELDS)})", key)
+            raise LimitsFileError(path, str(key), f"a known limit ({', '.join(_FIELDS)})", key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise LimitsFileError(resolved, str(key), "a positive integer or null", value)
-        values[key] = value
-    return Limits(**values, source=str(resolved))
+            raise LimitsFileError(path, str(key), "a positive integer or null", value)
+        caps[key] = value
+    return caps
 
 
 def save_limits(values: Mapping[str, int | None], home: str | os.PathLike[str] | None = None) -> Limits:
@@ -148,13 +154,7 @@ def save_limits(values: Mapping[str, int | None], home: str | os.PathLike[str] |
     from mtl_core.runs.store import lab_home
 
     target = settings().limits_file or lab_home(home) / LIMITS_FILE
-    clean: dict[str, int | None] = {}
-    for key, value in values.items():
-        if key not in _FIELDS:
-            raise LimitsFileError(target, str(key), f"a known limit ({', '.join(_FIELDS)})", key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise LimitsFileError(target, str(key), "a positive integer or null", value)
-        clean[key] = value
+    clean = _checked_caps(values, target)
     text = "# Presenter limits (see the README, Workshops); null = no cap.\n" + yaml.safe_dump(
         {key: clean.get(key) for key in _FIELDS}, sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
