@@ -979,8 +979,9 @@ class RunStore:
     ) -> list[int]:
         """Mark ``failed`` the running runs whose worker is gone: a worker process of this host
         that no longer exists, or (any host) no heartbeat for ``stale_after`` seconds (None: do not
-        judge heartbeats). The heartbeats of ``own_workers`` (pids on this host whose liveness the
-        caller checks itself, e.g. a pool's worker processes) are not judged. Returns the ids it marked."""
+        judge heartbeats). The runs of ``own_workers`` (pids on this host whose liveness the caller
+        checks and whose runs it fails itself, with the reason it knows, e.g. a pool ending a hung
+        worker) are left to the caller. Returns the ids it marked."""
         now = time.time() if now is None else now
         own = {int(pid) for pid in own_workers}
         rows = self._read(
@@ -990,10 +991,11 @@ class RunStore:
         for run_id, pid, host, heartbeat_at, started_at in rows:
             last = heartbeat_at if heartbeat_at is not None else started_at
             reason = None
-            if pid is not None and host == self.host and not process_alive(int(pid)):
+            mine = host == self.host and pid in own  # the caller reaps these itself, with its own reason
+            if pid is not None and host == self.host and not mine and not process_alive(int(pid)):
                 reason = f"interrupted: its worker process {pid} is gone"
             elif (stale_after is not None and (last is None or now - last > stale_after)
-                  and not (host == self.host and pid in own)):
+                  and not mine):
                 age = "ever" if last is None else f"{now - last:.0f} s"
                 reason = f"interrupted: no heartbeat from its worker process {pid} on {host} for {age}"
             if reason is None:
