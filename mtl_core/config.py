@@ -44,9 +44,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"
-    #: Gradient probes every N steps (0 = off). 10 keeps the cost ≤ 15 % of an `ew` run
-    #: (benchmarks/probes.py).
-    probe_interval: int = 10
+    #: Gradient probes every N steps (0 = off); the same default in the CLI, the Train page and
+    #: studies (benchmarks/probes.py measures the cost: 10 keeps it ≤ 15 % of an `ew` run).
+    probe_interval: int = 5
     tag: bool = False
     #: TAG lookahead every N steps when ``tag`` is on (5 keeps a run ≤ 1.5× its time without TAG).
     tag_interval: int = 5

@@ -40,6 +40,8 @@ def test_list_show_and_check_the_shipped_lessons(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "1. related-tasks: Related vs unrelated tasks (16 runs)" in out
     assert "5. choosing-groups: Choosing groups — one TAG run vs the pairwise study (31 runs)" in out
+    assert _run("lessons", "list") == 0  # the action a newcomer types: the same listing
+    assert capsys.readouterr().out == out
     assert _run("lessons", "show", "scale-imbalance") == 0
     out = capsys.readouterr().out
     assert "Question:" in out and "gradnorm: scales" in out and "grad_share_larger(task='s2'" in out
@@ -62,3 +64,13 @@ def test_run_trains_the_preset_and_exits_1_when_the_observation_fails(
     (tmp_path / "01-tiny.yaml").write_text(TINY.replace("at_least: 2.0", "at_least: 0.0"), encoding="utf-8")
     assert _run("lessons", "run", "tiny") == 0
     assert "The expected observation holds" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(tmp_path: Path) -> None:
+    """``python -m mtl_core lessons list | head -1``: no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    command = f"{sys.executable} -m mtl_core lessons list --json | head -c 1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "[" and "Traceback" not in done.stderr, done.stderr

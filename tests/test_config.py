@@ -133,3 +133,25 @@ def test_a_validated_config_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ConfigError, match="`_checked`"):
         TrainConfig.from_dict({"_checked": True})
     assert not TrainConfig.from_dict(cfg.to_dict())._checked
+
+
+def test_probe_interval_default_is_one_number_everywhere() -> None:
+    """The CLI, the Train page's form and studies probe at TrainConfig's default (issue 13: 10 in
+    the CLI against 5 in the app)."""
+    import sys
+    from pathlib import Path
+
+    from mtl_core.cli.common import add_config_arguments
+    from mtl_core.studies.study import StudySpec
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+    from services.runs import TrainForm
+
+    default = TrainConfig.probe_interval
+    assert TrainForm.probe_interval == default and StudySpec.probe_interval == default
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    probe_flag = next(action for action in parser._actions if "--probe-interval" in action.option_strings)
+    assert f"(0 = off; default {default})" in probe_flag.help

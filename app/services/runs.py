@@ -67,7 +67,7 @@ class TrainForm:
     lr: float = 3e-3
     batch_size: int = 32
     seeds: int = 1
-    probe_interval: int = 5
+    probe_interval: int = TrainConfig.probe_interval
     tag: bool = False
 
 

@@ -134,7 +134,7 @@ batch_size = cols[2].number_input("Batch size", min_value=1, max_value=100_000, 
 seeds = cols[3].number_input("Seeds", min_value=1, max_value=20, value=1, step=1, key=StateKeys.SEEDS,
                              help="Repeats with seeds 0, 1, …: more seeds give confidence intervals.")
 probe_interval = cols[4].number_input(
-    "Probe every (steps)", min_value=0, max_value=100_000, value=5, step=1, key=StateKeys.PROBE_INTERVAL,
+    "Probe every (steps)", min_value=0, max_value=100_000, value=TrainForm.probe_interval, step=1, key=StateKeys.PROBE_INTERVAL,
     help="Every k steps, measure the cosine similarity and norms of the task gradients (0 = off).",
 )
 tag = cols[5].toggle(

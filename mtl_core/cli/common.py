@@ -60,8 +60,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, patience: bool = Tr
     parser.add_argument("--lr", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--device", help="cpu or cuda")
-    parser.add_argument("--probe-interval", type=int, help="record gradient probes every N steps (0 = off; default 10)")
-    parser.add_argument("--tag-interval", type=int, help="TAG lookahead every N steps when --tag is on (default 5)")
+    parser.add_argument("--probe-interval", type=int,
+                        help=f"record gradient probes every N steps (0 = off; default {TrainConfig.probe_interval})")
+    parser.add_argument("--tag-interval", type=int,
+                        help=f"TAG lookahead every N steps when --tag is on (default {TrainConfig.tag_interval})")
     parser.add_argument("--jacobian-mode", help="auto, loop, batched or representation")
     parser.add_argument("--name", help="a name for the run")
 

@@ -1,4 +1,4 @@
-"""``python -m mtl_core lessons``: the workshop lessons; ``lessons show ID`` prints one (story, question,
+"""``python -m mtl_core lessons`` (or ``lessons list``): the workshop lessons; ``lessons show ID`` prints one (story, question,
 what to expect, its runs and checks), ``lessons check`` validates every lesson file, and ``lessons run
 ID`` trains the lesson's preset in this process and says whether its expected observation holds (exit
 status 0 if it does, 1 if not).
@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="lessons_command", metavar="ACTION", parser_class=type(parser))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    listing = commands.add_parser("list", parents=[common], help="list the lessons (the same as no ACTION)")
+    listing.set_defaults(handler=list_command)
 
     show = commands.add_parser("show", parents=[common], help="print one lesson")
     show.add_argument("lesson", metavar="ID")

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis.affinity import run_affinity
-from mtl_core.analysis.grouping import best_groupings
+from mtl_core.analysis.grouping import best_groupings, rank_agreement
 from mtl_core.analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
@@ -75,6 +75,10 @@ __all__ = [
     "evaluate_grouping",
     "new_study_id",
     "grouping_sources",
+    "ScoreUnit",
+    "SCORE_UNITS",
+    "score_unit",
+    "evaluation_summary",
     "ProgressCallback",
     "STUDY_FORMAT",
     "DEFAULT_SEEDS",
@@ -94,7 +98,7 @@ __all__ = [
 STUDY_FORMAT = "mtl_lab.study/1"
 DEFAULT_SEEDS = 3
 #: Gradient-probe interval (steps) of the runs the cosine matrix comes from, unless the base config sets one.
-DEFAULT_PROBE_INTERVAL = 5
+DEFAULT_PROBE_INTERVAL = TrainConfig.probe_interval
 #: The study protocol's early stopping: each run stops once the sum of its validation losses has not
 #: improved for this many epochs …
 DEFAULT_PATIENCE = 10
@@ -444,6 +448,39 @@ def grouping_sources(study: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return sources
 
 
+@dataclass(frozen=True)
+class ScoreUnit:
+    """What a grouping source's predicted score is: ``name`` in words ("relative change vs alone",
+    "mean gradient cosine") and ``percent``: a relative change of the validation metric, the unit of
+    the measured gain (shown in %), else a unitless score comparable to the measurement only by rank."""
+
+    source: str
+    name: str
+    percent: bool
+
+    def format(self, value: float | None) -> str:
+        """``value`` in this unit: "+2.54 %" for a relative change, "+0.202" for a unitless score."""
+        if value is None or not math.isfinite(value):
+            return "—"
+        return f"{100 * value:+.2f} %" if self.percent else f"{value:+.3f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "name": self.name, "percent": self.percent}
+
+
+SCORE_UNITS: dict[str, ScoreUnit] = {
+    "transfer": ScoreUnit("transfer", "relative change vs alone", percent=True),
+    "affinity": ScoreUnit("affinity", "TAG affinity", percent=False),
+    "cosine": ScoreUnit("cosine", "mean gradient cosine", percent=False),
+}
+"""The unit of each source of :func:`grouping_sources`; a grouping's measured gain is always a relative change."""
+
+
+def score_unit(source: str) -> ScoreUnit:
+    """The :class:`ScoreUnit` of a grouping source (an unknown one: a unitless score under its own name)."""
+    return SCORE_UNITS.get(source, ScoreUnit(source, f"{source} score", percent=False))
+
+
 def _conventions(spec: StudySpec) -> dict[str, str]:
     """``study.json``'s ``conventions``: how each of its numbers was made, in words."""
     return {
@@ -675,7 +712,10 @@ def collect_grouping(plan: GroupingPlan, outcomes: Sequence[RunOutcome]) -> dict
     """Each task's measured relative change against alone next to its predicted score, from the
     outcomes of ``plan.configs`` (same order; unfinished runs count as missing).
 
-    Predicted and measured are in the same units only for ``source="transfer"``."""
+    Predicted and measured are in the same units only for ``source="transfer"`` (``unit``:
+    :func:`score_unit`); ``rank_agreement`` (:func:`mtl_core.analysis.grouping.rank_agreement`) compares
+    their orders over the tasks (one alone is predicted and measured 0, its baseline), the comparison
+    that holds for every source."""
     if len(outcomes) != len(plan.configs):
         raise ValueError(f"`outcomes` must have one entry per run ({len(plan.configs)}), got {len(outcomes)}")
     joint: dict[str, dict[int, float]] = {task: {} for task in plan.tasks}
@@ -698,6 +738,8 @@ def collect_grouping(plan: GroupingPlan, outcomes: Sequence[RunOutcome]) -> dict
     return nan_to_none({
         "groups": [list(group) for group in plan.groups],
         "source": plan.source,
+        "unit": score_unit(plan.source).to_dict(),
+        "rank_agreement": rank_agreement(plan.predicted, {task: per_task[task]["mean"] for task in plan.tasks}).to_dict(),
         "seeds": list(plan.seeds),
         "predicted_score": float(np.mean(list(plan.predicted.values()))),
         "measured_score": overall.to_dict(),
@@ -706,6 +748,35 @@ def collect_grouping(plan: GroupingPlan, outcomes: Sequence[RunOutcome]) -> dict
                   "stopped_epoch": (o.result or {}).get("stopped_epoch")}
                  for (g, s), o in zip(plan.keys, outcomes, strict=True)],
     })
+
+
+def _order_sentence(agreement: Mapping[str, Any] | None) -> str:
+    agreement = agreement or {}
+    if not agreement.get("pairs"):
+        return "Too few tasks measured (or all tied) to compare the predicted order with the measured one."
+    sentence = (f"Over the {agreement['n']} tasks measured, the prediction orders "
+                f"{agreement['concordant']} of {agreement['pairs']} pairs of tasks as measured")
+    if agreement.get("spearman") is not None:
+        sentence += f" (Spearman rank correlation ρ = {agreement['spearman']:+.2f})"
+    return sentence + "."
+
+
+def evaluation_summary(evaluation: Mapping[str, Any], *, bold: bool = False) -> str:
+    """The measured vs predicted outcome of a grouping (:func:`collect_grouping`) in words, each number
+    in its own unit: the measured mean gain is a relative change (%); a transfer prediction is one too,
+    any other source's is a unitless score, compared with the measurement by order only. ``bold``: the
+    measured gain in Markdown bold."""
+    unit = score_unit(str(evaluation.get("source", "transfer")))
+    measured = (evaluation.get("measured_score") or {}).get("mean")
+    predicted = evaluation.get("predicted_score")
+    gain = score_unit("transfer").format(measured)
+    gain = f"**{gain}**" if bold and measured is not None else gain
+    sentence = f"Measured mean gain over tasks: {gain} against training each task alone"
+    if unit.percent:
+        return sentence + f" (predicted {unit.format(predicted)})."
+    return (sentence + f". The prediction is a {unit.name} (mean over tasks {unit.format(predicted)}, unitless), "
+            "not a change of the metric, so only its order is compared. "
+            + _order_sentence(evaluation.get("rank_agreement")))
 
 
 def evaluate_grouping(
