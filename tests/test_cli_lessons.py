@@ -60,7 +60,7 @@ def test_run_trains_the_preset_and_exits_1_when_the_observation_fails(
     assert _run("lessons", "run", "tiny", "--json") == 1
     report = json.loads(capsys.readouterr().out)
     assert report["lesson"] == "tiny" and report["passed"] is False
-    assert report["explanation"][0].startswith("✗ conflict_fraction_at_least: gradient conflict under a:")
+    assert report["explanation"][0].startswith("✗ gradient conflict under a:")
     (tmp_path / "01-tiny.yaml").write_text(TINY.replace("at_least: 2.0", "at_least: 0.0"), encoding="utf-8")
     assert _run("lessons", "run", "tiny") == 0
     assert "The expected observation holds" in capsys.readouterr().out

@@ -168,7 +168,7 @@ def test_delta_m_and_metric_checks_compare_paired_seeds(tmp_path: Path) -> None:
     assert "a +27.3 %" in explanation
     strict = _lesson(tmp_path, "- metric_better: {task: t1, labels: [a], than: b, margin: 30}\n", runs="[a, b]")
     passed, explanation = evaluate_check(strict, LessonResults("tiny", runs))
-    assert not passed and explanation.startswith("✗ metric_better")
+    assert not passed and explanation.startswith("✗ t1's test metric against b")
 
 
 def _verdicts(explanation: str) -> list[bool]:

@@ -9,7 +9,7 @@ import streamlit as st
 from services.lessons import LESSON_PARAM, launch_lesson, lesson_catalog, lesson_launches, lesson_verdict
 from services.limits import limits_summary
 from services.runs import MTLError, explain
-from state import StateKeys, init_state
+from state import StateKeys, acting, init_state
 from views._lessons import ACTIVE_LESSON, session_owner
 from views._store import store_fragment
 from views._widgets import flash, show_flash
@@ -71,18 +71,21 @@ def _describe_size(lesson: dict) -> str:
 
 
 def _latest(lesson_id: str) -> tuple[dict, bool] | None:
-    """The latest launch of a lesson by this session (mine = True), else by any session (a reload
-    starts a new session), or None."""
+    """The latest launch of a lesson by this participant (mine = True), else, for whoever manages
+    everything (the presenter, a single user), the latest by anyone; or None. A participant never
+    sees another's launch."""
     launches = lesson_launches(lesson_id, owner=owner)
     if launches:
         return launches[0], True
+    if not acting().manages_all:
+        return None
     launches = lesson_launches(lesson_id)
     return (launches[0], False) if launches else None
 
 
 def _launch_status(lesson: dict, launch: dict, mine: bool) -> None:
     when = time.strftime("%H:%M", time.localtime(launch.get("created_at", 0)))
-    whose = "Your run of this lesson" if mine else "The latest run of this lesson (another browser session)"
+    whose = "Your run of this lesson" if mine else "The latest run of this lesson (another participant's)"
     text = f"{whose} ({when}): {launch['done']} of {launch['total']} runs done"
     if launch["failed"]:
         text += f", {launch['failed']} failed or cancelled"
@@ -101,12 +104,13 @@ def _launch_status(lesson: dict, launch: dict, mine: bool) -> None:
         return
     if verdict is None:
         return
+    whose_runs = "your runs" if mine else "these runs"
     if verdict["passed"]:
-        st.success("On your runs, the expected observation holds.", icon=":material/check_circle:")
+        st.success(f"On {whose_runs}, the expected observation holds.", icon=":material/check_circle:")
     else:
-        st.warning("On your runs, the expected observation does not (fully) hold — compare with "
+        st.warning(f"On {whose_runs}, the expected observation does not (fully) hold — compare with "
                    "*What you should see* and the numbers below.", icon=":material/help:")
-    with st.expander("The lesson's check, with your numbers"):
+    with st.expander("The lesson's check, with " + ("your numbers" if mine else "their numbers")):
         st.text(verdict["explanation"])
 
 

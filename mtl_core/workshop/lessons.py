@@ -1079,5 +1079,6 @@ def evaluate_check(lesson: Lesson, results: LessonResults) -> tuple[bool, str]:
         except MTLError as exc:
             outcome = CheckOutcome(False, f"cannot be checked: {exc}")
         passed_all = passed_all and outcome.passed
-        lines.append(f"{'✓' if outcome.passed else '✗'} {spec.name}: {outcome.explanation}")
+        # The sentence names what it measured; the check's identifier is for lesson files, not readers.
+        lines.append(f"{'✓' if outcome.passed else '✗'} {outcome.explanation}")
     return passed_all, "\n".join(lines)
