@@ -29,6 +29,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() == b'ok' else 1)"
 
 # Inside a container the app must listen on every interface to be reached through the published
-# port, so it serves others only with a presenter passcode (otherwise every page says how to set it):
+# port, so it serves others only with a presenter passcode (otherwise it exits saying how to set it):
 #   docker run -p 8501:8501 -e MTL_LAB_PRESENTER_PASSCODE='a-long-phrase' mtl-lab
-CMD ["streamlit", "run", "app/main.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true", "--server.fileWatcherType", "none"]
+CMD ["streamlit", "run", "app/server.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true", "--server.fileWatcherType", "none"]

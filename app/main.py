@@ -1,6 +1,8 @@
 """MTL Lab — the Streamlit entry point: page setup, navigation, the worker pool; nothing else.
 
-Run it with ``streamlit run app/main.py`` (``mtl_core`` must be importable: ``pip install -e .``).
+Served by ``streamlit run app/server.py`` (``mtl_core`` must be importable: ``pip install -e .``), which
+also recovers interrupted runs and starts the pool at server start; ``streamlit run app/main.py``
+serves the same pages (and AppTest runs this file directly), then the first page view does both.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ def home(tmp_path: Path) -> Path:
 def _refused(done: subprocess.CompletedProcess[str], cap: str) -> None:
     assert done.returncode == 2, done.stderr
     assert cap in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "Limits file: " in done.stderr  # the CLI names the file (the pages leave server paths out)
 
 
 def test_train_background_respects_max_epochs(home: Path) -> None:

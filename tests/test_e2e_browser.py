@@ -60,7 +60,7 @@ def server() -> Iterator[str]:
     env = dict(os.environ, MTL_LAB_HOME=str(home), MTL_LAB_POOL_IDLE_EXIT="30", PYTHONUNBUFFERED="1")
     log_path = ARTIFACTS / "streamlit.log"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", "app/server.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
     with open(log_path, "wb") as log:

@@ -1,11 +1,16 @@
 """Presenter limits: where the file is found, how a bad file is reported, and each cap refusing (with a
-message naming the cap, its value and its file) exactly what exceeds it."""
+message naming the cap and its value, but not the file's path: participants read it on their pages)
+exactly what exceeds it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from app_support import MAIN
+from services.limits import limits_summary  # noqa: E402  (app/ is on sys.path through app_support)
+from state import ME_PARAM  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 from mtl_core.config import TrainConfig
 from mtl_core.runs.store import RunStore, lab_home
@@ -91,8 +96,11 @@ def test_max_epochs_refuses_the_run_that_asks_for_more() -> None:
     check_limits([dict(PLANTED, epochs=20)], owner="s1")
     with pytest.raises(LimitError) as caught:
         check_limits([dict(PLANTED, epochs=10), TrainConfig.from_dict(dict(PLANTED, epochs=21))], owner="s1")
-    assert str(caught.value) == (f"This workshop allows at most 20 epochs per run (max_epochs, set in {path}); "
+    assert str(caught.value) == ("This workshop allows at most 20 epochs per run (max_epochs, a presenter limit); "
                                  "run 2 of 2 asks for 21. Lower the epochs.")
+    # participants read the message on their pages: the file's path stays on the server's side
+    assert caught.value.source == str(path) and str(path) not in str(caught.value)
+    assert caught.value.detail() == f"{caught.value} Limits file: {path}."
 
 
 def test_max_tasks_counts_the_suites_tasks_when_none_are_named() -> None:
@@ -129,3 +137,64 @@ def test_concurrent_runs_are_counted_per_session_and_only_while_unfinished() -> 
             check_limits([PLANTED] * 4, owner="session-c", store=store)
     finally:
         store.close()
+
+
+# --- what the pages show: never the limits file's path ---------------------------------------------------
+PASSCODE = "correct horse battery staple"
+TOKEN = "c" * 8 + "C" * 8 + "-ccccccc"
+
+
+def _train_refused(unlock_presenter: bool) -> str:
+    """Every text of the Train page after Start training asked for more epochs than the cap allows."""
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.switch_page("views/train.py")
+    at.query_params[ME_PARAM] = TOKEN
+    at.run()
+    if unlock_presenter:
+        at.text_input(key="presenter_passcode").input(PASSCODE).run()
+        at.button(key="presenter_unlock").click().run()
+        assert at.session_state["presenter"] is True
+    at.number_input(key="opt_suite_planted_n_samples").set_value(150)
+    at.multiselect(key="train_methods").set_value(["ew"])
+    at.number_input(key="train_seeds").set_value(1)
+    at.number_input(key="train_epochs").set_value(5)
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    kinds = ("error", "warning", "info", "success", "markdown", "caption")
+    return "\n".join(str(element.value) for kind in kinds for element in getattr(at, kind))
+
+
+@pytest.mark.parametrize("role", ["participant", "presenter", "single user"])
+def test_a_refusal_on_the_page_names_the_cap_but_no_server_path(role: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MTL_LAB_APP_AUTOSTART", "0")
+    if role != "single user":
+        monkeypatch.setenv("MTL_LAB_PRESENTER_PASSCODE", PASSCODE)
+    path = _limits_file("max_epochs: 2\n", tmp_path / "presenter")
+    monkeypatch.setenv(LIMITS_ENV, str(path))
+    texts = _train_refused(unlock_presenter=role == "presenter")
+    assert "Nothing was queued" in texts and "at most 2 epochs per run (max_epochs, a presenter limit)" in texts
+    assert str(tmp_path) not in texts
+    assert RunStore.at_home(lab_home()).count_runs() == 0
+
+
+def test_a_bad_limits_file_is_described_on_the_page_without_its_path(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _limits_file("max_epochs: 0\n")
+    assert limits_summary() == ([], "`max_epochs` must be a positive integer or null, got 0.")
+    monkeypatch.setenv(LIMITS_ENV, str(tmp_path / "missing.yaml"))
+    assert limits_summary() == ([], "`MTL_LAB_LIMITS` names no file on the server.")
+    assert str(path.parent) not in str(limits_summary())
+
+
+def test_a_broken_limits_file_is_explained_on_a_page_without_its_path() -> None:
+    from services.runs import explain
+
+    from mtl_core.workshop.limits import LimitsFileError
+
+    error = LimitsFileError("/srv/secret/limits.yaml", "max_epochs", "a positive integer or null", 0)
+    assert "/srv/secret" in str(error)  # the CLI's message names the file
+    text = explain(error)
+    assert "/srv/secret" not in text and "limits.yaml" not in text
+    assert "`max_epochs` must be a positive integer or null" in text

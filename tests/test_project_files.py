@@ -18,7 +18,7 @@ def _readme_commands() -> list[str]:
 
 def test_the_readme_has_the_two_commands_and_ci_runs_the_test_command() -> None:
     setup_and_run, test = _readme_commands()
-    assert "pip install -r requirements.txt" in setup_and_run and "streamlit run app/main.py" in setup_and_run
+    assert "pip install -r requirements.txt" in setup_and_run and "streamlit run app/server.py" in setup_and_run
     assert test.endswith("python -m pytest") and "requirements-dev.txt" in test
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test in ci, "`.ci/run` must run the README's test command verbatim"
@@ -40,6 +40,15 @@ def test_the_dockerfile_mirrors_the_readme_set_up() -> None:
     assert re.search(r"^USER (?!root)\w+", docker, re.M), "the app must not run as root"
     assert re.search(r"^EXPOSE 8501$", docker, re.M)
     assert "HEALTHCHECK" in docker and "/_stcore/health" in docker
-    assert '"streamlit", "run", "app/main.py"' in docker
+    assert '"streamlit", "run", "app/server.py"' in docker
     for folder in ("app", "mtl_core", ".streamlit"):
         assert re.search(rf"^COPY .*(?<![\w.]){re.escape(folder)}(?!\w)", docker, re.M), folder
+
+
+def test_every_documented_start_serves_app_server() -> None:
+    """``app/server.py`` recovers interrupted runs and starts the pool at server start (``app/main.py``
+    alone waits for a page view), so every command that starts the app names it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+                for line in block.splitlines() if "streamlit run" in line]
+    assert commands and all("streamlit run app/server.py" in line for line in commands), commands

@@ -28,6 +28,7 @@ __all__ = [
     "store",
     "store_path",
     "check_store",
+    "recover_interrupted",
     "store_problem",
     "catalog",
     "plugin_problems",
@@ -78,6 +79,19 @@ def check_store() -> str | None:
     except StoreError as exc:
         return store_problem(exc)
     return None
+
+
+def recover_interrupted() -> list[int]:
+    """Mark ``failed`` the runs left ``running`` by a worker process of this machine that is gone, as
+    the CLI does (heartbeats are left to the pool); returns their ids. No store file: nothing to do."""
+    path = store_path()
+    if not path.exists():
+        return []
+    run_store = RunStore(path)
+    try:
+        return run_store.recover_interrupted(stale_after=None)
+    finally:
+        run_store.close()
 
 
 def store_problem(exc: StoreError) -> str:

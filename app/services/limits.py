@@ -1,12 +1,14 @@
 """Presenter limits (:mod:`mtl_core.workshop.limits`): summarised for the pages, read and set by the
-presenter (the engine checks them on every submission)."""
+presenter (the engine checks them on every submission). What a page shows never names the limits
+file's path: participants read it too (the engine's refusals leave it out as well)."""
 
 from __future__ import annotations
 
 from mtl_core.workshop.access import AccessError, Actor
-from mtl_core.workshop.limits import LimitError, LimitsFileError, load_limits, save_limits
+from mtl_core.workshop.limits import LIMITS_ENV, LimitError, LimitsFileError, load_limits, save_limits
 
-__all__ = ["LIMIT_LABELS", "LimitError", "LimitsFileError", "current_limits", "limits_summary", "set_limits"]
+__all__ = ["LIMIT_LABELS", "LimitError", "LimitsFileError", "current_limits", "file_problem", "limits_summary",
+           "set_limits"]
 
 #: The presenter's limits and how the sidebar names them.
 LIMIT_LABELS = {
@@ -23,7 +25,15 @@ def limits_summary() -> tuple[list[str], str | None]:
     try:
         return load_limits().describe(), None
     except LimitsFileError as exc:
-        return [], str(exc)
+        return [], file_problem(exc)
+
+
+def file_problem(exc: LimitsFileError) -> str:
+    """What a page says about a limits file that cannot be used: the field and the value, not the
+    file's path (nor ``$MTL_LAB_LIMITS``'s value, which is one)."""
+    if exc.field == LIMITS_ENV:
+        return f"`{LIMITS_ENV}` names no file on the server."
+    return f"`{exc.field}` must be {exc.expected}, got {exc.got!r}."
 
 
 def current_limits() -> dict[str, int | None]:

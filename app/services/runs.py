@@ -23,6 +23,7 @@ from mtl_core.runs.store import (
 )
 from mtl_core.studies.records import submit_runs
 from mtl_core.workshop.access import AccessError, Actor
+from mtl_core.workshop.limits import LimitsFileError
 from services.catalog import autostart, catalog, store
 from services.text import engine_message, literal
 
@@ -133,6 +134,10 @@ _FIELD_LABELS = {
 
 def explain(exc: Exception) -> str:
     """A one-line, plain-language version of an engine error for the page (no traceback)."""
+    if isinstance(exc, LimitsFileError):  # the server's path is nobody's business on a page
+        got = literal(repr(exc.got))
+        return engine_message(f"The presenter's limits file cannot be used: `{exc.field}` must be {exc.expected}, "
+                              f"got {got}.")
     if isinstance(exc, ConfigError):
         field_name = exc.field.split("].", 1)[-1] if exc.field.startswith("configs[") else exc.field
         head, _, option = field_name.partition(".")

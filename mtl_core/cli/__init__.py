@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except MTLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A presenter-limit refusal names its limits file here (the pages leave server paths out).
+        detail = exc.detail() if callable(getattr(exc, "detail", None)) else str(exc)
+        print(f"error: {detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

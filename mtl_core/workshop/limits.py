@@ -11,7 +11,8 @@ The limits live in a small YAML file — ``$MTL_LAB_LIMITS`` if set, else ``$MTL
 
 Every key is optional; ``null`` means no cap. Whoever queues runs (the dashboard, the CLI) calls
 :func:`check_limits` first: it raises :class:`LimitError` with a message that says which cap, its
-value, where it was set and what the request asked for. The file is read on every call, so a host
+value and what the request asked for (never the file's path: participants read it on their pages;
+:meth:`LimitError.detail` adds the file, for the server's side). The file is read on every call, so a host
 can change it during a workshop without restarting anything.
 
 Counting "concurrent" runs: a session's runs that are ``queued`` or ``running`` in the run store,
@@ -51,7 +52,17 @@ _UNFINISHED = ("queued", "running")
 
 
 class LimitError(MTLError):
-    """A request exceeds a presenter limit; the message names the cap and what was asked."""
+    """A request exceeds a presenter limit. The message names the cap, its value and what was asked,
+    but not the limits file: it reaches participants' pages, which never show a server path.
+    :attr:`source` is that file (None: none), :meth:`detail` the message with it."""
+
+    def __init__(self, message: str, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+    def detail(self) -> str:
+        """The message and the limits file it comes from (for the presenter or the server's log)."""
+        return f"{self} Limits file: {self.source}." if self.source else str(self)
 
 
 class LimitsFileError(MTLError, ValueError):
@@ -212,24 +223,24 @@ def check_limits(
     if isinstance(configs, (TrainConfig, Mapping)):
         configs = [configs]
     parsed = [_as_config(config, index) for index, config in enumerate(configs)]
-    where = f", set in {limits.source}" if limits.source else ""
+    where = ", a presenter limit"  # the file's path stays on the server (LimitError.detail)
     total = len(parsed)
     for index, config in enumerate(parsed):
         name = _run_name(index, total)
         if limits.max_epochs is not None and config.epochs > limits.max_epochs:
             raise LimitError(f"This workshop allows at most {limits.max_epochs} epochs per run (max_epochs{where}); "
-                             f"{name} asks for {config.epochs}. Lower the epochs.")
+                             f"{name} asks for {config.epochs}. Lower the epochs.", limits.source)
         if limits.max_tasks is None and limits.max_samples is None:
             continue
         count, size_option, samples = _suite_facts(config)
         if limits.max_tasks is not None and count > limits.max_tasks:
             raise LimitError(f"This workshop allows at most {limits.max_tasks} tasks per run (max_tasks{where}); "
-                             f"{name} trains {count}. Choose fewer tasks.")
+                             f"{name} trains {count}. Choose fewer tasks.", limits.source)
         if limits.max_samples is not None:
             if samples is not None and samples > limits.max_samples:
                 raise LimitError(f"This workshop allows at most {limits.max_samples} training rows per run "
                                  f"(max_samples{where}); {name} asks for {size_option} = {samples}. "
-                                 f"Lower {size_option}.")
+                                 f"Lower {size_option}.", limits.source)
     cap = limits.max_concurrent_runs_per_session
     if cap is not None:
         from mtl_core.runs.store import DEFAULT_OWNER
@@ -244,4 +255,4 @@ def check_limits(
             have = f"you have {unfinished} queued or running" if unfinished else "you have none queued or running"
             raise LimitError(f"This workshop allows {cap} queued or running runs per session "
                              f"(max_concurrent_runs_per_session{where}): {have}, and this would add {total}. "
-                             "Wait for your runs to finish, or cancel some on the Runs page.")
+                             "Wait for your runs to finish, or cancel some on the Runs page.", limits.source)
