@@ -5,12 +5,16 @@ with missing cells, a text class target, an integer class target and a regressio
 file over the row limit (1.1 M narrow rows). Each file is then read, in a fresh Python process each
 time, the way the dashboard's "Your data" page does (``inspect_csv`` then ``import_csv`` on the
 upload's bytes, which the page holds) and the way the CLI does (``mtl suites inspect`` then ``add``
-on the path). Reported per run: wall seconds, the tracemalloc peak (Python and numpy allocations, not
-pandas' C parser buffers; measured in a separate process for the page only, and by default for the
-5 MB file only, as tracing slows the parse ~20×) and the increase of the resident-set high-water mark
-(``ru_maxrss``) over a baseline taken after the modules are imported, a tiny warm-up CSV is
-imported and, for the page, the upload's bytes are held — i.e. the *extra* memory the file costs,
-as a multiple of its size. The issue's target: at most 3× the file size.
+on the path). Reported per run: wall and CPU seconds (CPU time is steadier on a shared machine), the
+tracemalloc peak (Python and numpy allocations, not pandas' C parser buffers; measured in a separate
+process for the page only, and by default for the 5 MB file only, as tracing slows the parse ~20×) and
+the *extra* memory the file costs, as a multiple of its size: the peak resident set during inspect +
+import minus the resident set just before, after the modules are imported, a tiny warm-up CSV is
+imported and, for the page, the upload's bytes are held. On Linux the peak is ``VmHWM`` after the
+high-water mark is restarted from the current RSS (``/proc/self/clear_refs``); the older measure,
+the increase of ``ru_maxrss``, is printed beside it: it under-counts when the process had been
+higher before (reading the upload's bytes, the imports), so it is not the one the target is checked
+on. The issue's target: at most 3× the file size.
 
     python benchmarks/csv_upload.py            # ~2 minutes on 2 cores
     python benchmarks/csv_upload.py --quick    # the 5 MB file and the refusal only
@@ -95,20 +99,40 @@ warm = b"a,b,t1,t2\n" + b"".join(b"%d,x%d,%d,%.1f\n" % (i, i % 3, i % 2, i / 7) 
 inspect_csv(warm)
 import_csv(warm, "warmup", targets=["t1", "t2"], home=home)
 source = Path(path).read_bytes() if mode == "page" else path
+
+
+def status():
+    try:
+        with open("/proc/self/status") as lines:
+            return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in lines)
+                    if k in ("VmRSS", "VmHWM")}
+    except OSError:
+        return {}
+
+
+try:  # Linux: the high-water mark restarts from the current RSS, so the peak is the import's own
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+except OSError:
+    pass
+rss_now = status().get("VmRSS")
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if trace:
     tracemalloc.start()
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 outcome = "imported"
 try:
     preview = inspect_csv(source)
     import_csv(source, "bench", targets=["species", "grade", "price"], home=home)
 except CsvError as exc:
     outcome = "refused: " + str(exc)[:60]
-seconds = time.perf_counter() - start
+seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 peak = tracemalloc.get_traced_memory()[1] if trace else None
 rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "rss_increase_bytes": (rss_after - rss_before) * 1024,
+hwm = status().get("VmHWM")
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds,
+                  "peak_increase_bytes": hwm - rss_now if hwm and rss_now else None,
+                  "rss_increase_bytes": (rss_after - rss_before) * 1024,
                   "tracemalloc_peak_bytes": peak, "outcome": outcome}))
 """
 
@@ -133,9 +157,9 @@ def main() -> None:
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     results = []
-    print("| file | size | reader | seconds (inspect + import) | tracemalloc peak | RSS high-water increase "
-          "| × file size | outcome |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| file | size | reader | seconds (inspect + import) | CPU seconds | tracemalloc peak "
+          "| peak RSS − RSS before | × file size | ru_maxrss increase | outcome |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for number, (label, path, _accepted) in enumerate(_files(args.folder, args.quick)):
         size = path.stat().st_size
         for mode in ("page", "cli"):
@@ -147,9 +171,12 @@ def main() -> None:
             peak = row["tracemalloc_peak_bytes"]
             peak_text = f"{peak / _MB:.0f} MB" if peak is not None else "—"
             reader = "page (bytes)" if mode == "page" else "CLI (path)"
-            print(f"| {label} | {size / _MB:.1f} MB | {reader} | {row['seconds']:.1f} | {peak_text} "
-                  f"| {row['rss_increase_bytes'] / _MB:.0f} MB | {row['rss_increase_bytes'] / size:.1f}× "
-                  f"| {row['outcome']} |", flush=True)
+            increase = row["peak_increase_bytes"]
+            increase_text = (f"{increase / _MB:.1f} MB | {increase / size:.2f}×" if increase is not None
+                             else "— | —")
+            print(f"| {label} | {size / _MB:.1f} MB | {reader} | {row['seconds']:.1f} | {row['cpu_seconds']:.1f} "
+                  f"| {peak_text} | {increase_text} | {row['rss_increase_bytes'] / _MB:.1f} MB "
+                  f"({row['rss_increase_bytes'] / size:.2f}×) | {row['outcome']} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 

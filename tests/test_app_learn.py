@@ -224,16 +224,17 @@ def _figure(at: AppTest) -> dict:
 
 
 def test_playground_renders_every_method_with_cosines_and_sentences(app_env: Path, harness: Path) -> None:
-    at = _open(harness, "playground")
+    at = _open(harness, "playground", m="all")
     assert not at.exception, at.exception
-    assert at.query_params == {"d": "2", "n": "2", "a1": "10", "l1": "1", "a2": "135", "l2": "2"}
+    assert at.query_params == {"d": "2", "n": "2", "a1": "10", "l1": "1", "a2": "135", "l2": "2", "m": "all"}
     methods = [m["name"] for m in gradient_methods()]
     bullets = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert [b.split("**")[1] for b in bullets] == ["ew", *methods]
     assert "raises the loss of task 1" in bullets[0]
     figure = _figure(at)
     names = {trace.get("name") for trace in figure["data"]}
-    assert {"g₁", "g₂", "ew", *methods} <= names and "conflict region (d·gᵢ < 0)" in names
+    assert {"g₁", "g₂", "ew", "mgda", "mgda_ub (= mgda)"} <= names  # coinciding arrows say so in the legend
+    assert "every task improves (d·gᵢ > 0 for all i)" in names
     cosines = at.dataframe[0].value
     assert list(cosines["pair"]) == ["g₁, g₂"]
     assert cosines["cosine"].iloc[0] == pytest.approx(math.cos(math.radians(125)))

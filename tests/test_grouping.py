@@ -154,3 +154,115 @@ def test_adjusted_rand_index_closed_forms() -> None:
         adjusted_rand_index(a, [["t1", "t2"]])
     with pytest.raises(ValueError, match="two groups"):
         adjusted_rand_index([["a", "b"], ["b"]], [["a", "b"]])
+
+
+# --- what the Groupings page and `group` command offer first, and how they compare units -------------------
+
+
+def test_the_suggestion_is_the_best_grouping_that_trains_tasks_together() -> None:
+    from mtl_core.analysis import suggest_grouping
+
+    planted = np.array([[0, 0.3, -0.1], [0.3, 0, -0.1], [-0.1, -0.1, 0]])
+    found = best_groupings(planted, ["a", "b", "c"])
+    suggestion = suggest_grouping(found)
+    # k = 2 and k = 3 both give {a, b} · {c}: the smaller k, and grouping is predicted to help
+    assert (suggestion.k, suggestion.alone_is_best) == (2, False)
+    assert suggestion.score == pytest.approx(0.2)
+    assert suggest_grouping([g.to_dict() for g in found]) == suggestion  # as the study stores them
+
+
+def test_when_every_task_alone_is_best_the_best_real_grouping_is_suggested_and_flagged() -> None:
+    from mtl_core.analysis import suggest_grouping
+
+    negative = np.full((4, 4), -0.05)
+    found = best_groupings(negative)
+    assert all(len(group) == 1 for group in found[-1].groups) and found[-1].score == 0.0
+    suggestion = suggest_grouping(found)
+    assert suggestion.alone_is_best and suggestion.k == 3  # {two tasks} and two alone: -0.025
+    assert suggestion.score == pytest.approx(-0.025)
+    assert len(found[suggestion.k - 1].groups) < 4
+    assert suggest_grouping(best_groupings(np.zeros((1, 1)))).k is None  # one task: nothing to group
+
+
+def test_rank_agreement_counts_ordered_pairs_and_spearman() -> None:
+    from mtl_core.analysis import rank_agreement
+
+    same = rank_agreement({"a": 0.1, "b": 0.2, "c": 0.3}, {"a": -5.0, "b": 1.0, "c": 2.0})
+    assert (same.n, same.pairs, same.concordant, same.same_order) == (3, 3, 3, True)
+    assert same.spearman == pytest.approx(1.0)
+    reversed_ = rank_agreement({"a": 0.1, "b": 0.2, "c": 0.3}, {"a": 3.0, "b": 2.0, "c": 1.0})
+    assert (reversed_.concordant, reversed_.spearman, reversed_.same_order) == (0, pytest.approx(-1.0), False)
+    tied = rank_agreement({"a": 0.2, "b": 0.2, "c": 0.0, "d": 0.5}, {"a": 1.0, "b": -1.0, "c": 0.0, "d": None})
+    assert (tied.n, tied.pairs, tied.concordant) == (3, 2, 1)  # d unmeasured; a-b tied in prediction
+    assert tied.spearman == pytest.approx(0.0)  # mean ranks of the tie: (1.5, 1.5, 0) against (2, 0, 1)
+    assert rank_agreement({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 3.0}).spearman is None  # below 3 items
+    assert rank_agreement({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 1.0, "b": 2.0, "c": 3.0}).to_dict() == {
+        "n": 3, "pairs": 0, "concordant": 0, "spearman": None, "same_order": False}
+
+
+def test_each_source_has_its_own_unit() -> None:
+    from mtl_core.studies.study import SCORE_UNITS, score_unit
+
+    assert set(SCORE_UNITS) == {"transfer", "affinity", "cosine"}
+    assert score_unit("transfer").format(-0.0541) == "-5.41 %"
+    assert score_unit("cosine").format(0.2022) == "+0.202" and score_unit("cosine").name == "mean gradient cosine"
+    assert score_unit("affinity").format(0.0011234) == "+0.00112"  # three significant digits, however small
+    assert score_unit("affinity").format(None) == "—" and not score_unit("affinity").percent
+    assert score_unit("other").name == "other score"
+
+
+def _evaluation(source: str) -> dict:
+    return {"source": source, "predicted_score": 0.2022, "measured_score": {"mean": -0.0541},
+            "rank_agreement": {"n": 4, "pairs": 5, "concordant": 4, "spearman": 0.6, "same_order": False},
+            "tasks": {"t1": {"predicted": 0.2, "mean": -0.05, "ci_low": -0.1, "ci_high": 0.0}}}
+
+
+def test_the_summary_gives_each_number_in_its_unit() -> None:
+    from mtl_core.studies.study import evaluation_summary
+
+    transfer = evaluation_summary(_evaluation("transfer"), bold=True)
+    assert transfer == ("Measured mean gain over tasks: **-5.41 %** against training each task alone "
+                        "(predicted +20.22 %).")
+    cosine = evaluation_summary(_evaluation("cosine"))
+    measured, prediction = cosine.split(". The prediction", 1)
+    assert measured.endswith("-5.41 % against training each task alone")
+    assert "%" not in prediction and "mean gradient cosine (mean over tasks +0.202, unitless)" in prediction
+    assert "orders 4 of 5 pairs of tasks as measured (Spearman rank correlation ρ = +0.60)" in prediction
+    unknown = evaluation_summary({**_evaluation("cosine"), "rank_agreement": None})
+    assert "Too few tasks measured" in unknown
+
+
+def test_the_group_command_prints_a_cosine_prediction_without_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from mtl_core.cli.group import _print_grouping
+
+    grouping = best_grouping(np.array([[0, 0.2], [0.2, 0]]), 1, ["t1", "t2"])
+    evaluation = _evaluation("cosine")
+    evaluation["tasks"]["t2"] = {"predicted": 0.2, "mean": 0.01, "ci_low": None, "ci_high": None}
+    _print_grouping(argparse.Namespace(k=1, source="cosine"), grouping, ["t1", "t2"], evaluation)
+    out = capsys.readouterr().out
+    assert "predicted score (mean gradient cosine, unitless; mean over tasks): +0.2" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("t1")]
+    assert row.split()[1] == "+0.2" and row.split()[2:4] == ["-5.00", "%"]
+    assert "(predicted +20.22 %)" not in out and "only its order is compared" in out
+
+
+def test_measured_vs_predicted_across_units_has_no_diagonal() -> None:
+    from mtl_core import figures
+
+    predicted, measured = {"a": 0.1, "b": 0.3, "c": 0.2}, {"a": -5.0, "b": 2.0, "c": 1.0}
+    fig = figures.measured_vs_predicted(predicted, measured, label="change (%)", predicted_label="cosine")
+    assert [trace.name for trace in fig.data] == ["tasks"]
+    assert fig.layout.title.text == "Measured vs predicted (Spearman ρ = 1.00)"
+    assert fig.layout.xaxis.title.text == "predicted cosine" and fig.layout.yaxis.scaleanchor is None
+    same = figures.measured_vs_predicted(predicted, {"a": 0.1, "b": 0.2, "c": 0.3}, label="change")
+    assert "Pearson" in same.layout.title.text and same.data[0].name == "y = x (perfect prediction)"
+
+
+def test_the_group_command_says_when_every_task_is_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    from mtl_core.cli.group import _print_alone_note
+
+    _print_alone_note(np.full((3, 3), -0.05), ["a", "b", "c"], "transfer")
+    error = capsys.readouterr().err
+    assert "nothing to train together" in error and "at --k 2 (-3.33 %)" in error

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -15,8 +16,15 @@ from mtl_core.analysis.baselines import BASELINE_STRATEGY
 from mtl_core.runs.export import frame_to_csv
 from services.results import delta_m, final_metrics, find_baseline, task_deltas
 from services.runs import RunSummary, list_runs
+from services.text import literal
 
-__all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table", "summary_csv", "runs_csv"]
+__all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table", "summary_csv", "runs_csv",
+           "Selection", "default_selection", "keep_selection", "run_list"]
+
+#: At most this many runs of one submission are selected by default (3 methods × 3 seeds fit, plus some);
+#: without a submission, the newest comparable runs up to :data:`DEFAULT_RUNS`.
+DEFAULT_GROUP_RUNS = 12
+DEFAULT_RUNS = 6
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -36,6 +44,65 @@ def format_ci(mean: float, low: float | None, high: float | None, signed: bool =
     if low is None or high is None or not math.isfinite(low) or not math.isfinite(high):
         return text
     return f"{text} ± {(high - low) / 2:.2g}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Runs chosen for the Compare page (ids, newest first) and why, in a sentence (markdown, the
+    user's names escaped)."""
+
+    run_ids: list[int]
+    reason: str
+
+
+def run_list(ids: Sequence[int]) -> str:
+    """``#3``, ``#3 and #5``, ``#3, #5 and #8``."""
+    names = [f"#{i}" for i in ids]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _comparable(run: RunSummary) -> tuple[str, tuple[str, ...]]:
+    """What runs must share for their metrics to line up task by task: the suite and the tasks."""
+    return run.suite, tuple(run.tasks or ())
+
+
+def _what(run: RunSummary) -> str:
+    """``suite planted, tasks t1, t2`` as markdown text (the names are the user's: shown literally)."""
+    tasks = ", ".join(literal(task) for task in run.tasks) if run.tasks else "all its tasks"
+    return f"suite {literal(run.suite)}, tasks {tasks}"
+
+
+def default_selection(runs: Sequence[RunSummary]) -> Selection:
+    """The runs to compare before the user picks any, from ``runs`` (newest first): the newest run
+    and the runs queued together with it (one submission, lesson or study: the same ``group_id``)
+    that share its suite and tasks; when it was queued alone, the newest runs comparable with it."""
+    if not runs:
+        return Selection([], "")
+    newest = max(runs, key=lambda run: (run.created_at, run.id))
+    ordered = sorted(runs, key=lambda run: (run.created_at, run.id), reverse=True)
+    comparable = [run for run in ordered if _comparable(run) == _comparable(newest)]
+    together = [run for run in comparable if newest.group_id and run.group_id == newest.group_id]
+    if len(together) > 1:
+        chosen = together[:DEFAULT_GROUP_RUNS]
+        size = (f"the {len(chosen)} newest of the {len(together)} runs" if len(together) > len(chosen)
+                else f"the {len(chosen)} runs")
+        return Selection([run.id for run in chosen],
+                         f"Selected for you: {size} queued together with the newest finished run, "
+                         f"#{newest.id} ({_what(newest)}).")
+    chosen = comparable[:DEFAULT_RUNS]
+    if len(chosen) == 1:
+        return Selection([newest.id], f"Selected for you: the newest finished run, #{newest.id} ({_what(newest)}); "
+                                      "no other finished run has its suite and tasks.")
+    return Selection([run.id for run in chosen],
+                     f"Selected for you: the newest finished run, #{newest.id}, and the {len(chosen) - 1} newest "
+                     f"runs comparable with it (same {_what(newest)}).")
+
+
+def keep_selection(selected: Sequence[int], runs: Sequence[RunSummary]) -> tuple[list[int], list[int]]:
+    """The ``selected`` run ids that are among ``runs`` (the runs the filters let through), in the
+    order selected, and those that are not (dropped)."""
+    available = {run.id for run in runs}
+    return [i for i in selected if i in available], [i for i in selected if i not in available]
 
 
 def _signature(run: RunSummary) -> str:

@@ -13,6 +13,7 @@ from services.catalog import catalog
 __all__ = [
     "PLAYGROUND_DEFAULTS",
     "gradient_methods",
+    "default_methods",
     "playground_state",
     "playground_query",
     "playground_vectors",
@@ -39,14 +40,20 @@ def gradient_methods() -> list[dict[str, Any]]:
     return engine_playground.gradient_methods()
 
 
+def default_methods() -> list[str]:
+    """The methods shown before the user picks others (with ``ew``, always shown)."""
+    catalog()
+    return engine_playground.default_methods()
+
+
 def playground_state(query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The playground state read from address parameters (unknown ones are ignored), and one
     warning per bad value — each bad value falls back to its default. ``methods`` is the list of
-    methods to show (``m=pcgrad,mgda``; all when absent)."""
+    methods to show (``m=pcgrad,mgda``, ``m=all``; :func:`default_methods` when absent)."""
     state = dict(PLAYGROUND_DEFAULTS)
     warnings: list[str] = []
     names = [m["name"] for m in gradient_methods()]
-    state["methods"] = list(names)
+    state["methods"] = default_methods()
     for key, raw in query.items():
         value = raw[0] if isinstance(raw, (list, tuple)) and raw else raw
         text = str(value).strip()
@@ -69,19 +76,20 @@ def playground_state(query: Mapping[str, Any]) -> tuple[dict[str, Any], list[str
                 continue
             state[key] = round(number, 1) if key[0] == "l" else int(round(number))
         elif key == "m":
-            chosen = [m.strip() for m in text.split(",") if m.strip()]
+            chosen = list(names) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
             unknown = [m for m in chosen if m not in names]
             if unknown:
                 warnings.append(f"`m` in the address must list gradient methods ({', '.join(names)}); ignoring "
                                 f"{', '.join(repr(m) for m in unknown)}.")
             known = [m for m in chosen if m in names]
-            state["methods"] = known or list(names)
+            state["methods"] = known or default_methods()
     return state, warnings
 
 
 def playground_query(state: Mapping[str, Any]) -> dict[str, str]:
     """The address parameters of a playground state (only what matters: n gradients, elevations in
-    3-D, the methods when not all), the inverse of :func:`playground_state`."""
+    3-D, the methods when not the default ones, ``all`` for every one), the inverse of
+    :func:`playground_state`."""
     query = {"d": str(int(state["d"])), "n": str(int(state["n"]))}
     for i in range(1, int(state["n"]) + 1):
         query[f"a{i}"] = str(int(state[f"a{i}"]))
@@ -89,7 +97,9 @@ def playground_query(state: Mapping[str, Any]) -> dict[str, str]:
         if int(state["d"]) == 3:
             query[f"e{i}"] = str(int(state[f"e{i}"]))
     methods = list(state.get("methods") or [])
-    if methods and set(methods) != {m["name"] for m in gradient_methods()}:
+    if set(methods) == {m["name"] for m in gradient_methods()}:
+        query["m"] = "all"
+    elif methods and methods != default_methods():
         query["m"] = ",".join(methods)
     return query
 
@@ -113,7 +123,8 @@ def playground(gradients: Sequence[Sequence[float]], methods: Sequence[str] | No
     """Every chosen gradient method (and the plain sum, ``ew``) applied to ``gradients``: ``names``
     (g₁ …), ``cosines`` (T × T, None for a zero gradient), ``outputs`` (method → direction, for
     :func:`figures.gradient_arrows`), ``sentences`` (method → what it did, with numbers) and
-    ``errors`` (method → why it failed)."""
+    ``errors`` (method → why it failed); ``common_descent``: whether some direction lowers every
+    loss (:func:`mtl_core.workshop.playground.common_descent_exists`)."""
     catalog()
     outcomes = engine_playground.combine_all(gradients, methods)
     return {
@@ -123,4 +134,5 @@ def playground(gradients: Sequence[Sequence[float]], methods: Sequence[str] | No
         "dots": {m: o.dots for m, o in outcomes.items() if o.dots is not None},
         "sentences": {m: o.sentence for m, o in outcomes.items()},
         "errors": {m: o.error for m, o in outcomes.items() if o.error},
+        "common_descent": engine_playground.common_descent_exists(gradients),
     }

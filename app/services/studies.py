@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from mtl_core import analysis
+from mtl_core.analysis.grouping import Suggestion as GroupingSuggestion
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
 from mtl_core.runs.store import StudyNotFoundError
 from mtl_core.studies import records as engine_studies
 from mtl_core.studies import study as engine_study
 from mtl_core.studies.records import StudyInfo
-from mtl_core.studies.study import StudySpec
+from mtl_core.studies.study import ScoreUnit, StudySpec, evaluation_summary, score_unit
 from services.catalog import autostart, catalog, store
 
 __all__ = [
@@ -40,8 +41,14 @@ __all__ = [
     "grouping_sources",
     "best_groupings",
     "predicted_scores",
+    "GroupingSuggestion",
+    "grouping_suggestion",
+    "ScoreUnit",
+    "score_unit",
     "launch_grouping",
     "grouping_result",
+    "evaluation_summary",
+    "groupings_order",
 ]
 
 STUDY_RUN_WARNING = 60
@@ -214,6 +221,12 @@ def predicted_scores(result: Mapping[str, Any], source: str, groups: Sequence[Se
     return analysis.task_scores(grouping_sources(result)[source], [list(g) for g in groups], result["tasks"])
 
 
+def grouping_suggestion(groupings: Sequence[Mapping[str, Any]]) -> GroupingSuggestion:
+    """Which of ``groupings`` (:func:`best_groupings`) to offer first: the best one that trains tasks
+    together, and whether every task alone is predicted to do better still."""
+    return analysis.suggest_grouping(groupings)
+
+
 def launch_grouping(study: StudyInfo, groups: Sequence[Sequence[str]], source: str, owner: str | None = None) -> str:
     """Queue the runs that train ``groups`` (each group of 2+ tasks, per seed) for ``owner``, after
     checking the presenter limits; returns the evaluation's id."""
@@ -229,3 +242,18 @@ def grouping_result(info: StudyInfo) -> dict[str, Any] | None:
         return engine_studies.collect(info.group_id, store())
     except StudyNotFoundError:
         return None
+
+
+def groupings_order(evaluations: Sequence[StudyInfo]) -> dict[str, Any] | None:
+    """How the predicted order of several trained groupings (finished, same study and source) matches
+    their measured order (:func:`mtl_core.analysis.grouping.rank_agreement` of their predicted scores
+    and measured mean gains); None below two such groupings with a measurement."""
+    predicted, measured = {}, {}
+    for info in evaluations:
+        outcome = grouping_result(info) if info.finished else None
+        gain = ((outcome or {}).get("measured_score") or {}).get("mean")
+        if outcome is not None and gain is not None:
+            predicted[info.group_id], measured[info.group_id] = outcome["predicted_score"], gain
+    if len(measured) < 2:
+        return None
+    return analysis.rank_agreement(predicted, measured).to_dict()

@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import streamlit as st
-from services.compare import aggregate_table, compare_table, format_ci, runs_csv, settings_table, summary_csv
+from services.compare import (
+    Selection,
+    aggregate_table,
+    compare_table,
+    default_selection,
+    format_ci,
+    keep_selection,
+    run_list,
+    runs_csv,
+    settings_table,
+    summary_csv,
+)
 from services.results import run_histories
-from services.runs import is_study_run, list_runs, run_counts
+from services.runs import list_runs, run_counts
 from state import StateKeys, acting, init_state
 from views._widgets import figure_downloads, first_steps
 
 from mtl_core import figures
+
+#: Session keys of this page: why the runs were selected for the user, and which a filter left out.
+REASON, NOTICE = "compare_reason", "compare_notice"
+
+
+def _select(selection: Selection) -> None:
+    st.session_state[StateKeys.COMPARE_RUNS] = selection.run_ids
+    st.session_state[REASON] = selection.reason
+
+
+def _curve_label(key: str, metric: tuple[str, bool] | None) -> str:
+    """The y axis of the curves: ``validation loss``, or ``validation mse (↓ better)``."""
+    if key != "val_metric":
+        return "validation loss" if key == "val_loss" else "training loss"
+    if metric is None:
+        return "validation metric"
+    return f"validation {metric[0]} ({'↑' if metric[1] else '↓'} better)"
+
+
+def _picked() -> None:
+    """The user edited the selection: it is theirs now, no longer the default nor a filter's."""
+    st.session_state[REASON] = st.session_state[NOTICE] = None
+
 
 init_state()
 st.title("Compare runs")
@@ -40,17 +74,34 @@ candidates = [
 ]
 labels = {r.id: r.label for r in candidates}
 if st.session_state.get(StateKeys.COMPARE_RUNS) is None:
-    # Start from the newest runs started from the Train page (not the many runs of studies).
-    own = [r for r in candidates if not is_study_run(r)] or candidates
-    st.session_state[StateKeys.COMPARE_RUNS] = [r.id for r in own[:6]]
+    _select(default_selection(candidates))
 else:
-    st.session_state[StateKeys.COMPARE_RUNS] = [i for i in st.session_state[StateKeys.COMPARE_RUNS] if i in labels]
+    kept, dropped = keep_selection(st.session_state[StateKeys.COMPARE_RUNS], candidates)
+    if dropped:
+        left_out = f"{run_list(dropped)} {'does' if len(dropped) == 1 else 'do'} not match the filters"
+        if kept:
+            st.session_state[StateKeys.COMPARE_RUNS] = kept
+            st.session_state[NOTICE] = f"{left_out}: left out of the comparison."
+            st.session_state[REASON] = None  # no longer the selection it described
+        else:
+            _select(default_selection(candidates))
+            st.session_state[NOTICE] = f"{left_out}, so none of your runs was left."
 chosen_ids = st.multiselect("Runs", list(labels), format_func=lambda i: labels.get(i, f"#{i}"),
-                            key=StateKeys.COMPARE_RUNS, placeholder="Pick finished runs")
+                            key=StateKeys.COMPARE_RUNS, placeholder="Pick finished runs", on_change=_picked)
+for note in (st.session_state.get(NOTICE), st.session_state.get(REASON)):
+    if note:
+        st.caption(note)
 chosen = [r for r in candidates if r.id in chosen_ids]
 if not chosen:
     st.info("Pick at least one run (the filters above narrow the list).")
     st.stop()
+if len({(r.suite, tuple(r.tasks or ())) for r in chosen}) > 1:
+    st.caption("The chosen runs do not all share one suite and set of tasks: tasks that only some runs have "
+               "get fewer bars, and Δm compares each run with its own baseline.")
+
+table = compare_table(chosen)
+#: task → (metric, higher is better), from the runs' test metrics
+metrics = {t: (m, bool(h)) for t, m, h in zip(table["task"], table["metric"], table["higher_is_better"], strict=True)}
 
 # --- curves ---------------------------------------------------------------------------------------------
 st.subheader("Curves")
@@ -67,21 +118,28 @@ key = controls[1].selectbox(
 )
 log_y = controls[2].toggle("Log scale", key=StateKeys.COMPARE_LOG_Y)
 if task is not None:
-    curves = figures.overlay_curves(histories, task, key, log_y=log_y)
+    what = _curve_label(key, metrics.get(task))
+    curves = figures.overlay_curves(histories, task, key, log_y=log_y,
+                                    title=f"{figures.plot_text(task)}: {what} per epoch, one line per run")
+    curves.update_yaxes(title_text=figures.plot_text(what) + (" (log scale)" if log_y else ""))
+    if max(run.epochs for run in chosen) <= 12:
+        curves.update_xaxes(dtick=1)  # whole epochs, not 1.5
     st.plotly_chart(curves, key="compare_curves")
     figure_downloads(curves, f"mtl_compare_{task}_{key}", "compare_curves")
     st.caption("One line per run for the chosen task, per epoch.")
 
 # --- the table --------------------------------------------------------------------------------------------
 st.subheader("Test metrics per task")
-table = compare_table(chosen)
 if table.empty:
     st.info("The chosen runs stored no final metrics.")
     st.stop()
 summary = aggregate_table(table)
-bars = figures.compare_bars(summary, group_column="setting", title="Test metric per task (mean ± 95 % CI)")
+bars = figures.compare_bars(summary, group_column="setting", title="Test metric per task (mean ± 95 % CI)",
+                            per_task=True)
 st.plotly_chart(bars, key="compare_bars")
 figure_downloads(bars, "mtl_compare_metrics", "compare_bars")
+st.caption("One panel per task, each with its own y axis in the task's metric (↓: lower is better, ↑: higher "
+           "is better); compare heights within a panel, not across panels. Error bars: 95 % CI over seeds.")
 per_task = summary.assign(
     **{
         "metric": [f"{m} {'↑' if h else '↓'}" for m, h in zip(summary["metric"], summary["higher_is_better"], strict=True)],

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 from services.playground import (
     PLAYGROUND_DEFAULTS,
+    default_methods,
     gradient_methods,
     playground,
     playground_query,
@@ -25,9 +26,9 @@ st.title("Gradient playground")
 st.markdown(
     "Two or three tasks pull the shared weights in the directions of their gradients **g₁, g₂, g₃** (grey "
     "arrows). A balancing method turns them into one update **d** (coloured arrows). A step along d lowers "
-    "task i's loss when **d·gᵢ > 0** and raises it when d·gᵢ < 0: the shaded area is the **conflict "
-    "region**, where a direction hurts at least one task. Move the sliders and watch which methods keep "
-    "their update out of it."
+    "task i's loss when **d·gᵢ > 0** and raises it when d·gᵢ < 0 (to first order). The green area (2-D) holds "
+    "the directions that lower **every** loss; when the gradients conflict, the plain sum can point out of "
+    "it. Move the sliders and watch which methods keep their update inside."
 )
 
 #: Widget keys (stable, for AppTest); the session keys of the last address written, of the last
@@ -53,6 +54,20 @@ def elevation_key(i: int) -> str:
 _ADDRESS_KEYS = set(PLAYGROUND_DEFAULTS) | {"m"}
 
 
+def _figure_caption(dimension: int, common_descent: bool) -> str:
+    text = ("Grey: the task gradients. Coloured: each method's update d (hover for its cosine with every "
+            "gradient); a ring at the origin is an update of length zero, and \"(= pcgrad)\" in the legend "
+            "marks an arrow hidden under another. ")
+    if dimension == 3:
+        text += "Translucent: the planes d·gᵢ = 0; a direction on the far side of one raises that task's loss. "
+    elif common_descent:
+        text += "Green: the directions d with d·gᵢ > 0 for every task, where a step lowers every loss. "
+    if not common_descent:
+        text += ("**No direction lowers every loss here:** the gradients surround the origin (0 is a weighted "
+                 "average of them), so any non-zero update raises some task's loss or at best leaves one unchanged.")
+    return text
+
+
 def _address() -> dict[str, str]:
     return {key: value for key, value in st.query_params.to_dict().items() if key in _ADDRESS_KEYS}
 
@@ -66,6 +81,10 @@ def _apply(state: dict) -> None:
         st.session_state[length_key(i)] = float(state[f"l{i}"])
         st.session_state[elevation_key(i)] = int(state[f"e{i}"])
     st.session_state[METHODS] = list(state["methods"])
+
+
+def _pick(methods: list[str]) -> None:
+    st.session_state[METHODS] = list(methods)
 
 
 with st.spinner("Loading the methods…"):
@@ -99,6 +118,12 @@ with controls:
             row[2].slider("elevation (°)", -90, 90, step=1, key=elevation_key(i), help="Angle above the x₁–x₂ plane.")
     st.multiselect("Methods shown", method_names, key=METHODS,
                    help="Every gradient method of the engine; equal weights (the plain sum) is always shown.")
+    picks = st.columns(2)
+    picks[0].button(f"Show all {len(method_names)}", key="pg_all_methods", on_click=_pick, args=(method_names,),
+                    disabled=sorted(st.session_state[METHODS]) == sorted(method_names))
+    picks[1].button("Back to the default", key="pg_default_methods", on_click=_pick, args=(default_methods(),),
+                    disabled=list(st.session_state[METHODS]) == default_methods(),
+                    help=f"{', '.join(default_methods())} and the plain sum: methods whose arrows differ visibly.")
 
 state = {"d": dimension, "n": count, "methods": list(st.session_state[METHODS])}
 for i in (1, 2, 3):
@@ -120,14 +145,15 @@ st.session_state[SAVED_STATE] = state
 gradients = playground_vectors(state)
 result = playground(gradients, state["methods"] or None)
 with picture:
-    figure = figures.gradient_arrows(gradients, result["outputs"], result["names"])
+    # 2-D: shade where every task improves (it teaches what a good update does); the conflict
+    # half-planes of three gradients would cover almost the whole plane. 3-D: the planes d·gᵢ = 0.
+    figure = figures.gradient_arrows(gradients, result["outputs"], result["names"], show_conflict=dimension == 3,
+                                     show_agreement=dimension == 2)
     figure.update_layout(height=540)
     st.plotly_chart(figure, key="pg_figure",
                     config={"displaylogo": False})
     figure_downloads(figure, "mtl_playground", "pg_figure")
-    st.caption("Grey: the task gradients. Coloured: each method's update d (hover for its cosine with every "
-               "gradient). Shaded: the conflict region, directions d with d·gᵢ < 0 for some task"
-               + (" (in 3-D, the planes d·gᵢ = 0 bound it)." if dimension == 3 else "."))
+    st.caption(_figure_caption(dimension, result["common_descent"]))
 
 st.subheader("How the gradients relate")
 rows = []

@@ -7,12 +7,16 @@ from __future__ import annotations
 from mtl_core.analysis.grouping import (
     EXHAUSTIVE_LIMIT,
     Grouping,
+    RankAgreement,
+    Suggestion,
     adjusted_rand_index,
     best_grouping,
     best_groupings,
     grouping_score,
+    rank_agreement,
     same_partition,
     set_partitions,
+    suggest_grouping,
     task_scores,
 )
 from mtl_core.analysis.transfer import (
@@ -36,6 +40,10 @@ __all__ = [
     "grouping_score",
     "set_partitions",
     "task_scores",
+    "Suggestion",
+    "suggest_grouping",
+    "RankAgreement",
+    "rank_agreement",
     "SeedSummary",
     "TransferMatrix",
     "delta_m",

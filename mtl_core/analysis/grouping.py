@@ -28,7 +28,7 @@ random and planted matrices of the tests but carries no guarantee.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,10 @@ __all__ = [
     "set_partitions",
     "adjusted_rand_index",
     "same_partition",
+    "Suggestion",
+    "suggest_grouping",
+    "RankAgreement",
+    "rank_agreement",
     "EXHAUSTIVE_LIMIT",
 ]
 
@@ -400,3 +404,91 @@ def adjusted_rand_index(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) 
     if maximum == expected:
         return 1.0 if same_partition(a, b) else 0.0
     return float((index - expected) / (maximum - expected))
+
+
+# --- what to offer first, and how well a prediction ranks ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The grouping to offer first among the best partitions for k = 1 … T: ``k`` of the best one
+    that actually groups tasks (some group of two or more; the smallest such ``k`` on ties; None when
+    there is no such partition, e.g. one task), its ``score``, and ``alone_is_best``: no such
+    partition is predicted to beat training every task alone (score ≤ 0, the singletons' score)."""
+
+    k: int | None
+    score: float | None
+    alone_is_best: bool
+
+
+def _grouping_fields(grouping: Grouping | Mapping[str, Any]) -> tuple[int, list[list[str]], float]:
+    if isinstance(grouping, Grouping):
+        return grouping.k, grouping.groups, grouping.score
+    return int(grouping["k"]), [list(group) for group in grouping["groups"]], float(grouping["score"])
+
+
+def suggest_grouping(groupings: Sequence[Grouping | Mapping[str, Any]]) -> Suggestion:
+    """The :class:`Suggestion` among ``groupings`` (as :func:`best_groupings` returns them, or their
+    :meth:`Grouping.to_dict`): every task alone is the baseline, never a grouping to train."""
+    real = [fields for fields in map(_grouping_fields, groupings) if any(len(group) >= 2 for group in fields[1])]
+    if not real:
+        return Suggestion(k=None, score=None, alone_is_best=True)
+    k, _, score = max(sorted(real, key=lambda fields: fields[0]), key=lambda fields: fields[2])
+    return Suggestion(k=k, score=score, alone_is_best=score <= 0.0)
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """How well predicted values order items the way the measurements do, whatever their units:
+    ``n`` items; ``pairs`` pairs of items that both orders separate (no tie in either) and
+    ``concordant`` of them ordered the same way; ``spearman``: Spearman's rank correlation (ties
+    get mean ranks; None below 3 items or when either side is constant)."""
+
+    n: int
+    pairs: int
+    concordant: int
+    spearman: float | None
+
+    @property
+    def same_order(self) -> bool:
+        """Whether every separated pair is ordered the same way (and there is at least one)."""
+        return self.pairs > 0 and self.concordant == self.pairs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "pairs": self.pairs, "concordant": self.concordant, "spearman": self.spearman,
+                "same_order": self.same_order}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for value in np.unique(values):  # ties share their mean rank
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def rank_agreement(
+    predicted: Mapping[str, float | None], measured: Mapping[str, float | None]
+) -> RankAgreement:
+    """The :class:`RankAgreement` of ``predicted`` and ``measured`` over the items both have with a
+    finite value (None counts as missing): the comparison that holds when the two are in different
+    units (a gradient cosine against a relative change of the metric)."""
+
+    def known(value: float | None) -> bool:
+        return value is not None and math.isfinite(float(value))
+
+    items = [item for item in predicted if item in measured and known(predicted[item]) and known(measured[item])]
+    x = np.array([float(predicted[item]) for item in items])
+    y = np.array([float(measured[item]) for item in items])
+    pairs = concordant = 0
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            product = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+            pairs += int(product != 0)
+            concordant += int(product > 0)
+    spearman = None
+    if len(items) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        spearman = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    return RankAgreement(n=len(items), pairs=pairs, concordant=concordant, spearman=spearman)

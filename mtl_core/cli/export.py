@@ -185,12 +185,14 @@ def _build_figure(args: argparse.Namespace) -> Any:
             raise UsageError(f"`--kind` must be one of {', '.join(RUN_FIGURES)} for a run, got {kind!r}")
         history, tasks, title = _run_for_figure(args.run, args.home)
         if kind == "losses":
-            return figures.loss_curves(history, title=f"Loss per task — {title}")
+            # the title names the run (a file name the user chose): plotly would read tags in it
+            return figures.loss_curves(history, title=f"Loss per task — {figures.plot_text(title)}")
         meta = {t["name"]: {"metric": t["metric"], "higher_is_better": t["higher_is_better"]}
                 for t in tasks if isinstance(t, Mapping) and "name" in t}
         if not meta:
             raise UsageError(f"{title} has no task list yet (it has not finished); --kind losses works while it runs")
-        return figures.metric_curves(history, meta, title=f"Validation metric per task — {title}")
+        return figures.metric_curves(history, meta,
+                                     title=f"Validation metric per task — {figures.plot_text(title)}")
     from mtl_core.runs.export import load_json_file, study_cells
 
     kind = args.kind or "transfer"

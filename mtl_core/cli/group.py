@@ -55,7 +55,7 @@ def load_study(path: str | Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_core.analysis.grouping import best_grouping
-    from mtl_core.studies.study import evaluate_grouping, grouping_sources
+    from mtl_core.studies.study import evaluate_grouping, grouping_sources, score_unit
 
     study = load_study(args.study)
     tasks = study["tasks"]
@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.k <= len(tasks):
         raise UsageError(f"`--k` must be an integer in [1, {len(tasks)}], got {args.k}")
     grouping = best_grouping(sources[args.source], args.k, tasks)
-    output: dict[str, Any] = {"source": args.source, **grouping.to_dict()}
+    if all(len(group) == 1 for group in grouping.groups):
+        _print_alone_note(sources[args.source], tasks, args.source)
+    output: dict[str, Any] = {"source": args.source, "unit": score_unit(args.source).to_dict(), **grouping.to_dict()}
     if args.train:
         from mtl_core.cli.study import RunProgress, study_executor
 
@@ -81,23 +83,45 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(output, indent=2))
         return 0
+    _print_grouping(args, grouping, tasks, output.get("evaluation"))
+    return 0
+
+
+def _print_grouping(args: argparse.Namespace, grouping: Any, tasks: list[str], evaluation: dict[str, Any] | None) -> None:
+    """The grouping as text; each number in its unit (the prediction in its source's, the measurement
+    a relative change of the metric against alone)."""
+    from mtl_core.studies.study import evaluation_summary, score_unit
+
+    unit, change = score_unit(args.source), score_unit("transfer")
     print(f"best grouping into at most {args.k} group(s) by {args.source} ({grouping.method} search):")
     for number, group in enumerate(grouping.groups, start=1):
         print(f"  group {number}: {', '.join(group)}")
-    print(f"score (mean predicted per-task {args.source} score): {grouping.score:.4f}")
-    evaluation = output.get("evaluation")
+    kind = f"{unit.name} of the validation metric" if unit.percent else f"{unit.name}, unitless"
+    print(f"predicted score ({kind}; mean over tasks): {unit.format(grouping.score)}")
+    if evaluation:
+        print(f"measured: {change.name} of the validation metric, mean over seeds with its 95 % CI")
     print(f"{'task':<10}{'predicted':>12}" + (f"{'measured':>12}{'95% CI':>22}" if evaluation else ""))
     for task in tasks:
-        line = f"{task:<10}{grouping.task_scores[task]:>12.4f}"
+        line = f"{task:<10}{unit.format(grouping.task_scores[task]):>12}"
         if evaluation:
             measured = evaluation["tasks"][task]
             low, high = measured.get("ci_low"), measured.get("ci_high")
-            interval = f"[{low:.4f}, {high:.4f}]" if low is not None and high is not None else "—"
-            value = measured.get("mean")
-            line += (f"{value:>12.4f}" if value is not None else f"{'—':>12}") + f"{interval:>22}"
+            interval = f"[{change.format(low)}, {change.format(high)}]" if low is not None and high is not None else "—"
+            line += f"{change.format(measured.get('mean')):>12}{interval:>22}"
         print(line)
     if evaluation:
-        overall = evaluation["measured_score"]
-        value = overall.get("mean")
-        print(f"measured score: {value:.4f}" if value is not None else "measured score: —")
-    return 0
+        print(evaluation_summary(evaluation))
+
+
+def _print_alone_note(scores: Any, tasks: list[str], source: str) -> None:
+    """Every task alone is the baseline, not a grouping to train: say so (on stderr) and name the best
+    grouping that trains tasks together."""
+    from mtl_core.analysis.grouping import best_groupings, suggest_grouping
+    from mtl_core.studies.study import score_unit
+
+    suggestion = suggest_grouping(best_groupings(scores, tasks))
+    note = "note: every task is alone in this grouping (score 0, the single-task baseline): nothing to train together"
+    if suggestion.k is not None:
+        note += (f"; the best grouping that trains tasks together is at --k {suggestion.k} "
+                 f"({score_unit(source).format(suggestion.score)})")
+    print(note, file=sys.stderr)

@@ -8,12 +8,14 @@ Conventions: cosines and transfer use a red-blue scale centred on 0 (red = confl
 transfer); every task-coloured figure takes ``colors=`` (default :func:`task_colors` of its tasks) so
 that one ``task_colors(run_tasks)`` keeps a task's colour the same across a page; empty data give a
 figure that says "No data yet" instead of raising; invalid data raise ``ValueError`` naming the
-argument.
+argument. Every name a figure draws (task, column, suite, method, run) is shown literally: it goes
+through :func:`plot_text`, since plotly.js reads tags and entities in its text; a ``title=`` is plotly
+text, so a caller who puts a user string in it escapes that string with :func:`plot_text`.
 """
 
 from __future__ import annotations
 
-from mtl_core.figures._common import EMPTY_MESSAGE, empty_figure, series_colors, task_colors
+from mtl_core.figures._common import EMPTY_MESSAGE, empty_figure, plot_text, series_colors, task_colors
 from mtl_core.figures.architectures import gate_heatmap
 from mtl_core.figures.gradients import (
     cosine_heatmap,
@@ -40,6 +42,7 @@ from mtl_core.figures.training import (
 __all__ = [
     "EMPTY_MESSAGE",
     "empty_figure",
+    "plot_text",
     "task_colors",
     "series_colors",
     "loss_curves",

@@ -21,6 +21,7 @@ __all__ = [
     "DIVERGING_SCALE",
     "CONFLICT_FILL",
     "EMPTY_MESSAGE",
+    "plot_text",
     "task_colors",
     "series_colors",
     "empty_figure",
@@ -51,6 +52,27 @@ SERIES_PALETTE: tuple[str, ...] = (
 DIVERGING_SCALE = "RdBu"
 CONFLICT_FILL = "rgba(214, 39, 40, 0.08)"
 EMPTY_MESSAGE = "No data yet"
+
+
+# ------------------------------------------------------------------------------------------- text
+
+# What plotly.js interprets in every text it draws (titles, ticks, legend, hover, annotations, bar
+# and cell text): tags (<b>, <br>, <a href=…>, <span style=…>), entities (&lt;, &#60;), a $…$ span as
+# TeX where MathJax is loaded, and %{…} as a placeholder in hover and text templates. Each such
+# character becomes an entity, which plotly.js turns back into that one literal character.
+_PLOT_TEXT_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", "$": "&#36;", "%": "&#37;"}
+)
+
+
+def plot_text(text: str) -> str:
+    """``text`` (a task, column, suite, method or run name: anything a user typed or uploaded) made
+    safe to put into plotly text, where plotly.js shows it literally instead of as markup.
+
+    Figure functions call it on every name they draw; a caller that builds a ``title`` from a user
+    string escapes that string with it (titles are plotly text, so our own ``<br>`` keeps working).
+    """
+    return str(text).translate(_PLOT_TEXT_ESCAPES)
 
 
 # --------------------------------------------------------------------------------------------- colours
@@ -351,7 +373,8 @@ def matrix_heatmap(
     square_cells: bool = True,
 ) -> go.Figure:
     """A labelled matrix heatmap, row 0 at the top, values written in the cells and a prepared hover
-    string per cell; missing values (NaN) are left blank. Square cells for task × task matrices."""
+    string per cell; missing values (NaN) are left blank. Square cells for task × task matrices.
+    Labels, hover and titles are plotly text: callers escape the names in them with :func:`plot_text`."""
     z_cells = [[None if math.isnan(value) else float(value) for value in row] for row in z]
     heatmap = go.Heatmap(
         z=z_cells,

@@ -8,7 +8,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from mtl_core.figures._common import as_vector, check_labels, empty_figure, is_empty, matrix_heatmap
+from mtl_core.figures._common import (
+    as_vector,
+    check_labels,
+    empty_figure,
+    is_empty,
+    matrix_heatmap,
+    plot_text,
+)
 
 __all__ = ["gate_heatmap"]
 
@@ -35,6 +42,7 @@ def gate_heatmap(
         row, column = np.argwhere(values < 0)[0]
         raise ValueError(f"`weights['{tasks[row]}'][{column}]` must be ≥ 0, got {values[row, column]}")
     text = [[f"{value:.2f}" for value in row] for row in values]
+    tasks, experts = [plot_text(task) for task in tasks], [plot_text(expert) for expert in experts]
     hover = [
         [f"gate({task} → {expert}) = {value:.3f}" for expert, value in zip(experts, row)]
         for task, row in zip(tasks, values)

@@ -23,6 +23,7 @@ from mtl_core.figures._common import (
     finish_layout,
     is_empty,
     matrix_heatmap,
+    plot_text,
     series_colors,
 )
 
@@ -44,13 +45,14 @@ def cosine_heatmap(
     if window is not None:
         if not isinstance(window, str) or not window.strip():
             raise ValueError(f"`window` must be a non-empty string or None, got {window!r}")
-        title = f"{title} — {window}"
+        title = f"{title} — {plot_text(window)}"
     if is_empty(matrix):
         return empty_figure(title)
     tasks = check_tasks(tasks)
     cosines = as_matrix(matrix, "matrix", size=len(tasks), allow_missing_diagonal=True, low=-1.0, high=1.0)
     cosines = np.clip(cosines, -1.0, 1.0)
     size = len(tasks)
+    tasks = [plot_text(task) for task in tasks]
     text = [
         ["" if np.isnan(cosines[i, j]) else f"{cosines[i, j]:.2f}" for j in range(size)] for i in range(size)
     ]
@@ -180,12 +182,14 @@ def cosine_timeseries(
     pairs = list(combinations(range(len(tasks)), 2))
     labels = [f"{tasks[i]} · {tasks[j]}" for i, j in pairs]
     palette = series_colors(labels)
+    shown = [plot_text(task) for task in tasks]
     fig = go.Figure()
     x = step_array
     for (i, j), label in zip(pairs, labels):
         _add_series(
-            fig, x, np.clip(matrices[:, i, j], -1.0, 1.0), name=label, color=palette[label], smoothing=smoothing,
-            hover=(f"cos(g<sub>{tasks[i]}</sub>, g<sub>{tasks[j]}</sub>)"
+            fig, x, np.clip(matrices[:, i, j], -1.0, 1.0), name=plot_text(label), color=palette[label],
+            smoothing=smoothing,
+            hover=(f"cos(g<sub>{shown[i]}</sub>, g<sub>{shown[j]}</sub>)"
                    f"{' (EMA)' if smoothing > 0 else ''} = %{{y:.3f}}<extra></extra>"),
         )
     fig.add_hrect(
@@ -263,13 +267,14 @@ def norm_ratio_timeseries(
     x = step_array
     ema_note = " (EMA)" if smoothing > 0 else ""
     for index, task in enumerate(tasks):
+        name = plot_text(task)
         _add_series(
-            fig, x, shown[:, index], name=task, color=palette[task], smoothing=smoothing, log=True,
+            fig, x, shown[:, index], name=name, color=palette[task], smoothing=smoothing, log=True,
             customdata=raw[:, index].tolist(),
             hover=(
-                f"{task}: ratio{ema_note} %{{y:.3g}} (‖g‖ = %{{customdata:.3g}})<extra></extra>"
+                f"{name}: ratio{ema_note} %{{y:.3g}} (‖g‖ = %{{customdata:.3g}})<extra></extra>"
                 if mode == "ratio"
-                else f"{task}: ‖g‖{ema_note} = %{{y:.3g}}<extra></extra>"
+                else f"{name}: ‖g‖{ema_note} = %{{y:.3g}}<extra></extra>"
             ),
         )
     if mode == "ratio":
@@ -313,9 +318,10 @@ def weights_timeseries(
     fig = go.Figure()
     x = step_array
     for index, task in enumerate(tasks):
+        name = plot_text(task)
         _add_series(
-            fig, x, values[:, index], name=task, color=palette[task], smoothing=smoothing,
-            hover=f"{task}: weight{' (EMA)' if smoothing > 0 else ''} %{{y:.4g}}<extra></extra>",
+            fig, x, values[:, index], name=name, color=palette[task], smoothing=smoothing,
+            hover=f"{name}: weight{' (EMA)' if smoothing > 0 else ''} %{{y:.4g}}<extra></extra>",
         )
     y_title = "task weight" + (f" (EMA {smoothing:g})" if smoothing > 0 else "")
     finish_layout(

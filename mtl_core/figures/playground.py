@@ -17,6 +17,7 @@ from mtl_core.figures._common import (
     empty_figure,
     finish_layout,
     is_empty,
+    plot_text,
     series_colors,
 )
 
@@ -24,6 +25,10 @@ __all__ = ["gradient_arrows"]
 
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _CONFLICT_NAME = "conflict region (d·gᵢ < 0)"
+_AGREEMENT_NAME = "every task improves (d·gᵢ > 0 for all i)"
+_AGREEMENT_FILL = "rgba(44, 160, 44, 0.12)"
+# Two updates closer than this (relative to the longest gradient) are drawn as one: the legend says so.
+_SAME_ARROW = 1e-5
 # Input gradients are drawn in greys so that the coloured method outputs stand out against them.
 _GRADIENT_GREYS = ("#222222", "#6b6b6b", "#a0a0a0", "#444444", "#858585")
 
@@ -98,6 +103,8 @@ class _Arrow(NamedTuple):
     color: str
     hover: str
     is_gradient: bool
+    #: A method's update that is (numerically) zero: drawn as a ring at the origin, "(zero)" in the legend.
+    zero: bool = False
 
     @property
     def width(self) -> float:
@@ -113,7 +120,11 @@ def _arrow_2d(arrow: _Arrow) -> go.Scatter:
         name=name,
         legendgroup=name,
         line={"color": color, "width": width},
-        marker={"symbol": "arrow", "angleref": "previous", "size": [0, 4 * width + 6], "color": color},
+        marker=(
+            {"symbol": "circle-open", "size": [0, 16], "color": color, "line": {"width": 3}}
+            if arrow.zero
+            else {"symbol": "arrow", "angleref": "previous", "size": [0, 4 * width + 6], "color": color}
+        ),
         text=["", name] if arrow.is_gradient else None,
         textposition="top center",
         textfont={"color": color, "size": 14},
@@ -129,7 +140,8 @@ def _arrow_3d(arrow: _Arrow, head: float) -> list:
         x=[0.0, x],
         y=[0.0, y],
         z=[0.0, z],
-        mode="lines",
+        mode="lines+markers" if arrow.zero else "lines",
+        marker={"symbol": "circle-open", "size": 8, "color": color} if arrow.zero else None,
         name=name,
         legendgroup=name,
         line={"color": color, "width": width * 2},
@@ -189,6 +201,7 @@ def gradient_arrows(
     names: Sequence[str] | None = None,
     *,
     show_conflict: bool = True,
+    show_agreement: bool = False,
     colors: Mapping[str, str] | None = None,
     title: str = "Task gradients and the combined update",
 ) -> go.Figure:
@@ -199,6 +212,10 @@ def gradient_arrows(
     2-D: the conflict region — directions d with d·gᵢ < 0 for some i, one half-plane per gradient — is
     shaded lightly (darker where several overlap). 3-D vectors give a 3-D figure (lines and cones);
     there the boundary planes d·gᵢ = 0 are drawn translucent.
+
+    ``show_agreement`` (2-D) shades instead the directions that lower every task's loss (d·gᵢ > 0 for
+    all i, the dual cone), nothing when there is none. An update of (numerically) zero length is a
+    ring at the origin with "(zero)" in the legend; one equal to an earlier method's says "(= that one)".
     """
     if is_empty(gradients):
         return empty_figure(title)
@@ -209,7 +226,7 @@ def gradient_arrows(
     longest = max(np.linalg.norm(arrow.vector) for arrow in arrows)
     radius = 1.2 * longest if longest > 0 else 1.0
     if matrix.shape[1] == 2:
-        return _figure_2d(arrows, matrix, radius, show_conflict, title)
+        return _figure_2d(arrows, matrix, radius, show_conflict, title, show_agreement)
     return _figure_3d(arrows, matrix, names, radius, show_conflict, title)
 
 
@@ -240,16 +257,25 @@ def _arrows(
     results: Mapping[str, np.ndarray],
     gradient_colors: Mapping[str, str],
 ) -> list[_Arrow]:
-    """The gradients' arrows, then one per method output, each hover naming its cosines and angles."""
+    """The gradients' arrows, then one per method output, each hover naming its cosines and angles
+    (names escaped with :func:`plot_text`: they are drawn as text, colours are looked up by the raw name)."""
     method_colors = series_colors(list(results))
+    shown = [plot_text(name) for name in names]
     arrows = [
-        _Arrow(gradient, name, gradient_colors[name], _describe(name, gradient, matrix, names, name), True)
-        for gradient, name in zip(matrix, names)
+        _Arrow(gradient, label, gradient_colors[name], _describe(label, gradient, matrix, shown, label), True)
+        for gradient, name, label in zip(matrix, names, shown)
     ]
-    arrows += [
-        _Arrow(vector, method, method_colors[method], _describe(method, vector, matrix, names, "d"), False)
-        for method, vector in results.items()
-    ]
+    # Arrows that coincide would hide each other: the legend says which are zero or equal to another.
+    tolerance = _SAME_ARROW * max(float(np.linalg.norm(matrix, axis=1).max()), 1e-12)
+    drawn: dict[str, np.ndarray] = {}
+    for method, vector in results.items():
+        label = plot_text(method)
+        zero = float(np.linalg.norm(vector)) <= tolerance
+        twin = next((other for other, seen in drawn.items() if np.linalg.norm(seen - vector) <= tolerance), None)
+        legend = f"{label} (zero)" if zero else (f"{label} (= {twin})" if twin else label)
+        hover = _describe(label, vector, matrix, shown, "d")
+        arrows.append(_Arrow(vector, legend, method_colors[method], hover, False, zero))
+        drawn[label] = vector
     return arrows
 
 
@@ -275,10 +301,45 @@ def _conflict_regions_2d(matrix: np.ndarray, radius: float) -> list[go.Scatter]:
     ]
 
 
+def _agreement_region_2d(matrix: np.ndarray, radius: float) -> list[go.Scatter]:
+    """The directions with d·gᵢ > 0 for every non-zero gradient (one polygon, the dual cone), or
+    nothing where they are only a line or a point (gradients that surround the origin)."""
+    region = [np.array(corner, dtype=float) * 4 * radius for corner in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+    for gradient in matrix:
+        if np.any(gradient) and len(region) >= 3:
+            region = _clip_half_plane(region, -gradient)
+    if len(region) < 3:
+        return []
+    corners = np.array(region)
+    x, y = corners[:, 0], corners[:, 1]
+    if 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1))) <= 1e-9 * radius * radius:
+        return []
+    return [
+        go.Scatter(
+            x=[*x, x[0]],
+            y=[*y, y[0]],
+            mode="lines",
+            fill="toself",
+            fillcolor=_AGREEMENT_FILL,
+            line={"width": 0},
+            name=_AGREEMENT_NAME,
+            legendgroup="agreement",
+            hoverinfo="skip",
+        )
+    ]
+
+
 def _figure_2d(
-    arrows: Sequence[_Arrow], matrix: np.ndarray, radius: float, show_conflict: bool, title: str
+    arrows: Sequence[_Arrow],
+    matrix: np.ndarray,
+    radius: float,
+    show_conflict: bool,
+    title: str,
+    show_agreement: bool = False,
 ) -> go.Figure:
     fig = go.Figure()
+    if show_agreement:
+        fig.add_traces(_agreement_region_2d(matrix, radius))
     if show_conflict:
         fig.add_traces(_conflict_regions_2d(matrix, radius))
     fig.add_traces([_arrow_2d(arrow) for arrow in arrows])

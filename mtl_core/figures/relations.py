@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
 
+from mtl_core.analysis.grouping import rank_agreement
 from mtl_core.analysis.transfer import holm_adjust
 from mtl_core.figures._common import (
     DIVERGING_SCALE,
@@ -25,6 +26,7 @@ from mtl_core.figures._common import (
     finish_layout,
     is_empty,
     matrix_heatmap,
+    plot_text,
     series_colors,
     symmetric_limit,
 )
@@ -93,7 +95,7 @@ def transfer_heatmap(
     cells = _TransferCells.checked(mean, ci_low, ci_high, p_value, p_adjusted, size=len(tasks), scale=scale)
     n_tests = int(np.isfinite(cells.adjusted).sum())
     cells = cells.reordered(order)
-    labels = [tasks[k] for k in order]
+    labels = [plot_text(tasks[k]) for k in order]
     significant = np.isfinite(cells.values) & np.isfinite(cells.adjusted) & (cells.adjusted < alpha)
     text = [
         [
@@ -235,7 +237,7 @@ def affinity_heatmap(
     if not show_diagonal:
         values = off_diagonal
     values = _reorder(values, order)
-    labels = [tasks[k] for k in order]
+    labels = [plot_text(tasks[k]) for k in order]
     text = [["" if math.isnan(value) else f"{value:.3g}" for value in row] for row in values]
     hover = [
         [
@@ -337,16 +339,18 @@ def groupings_figure(
         values = {task: as_number(scores[task], f"scores['{task}']") for task in members}
     labels = [f"group {index + 1}" for index in range(len(groups))]
     palette = series_colors(labels)
+    score_label = plot_text(score_label)
     fig = go.Figure()
     for label, group in zip(labels, groups):
         heights = [values[task] for task in group] if values else [1.0] * len(group)
+        shown = [plot_text(task) for task in group]
         fig.add_trace(
             go.Bar(
-                x=[[label] * len(group), list(group)],
+                x=[[label] * len(group), shown],
                 y=heights,
-                name=f"{label}: {', '.join(group)}",
+                name=f"{label}: {', '.join(shown)}",
                 marker={"color": palette[label]},
-                text=[f"{values[task]:.3g}" for task in group] if values else list(group),
+                text=[f"{values[task]:.3g}" for task in group] if values else shown,
                 textposition="auto",
                 hovertemplate=(
                     f"{label}<br>%{{x}}<br>{score_label}: %{{y:.4g}}<extra></extra>"
@@ -372,12 +376,17 @@ def measured_vs_predicted(
     measured: Mapping[str, float],
     *,
     label: str = "score",
+    predicted_label: str | None = None,
     colors: Mapping[str, str] | None = None,
     title: str = "Measured vs predicted",
 ) -> go.Figure:
     """Scatter of measured against predicted values per task, with the y = x line of a perfect
     prediction. Tasks predicted but not measured yet are left out; a measured task must have a
-    prediction. The title reports Pearson's r when there are ≥ 3 points."""
+    prediction. The title reports Pearson's r when there are ≥ 3 points.
+
+    ``predicted_label``: the predictions are in another unit than the measurements (``label``), e.g.
+    a gradient cosine against a relative change: each axis is scaled and named on its own, there is
+    no y = x line and the title reports Spearman's rank correlation (only orders are comparable)."""
     for name, mapping in (("predicted", predicted), ("measured", measured)):
         if not isinstance(mapping, Mapping):
             raise ValueError(f"`{name}` must be a dict task → number, got {type(mapping).__name__}")
@@ -390,22 +399,25 @@ def measured_vs_predicted(
     if not tasks:
         return empty_figure(title, "No measurements yet")
     palette = check_colors(colors, list(predicted))
-    if len(tasks) >= 3 and np.std(x) > 0 and np.std(y) > 0:
+    if len(tasks) >= 3 and np.std(x) > 0 and np.std(y) > 0 and predicted_label is None:
         title = f"{title} (Pearson r = {np.corrcoef(x, y)[0, 1]:.2f})"
+    elif len(tasks) >= 3 and np.std(x) > 0 and np.std(y) > 0:
+        title = f"{title} (Spearman ρ = {rank_agreement(dict(zip(tasks, x)), dict(zip(tasks, y))).spearman:.2f})"
     low, high = min(x + y), max(x + y)
     pad = 0.05 * (high - low) if high > low else max(abs(high), 1.0) * 0.1
     bounds = [low - pad, high + pad]
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=bounds,
-            y=bounds,
-            mode="lines",
-            name="y = x (perfect prediction)",
-            line={"color": "#888888", "dash": "dash"},
-            hoverinfo="skip",
+    if predicted_label is None:
+        fig.add_trace(
+            go.Scatter(
+                x=bounds,
+                y=bounds,
+                mode="lines",
+                name="y = x (perfect prediction)",
+                line={"color": "#888888", "dash": "dash"},
+                hoverinfo="skip",
+            )
         )
-    )
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -413,7 +425,7 @@ def measured_vs_predicted(
             mode="markers+text",
             name="tasks",
             showlegend=False,
-            text=tasks,
+            text=[plot_text(task) for task in tasks],
             textposition="top center",
             marker={
                 "size": 11,
@@ -421,10 +433,23 @@ def measured_vs_predicted(
                 "line": {"color": "white", "width": 1},
             },
             customdata=[measured_value - predicted_value for predicted_value, measured_value in zip(x, y)],
-            hovertemplate="%{text}<br>predicted %{x:.4g}<br>measured %{y:.4g}<br>error %{customdata:+.3g}<extra></extra>",
+            hovertemplate="%{text}<br>predicted %{x:.4g}<br>measured %{y:.4g}"
+            + ("<br>error %{customdata:+.3g}" if predicted_label is None else "") + "<extra></extra>",
         )
     )
-    finish_layout(fig, title=title, x_title=f"predicted {label}", y_title=f"measured {label}")
-    fig.update_xaxes(range=bounds, constrain="domain")
-    fig.update_yaxes(range=bounds, scaleanchor="x", scaleratio=1, constrain="domain")
+    x_label = plot_text(label if predicted_label is None else predicted_label)
+    label = plot_text(label)
+    finish_layout(fig, title=title, x_title=f"predicted {x_label}", y_title=f"measured {label}")
+    if predicted_label is None:  # one unit: equal scales, so that the diagonal is y = x
+        fig.update_xaxes(range=bounds, constrain="domain")
+        fig.update_yaxes(range=bounds, scaleanchor="x", scaleratio=1, constrain="domain")
+    else:  # two units: each axis on its own, with room for the points' labels
+        fig.update_xaxes(range=_padded(x, 0.08))
+        fig.update_yaxes(range=_padded(y, 0.15))
     return fig
+
+
+def _padded(values: list[float], share: float) -> list[float]:
+    low, high = min(values), max(values)
+    pad = share * (high - low) if high > low else max(abs(high), 1.0) * 0.1
+    return [low - pad, high + pad]

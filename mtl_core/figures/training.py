@@ -22,6 +22,7 @@ from mtl_core.figures._common import (
     finish_layout,
     history_series,
     is_empty,
+    plot_text,
     series_colors,
 )
 
@@ -70,6 +71,7 @@ def loss_curves(
     palette = check_colors(colors, tasks)
     fig = go.Figure()
     for task in tasks:
+        name = plot_text(task)
         for kind in kinds:
             epochs, values = series[kind]
             if task not in values:
@@ -79,11 +81,11 @@ def loss_curves(
                     x=epochs,
                     y=values[task],
                     mode="lines+markers",
-                    name=f"{task} · {kind}",
-                    legendgroup=task,
+                    name=f"{name} · {kind}",
+                    legendgroup=name,
                     line={"color": palette[task], "dash": _KIND_DASH[kind]},
                     marker={"size": 5},
-                    hovertemplate=f"{task} {_KIND_LABEL[kind]} loss: %{{y:.4g}}<extra></extra>",
+                    hovertemplate=f"{name} {_KIND_LABEL[kind]} loss: %{{y:.4g}}<extra></extra>",
                 )
             )
     finish_layout(
@@ -147,19 +149,19 @@ def step_loss_curves(
     x = step_array[keep]
     fig = go.Figure()
     for task in tasks:
-        raw = series[task]
+        raw, name = series[task], plot_text(task)
         if smoothing > 0:
             fig.add_trace(
                 go.Scatter(
                     x=x,
                     y=raw[keep].astype(float),
                     mode="lines",
-                    name=f"{task} (raw)",
-                    legendgroup=task,
+                    name=f"{name} (raw)",
+                    legendgroup=name,
                     showlegend=False,
                     opacity=0.3,
                     line={"color": palette[task], "width": 1},
-                    hovertemplate=f"{task} raw: %{{y:.4g}}<extra></extra>",
+                    hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>",
                 )
             )
         shown = ema(raw, smoothing) if smoothing > 0 else raw
@@ -168,10 +170,10 @@ def step_loss_curves(
                 x=x,
                 y=shown[keep].astype(float),
                 mode="lines",
-                name=task,
-                legendgroup=task,
+                name=name,
+                legendgroup=name,
                 line={"color": palette[task], "width": 2},
-                hovertemplate=f"{task}{' (EMA)' if smoothing > 0 else ''}: %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"{name}{' (EMA)' if smoothing > 0 else ''}: %{{y:.4g}}<extra></extra>",
             )
         )
     y_title = (
@@ -205,7 +207,7 @@ def _check_metrics_meta(metrics_meta: Any, tasks: Sequence[str]) -> dict[str, tu
             raise ValueError(
                 f"`metrics_meta['{task}']` must be {{'metric': str, 'higher_is_better': bool}}, got {meta!r}"
             )
-        checked[task] = (metric, higher)
+        checked[task] = (plot_text(metric), higher)
     return checked
 
 
@@ -236,16 +238,17 @@ def metric_curves(
     for task in tasks:
         row = kinds.index(meta[task]) + 1
         metric, higher = meta[task]
+        name = plot_text(task)
         fig.add_trace(
             go.Scatter(
                 x=epochs,
                 y=series[task],
                 mode="lines+markers",
-                name=f"{task} ({metric})",
-                legendgroup=task,
+                name=f"{name} ({metric})",
+                legendgroup=name,
                 line={"color": palette[task]},
                 marker={"size": 5},
-                hovertemplate=f"{task} {metric}: %{{y:.4g}} ({_direction(higher)})<extra></extra>",
+                hovertemplate=f"{name} {metric}: %{{y:.4g}} ({_direction(higher)})<extra></extra>",
             ),
             row=row,
             col=1,
@@ -277,7 +280,7 @@ def overlay_curves(
     if not isinstance(runs, Mapping):
         raise ValueError(f"`runs` must be a dict run label → history, got {type(runs).__name__}")
     labels = check_labels(list(runs), "runs")
-    title = title or f"{task}: {key.replace('_', ' ')} across runs"
+    title = title or f"{plot_text(task)}: {key.replace('_', ' ')} across runs"
     curves = {label: history_series(runs[label], key, f"runs['{label}']") for label in labels}
     with_data = [label for label in labels if curves[label][1]]
     if not with_data:
@@ -298,10 +301,10 @@ def overlay_curves(
                 x=epochs,
                 y=values[task],
                 mode="lines+markers",
-                name=label,
+                name=plot_text(label),
                 line={"color": palette[label]},
                 marker={"size": 5},
-                hovertemplate=f"{label}: %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"{plot_text(label)}: %{{y:.4g}}<extra></extra>",
             )
         )
     y_title = key.replace("_", " ") + (" (log scale)" if log_y else "")
@@ -332,12 +335,17 @@ def compare_bars(
     group_column: str | None = None,
     value_label: str = "mean",
     title: str = "Comparison per task",
+    per_task: bool = False,
 ) -> go.Figure:
     """Grouped bars: one group per task, one bar per run/method, error bars from ``ci_low`` to
     ``ci_high`` (a missing CI, e.g. from a single seed, draws no error bar).
 
     ``table`` has the columns ``run`` (or ``method``, or ``group_column``), ``task``, ``mean``,
     ``ci_low``, ``ci_high``, one row per (run, task).
+
+    ``per_task``: one panel per task, each with its own y axis (an MSE of 0.2 and one of 40 stay
+    readable side by side), titled with the task's ``metric`` and ``higher_is_better`` when the table
+    has those columns.
     """
     if not isinstance(table, pd.DataFrame):
         raise ValueError(f"`table` must be a pandas DataFrame, got {type(table).__name__}")
@@ -360,36 +368,95 @@ def compare_bars(
             raise ValueError(
                 f"`table` row {index} must have ci_low ≤ mean ≤ ci_high, got {low} ≤ {mean} ≤ {high}"
             )
-        rows.append((str(record[group]), str(record["task"]), mean, low, high))
+        # Names escaped once here: they are the bars' categories, legend entries and hover text.
+        rows.append((plot_text(record[group]), plot_text(record["task"]), mean, low, high))
     groups = list(dict.fromkeys(row[0] for row in rows))
     tasks = list(dict.fromkeys(row[1] for row in rows))
     palette = series_colors(groups)
+    if per_task:
+        return _task_panels(rows, groups, tasks, palette, _task_metrics(table), title, group)
     fig = go.Figure()
     for name in groups:
         mine = sorted((row for row in rows if row[0] == name), key=lambda row: tasks.index(row[1]))
-        upper = [0.0 if math.isnan(row[4]) else row[4] - row[2] for row in mine]
-        lower = [0.0 if math.isnan(row[3]) else row[2] - row[3] for row in mine]
-        ci_text = [
-            "no CI" if math.isnan(row[3]) or math.isnan(row[4]) else f"95% CI [{row[3]:.4g}, {row[4]:.4g}]"
-            for row in mine
-        ]
-        fig.add_trace(
-            go.Bar(
-                x=[row[1] for row in mine],
-                y=[row[2] for row in mine],
-                name=name,
-                marker={"color": palette[name]},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": upper,
-                    "arrayminus": lower,
-                    "visible": True,
-                },
-                customdata=ci_text,
-                hovertemplate=f"{name}<br>%{{x}}: %{{y:.4g}}<br>%{{customdata}}<extra></extra>",
-            )
-        )
-    finish_layout(fig, title=title, x_title="task", y_title=value_label, legend_title=group)
+        fig.add_trace(_bar(name, mine, palette[name]))
+    finish_layout(
+        fig, title=title, x_title="task", y_title=plot_text(value_label), legend_title=plot_text(group)
+    )
     fig.update_layout(barmode="group")
+    return fig
+
+
+def _bar(name: str, rows: Sequence[tuple[str, str, float, float, float]], color: str, **options: Any) -> go.Bar:
+    """One group's bars (``rows``: group, task, mean, ci_low, ci_high), error bars from the CI."""
+    upper = [0.0 if math.isnan(row[4]) else row[4] - row[2] for row in rows]
+    lower = [0.0 if math.isnan(row[3]) else row[2] - row[3] for row in rows]
+    ci_text = [
+        "no CI" if math.isnan(row[3]) or math.isnan(row[4]) else f"95% CI [{row[3]:.4g}, {row[4]:.4g}]"
+        for row in rows
+    ]
+    return go.Bar(
+        x=[row[1] for row in rows],
+        y=[row[2] for row in rows],
+        name=name,
+        marker={"color": color},
+        error_y={"type": "data", "symmetric": False, "array": upper, "arrayminus": lower, "visible": True},
+        customdata=ci_text,
+        hovertemplate=f"{name}<br>%{{x}}: %{{y:.4g}}<br>%{{customdata}}<extra></extra>",
+        **options,
+    )
+
+
+def _task_metrics(table: pd.DataFrame) -> dict[str, tuple[str, bool | None]]:
+    """Per (escaped) task: its metric's (escaped) name and whether higher is better, if the table says."""
+    if "metric" not in table.columns:
+        return {}
+    out: dict[str, tuple[str, bool | None]] = {}
+    for record in table.to_dict("records"):
+        higher = record.get("higher_is_better")
+        out.setdefault(
+            plot_text(record["task"]),
+            (plot_text(record["metric"]), None if higher is None or pd.isna(higher) else bool(higher)),
+        )
+    return out
+
+
+def _task_panels(
+    rows: Sequence[tuple[str, str, float, float, float]],
+    groups: Sequence[str],
+    tasks: Sequence[str],
+    palette: Mapping[str, str],
+    metrics: Mapping[str, tuple[str, bool | None]],
+    title: str,
+    group: str,
+) -> go.Figure:
+    """:func:`compare_bars` with one panel per task, each with its own y axis (up to 4 per row)."""
+    columns = min(len(tasks), 4)
+    panel_rows = math.ceil(len(tasks) / columns)
+
+    def heading(task: str) -> str:
+        metric, higher = metrics.get(task, ("", None))
+        direction = "" if higher is None else f" {'↑' if higher else '↓'}"
+        return f"{task}: {metric}{direction}" if metric else task
+
+    fig = make_subplots(
+        rows=panel_rows,
+        cols=columns,
+        subplot_titles=[heading(task) for task in tasks],
+        horizontal_spacing=0.25 / columns,
+        vertical_spacing=0.3 / panel_rows,
+    )
+    in_legend: set[str] = set()
+    for index, task in enumerate(tasks):
+        row, col = index // columns + 1, index % columns + 1
+        for name in groups:
+            mine = [entry for entry in rows if entry[0] == name and entry[1] == task]
+            if mine:
+                bar = _bar(name, mine, palette[name], legendgroup=name, showlegend=name not in in_legend)
+                fig.add_trace(bar, row=row, col=col)
+                in_legend.add(name)
+        fig.update_yaxes(title_text=metrics.get(task, ("",))[0] or None, row=row, col=col)
+        fig.update_xaxes(showticklabels=False, row=row, col=col)
+    finish_layout(fig, title=title, legend_title=plot_text(group))
+    fig.update_layout(barmode="group", height=120 + 300 * panel_rows)
+    fig.update_annotations(font={"size": 13})
     return fig

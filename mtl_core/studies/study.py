@@ -462,7 +462,7 @@ class ScoreUnit:
         """``value`` in this unit: "+2.54 %" for a relative change, "+0.202" for a unitless score."""
         if value is None or not math.isfinite(value):
             return "—"
-        return f"{100 * value:+.2f} %" if self.percent else f"{value:+.3f}"
+        return f"{100 * value:+.2f} %" if self.percent else f"{value:+.3g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "name": self.name, "percent": self.percent}

@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -147,8 +148,10 @@ def _size(size: float) -> str:
 
 _PREFIX_BYTES = 128 * 1024
 """Bytes looked at before parsing: file signatures, control characters, the delimiter."""
-_CHUNK_CELLS = 100_000
-"""Cells parsed per chunk: bounds the transient memory of pandas' object strings."""
+_CHUNK_CELLS = (25_000, 100_000)
+"""Cells parsed per chunk, at least and at most: one per 200 bytes of the file in between. A chunk's
+object strings and parser buffers (~60 bytes a cell) are memory that does not grow with the file, a
+big share of a small file's cost; bigger chunks parse a big file faster (fewer calls per column)."""
 _BLOCK_BYTES = 256 * 1024
 _MAX_TEXTS = 1_000
 """Distinct texts kept per column. More cannot make a class or category list (whose limits, 100 and
@@ -377,15 +380,23 @@ class _Column:
 
 
 class _ColumnBuilder:
-    """Folds the chunks of one column into a :class:`_Column`, written into arrays grown in place.
+    """Folds the chunks of one column into a :class:`_Column`, written into arrays with room for
+    ``capacity`` rows (copied into bigger ones if more come).
 
     Each chunk's cells are factorised as they came (a C hash of the raw strings); numbers, stripped
-    texts and missing tokens are then worked out once per distinct value, not once per cell."""
+    texts and missing tokens are then worked out once per distinct value, not once per cell.
 
-    def __init__(self, name: str, position: int, named: bool) -> None:
+    Text codes are kept from the start when ``with_codes`` or when the first chunk has a text in the
+    column; a column of numbers only never needs them. When a column's first text comes in a later
+    chunk, the codes of its earlier cells are lost: ``late_text`` is set and :func:`_parse` reads the
+    column again with ``with_codes`` (rare: a column of numbers with a stray text after the first
+    chunk)."""
+
+    def __init__(self, name: str, position: int, named: bool, capacity: int, with_codes: bool = False) -> None:
         self.name, self.position, self.named = name, position, named
-        self.codes = np.zeros(0, dtype=np.int16)
-        self.numbers = np.zeros(0, dtype=np.float64)
+        self.codes: np.ndarray | None = _lazy_zeros(capacity, np.int16) if with_codes else None
+        self.numbers = _lazy_zeros(capacity, np.float64)
+        self.late_text = False
         self.texts: list[str] = []
         self._index: Any = None  # a pandas Index over self.texts, rebuilt when it grows
         self.first_text: tuple[int, str] | None = None
@@ -412,16 +423,28 @@ class _ColumnBuilder:
             self.head.extend(stripped[code] for code in cell_codes[: 20 - len(self.head)])
         end = self.rows + len(raw)
         if end > self.numbers.size:
-            self._grow(max(end, self.numbers.size + self.numbers.size // 8, 4096))
-        self.codes[self.rows: end] = self._codes(stripped, missing)[cell_codes]
+            self._grow(max(end, self.numbers.size + self.numbers.size // 4, 4096))
+        distinct_codes = self._codes(stripped, missing)  # also keeps the column's first distinct texts
+        if self.codes is None and texts_at.size:
+            if self.rows == 0:
+                self.codes = _lazy_zeros(self.numbers.size, np.int16)
+            else:
+                self.late_text = True
+        if self.codes is not None:
+            self.codes[self.rows: end] = distinct_codes[cell_codes]
         self.numbers[self.rows: end] = numbers[cell_codes]
         self.rows = end
 
     def _grow(self, capacity: int) -> None:
-        # resize in place: realloc moves big blocks by remapping pages, not copying them, so the column
-        # is never held twice; numpy zero-fills the new room, hence growth by an eighth, not doubling
-        self.codes.resize(capacity, refcheck=False)
-        self.numbers.resize(capacity, refcheck=False)
+        # only when the file has more rows than estimated: a copy, one array at a time
+        for name in ("codes", "numbers"):
+            old = getattr(self, name)
+            if old is None:
+                continue
+            new = _lazy_zeros(capacity, old.dtype)
+            new[: self.rows] = old[: self.rows]
+            setattr(self, name, new)
+            del old
 
     def _codes(self, stripped: list[str], missing: np.ndarray) -> np.ndarray:
         """The code of each distinct raw value of a chunk (``stripped``: their stripped texts)."""
@@ -432,7 +455,9 @@ class _ColumnBuilder:
         if not present.size:
             return codes
         text_codes, chunk_texts = pd.factorize(np.array([stripped[u] for u in present], dtype=object))
-        known = (self._index.get_indexer(chunk_texts) if self._index is not None
+        # an object Index: a plain array would be inferred as pandas' string dtype, backed by pyarrow when it is
+        # installed, whose memory pool keeps ~10 MB once used
+        known = (self._index.get_indexer(pd.Index(chunk_texts, dtype=object)) if self._index is not None
                  else np.full(len(chunk_texts), -1, dtype=np.int64))
         mapped = np.where(known >= 0, known, _UNKEPT_CODE).astype(np.int64)
         new = np.flatnonzero(known < 0)
@@ -446,12 +471,13 @@ class _ColumnBuilder:
         return codes
 
     def build(self) -> _Column:
-        """The column, its arrays cut to the rows read (in place)."""
-        self._grow(self.rows)
-        codes = None if self.first_text is None else self.codes  # numbers only: missing ⇔ NaN
-        column = _Column(self.name, self.position, self.named, codes, self.numbers, self.texts, self.first_text,
-                         self.head)
-        self.codes = self.numbers = np.zeros(0)
+        """The column, its arrays cut to the rows read (views: the room never written takes no memory)."""
+        if self.late_text:
+            raise RuntimeError(f"column `{self.name}` must be read again with its text codes")
+        codes = None if self.first_text is None or self.codes is None else self.codes[: self.rows]
+        column = _Column(self.name, self.position, self.named, codes, self.numbers[: self.rows], self.texts,
+                         self.first_text, self.head)  # numbers only (codes None): missing ⇔ NaN
+        self.codes, self.numbers = None, np.zeros(0)
         return column
 
 
@@ -546,22 +572,47 @@ def _parse(handle: BinaryIO, filename: str | None, size: int | None, limits: Csv
     elif len(delimiter) != 1 or delimiter in "\"\r\n":
         raise CsvError(f"`delimiter` must be one character (not a quote or a line break), got {delimiter!r}")
     names, named = _header_names(_read_header(handle, limits.max_bytes, delimiter), limits)
-    builders = [_ColumnBuilder(name, index + 1, named[index]) for index, name in enumerate(names)]
-    n_rows = _read_rows(handle, limits, delimiter, builders)
+    size = size if size is not None else handle.seek(0, io.SEEK_END)
+    capacity = _expected_rows(prefix[:_PREFIX_BYTES], complete, size, limits.max_rows)
+    builders = [_ColumnBuilder(name, index + 1, named[index], capacity) for index, name in enumerate(names)]
+    chunk_cells = min(max(size // 200, _CHUNK_CELLS[0]), _CHUNK_CELLS[1])
+    n_rows = _read_rows(handle, limits, delimiter, builders, chunk_cells)
     if n_rows <= 0:
         raise CsvError("the file has a header but no data rows")
-    return _Table([b.build() for b in builders], n_rows, delimiter, filename,
-                  size if size is not None else handle.seek(0, io.SEEK_END))
+    late = [index for index, builder in enumerate(builders) if builder.late_text]
+    if late:  # read those columns again, keeping their text codes from the first row
+        for index in late:
+            builders[index] = _ColumnBuilder(names[index], index + 1, named[index], capacity, with_codes=True)
+        _read_rows(handle, limits, delimiter, [builders[index] for index in late], chunk_cells, positions=late)
+    return _Table([b.build() for b in builders], n_rows, delimiter, filename, size)
 
 
-def _read_rows(handle: BinaryIO, limits: CsvLimits, delimiter: str, builders: list[_ColumnBuilder]) -> int:
+def _expected_rows(prefix: bytes, complete: bool, size: int, max_rows: int) -> int:
+    """Room for the data rows, from the line length of the file's start with a quarter to spare
+    (at most ``max_rows + 1``, the most a chunk reads before the row limit refuses the file)."""
+    lines = prefix.count(b"\n")
+    if complete or not lines:
+        return max(lines + 2, 16)
+    return min(max_rows + 1, int(size / (len(prefix) / lines) * 1.25) + 1024)
+
+
+def _lazy_zeros(count: int, dtype: Any) -> np.ndarray:
+    """A zero-filled array whose pages take memory only once written (an anonymous memory map), so
+    a column's room for rows yet to come costs nothing until they come, and growing never zero-fills."""
+    itemsize = np.dtype(dtype).itemsize
+    return np.frombuffer(mmap.mmap(-1, max(count, 1) * itemsize), dtype=dtype, count=count)
+
+
+def _read_rows(handle: BinaryIO, limits: CsvLimits, delimiter: str, builders: list[_ColumnBuilder],
+               chunk_cells: int, positions: list[int] | None = None) -> int:
     """Feed the data rows to ``builders`` chunk by chunk; the number of data rows. The header is the
     first row of the first chunk; a chunk holds at most ``max_rows + 1`` data rows, so a file over the
-    row limit is refused after reading at most that many."""
+    row limit is refused after reading at most that many. ``positions`` (0-based, ascending): read only
+    those columns, one builder each, of a file read once already."""
     import pandas as pd
 
     width = len(builders)
-    chunk_rows = max(1_000, _CHUNK_CELLS // width)
+    chunk_rows = max(1_000, chunk_cells // width)
     chunk_rows = min(chunk_rows, limits.max_rows + 2)
     text, _ = _text_stream(handle, limits.max_bytes)
     n_rows = 0
@@ -569,7 +620,7 @@ def _read_rows(handle: BinaryIO, limits: CsvLimits, delimiter: str, builders: li
         chunks = pd.read_csv(
             text, sep=delimiter, header=None, dtype=object, na_filter=False, keep_default_na=False,
             engine="c", skip_blank_lines=True, quotechar='"', doublequote=True, on_bad_lines="error",
-            chunksize=chunk_rows,
+            chunksize=chunk_rows, usecols=positions,
         )
         with chunks:
             first = True
