@@ -177,3 +177,23 @@ def test_a_transfer_prediction_is_shown_next_to_the_measurement_in_percent(store
     assert "y = x (perfect prediction)" in [trace.get("name") for trace in chart["data"]]
     (headline,) = [m.value for m in at.markdown if m.value.startswith("Measured mean gain over tasks")]
     assert re.search(r"\(predicted [+-]\d+\.\d\d %\)\.$", headline), headline
+
+
+def test_the_trained_grouping_shown_follows_the_source_picked(store: RunStore) -> None:
+    at = open_page("groupings")
+    trained = {}
+    for source in ("cosine", "transfer"):
+        at.radio(key="group_source").set_value(source).run()
+        at.button(key="group_train").click().run()
+        train_queued(store)
+        at.run()
+        assert not at.exception, at.exception
+        trained[source] = at.selectbox(key="group_evaluation").value
+    assert trained["cosine"] != trained["transfer"]
+    at.radio(key="group_source").set_value("cosine").run()
+    assert at.selectbox(key="group_evaluation").value == trained["cosine"]
+    assert "predicted from mean gradient cosine" in at.selectbox(key="group_evaluation").format_func(
+        trained["cosine"])
+    # a grouping picked by hand stays while the source stays
+    at.selectbox(key="group_evaluation").set_value(trained["transfer"]).run()
+    assert at.selectbox(key="group_evaluation").value == trained["transfer"]

@@ -652,12 +652,14 @@ def test_live_refresh_period_comes_from_the_environment(monkeypatch: pytest.Monk
 def test_the_live_refresh_slows_down_as_more_sessions_watch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(LIVE_REFRESH_ENV, raising=False)
     monkeypatch.setattr(pacing, "_live_viewers", {})
+    monkeypatch.setattr(pacing, "_live_periods", {})
+    monkeypatch.setattr(pacing, "_live_cost", [])
     assert live_refresh_for("student-0") == 1.0
     for index in range(1, 40):
         live_refresh_for(f"student-{index}")
     assert live_viewers() == 40
-    assert live_refresh_for("student-0") == pytest.approx(40 * LIVE_SECONDS_PER_VIEWER)
-    # viewers who left (no refresh for 15 s) stop counting
-    stale = {key: seen - 60 for key, seen in pacing._live_viewers.items() if key != "student-0"}
+    assert live_refresh_for("student-0") >= 40 * LIVE_SECONDS_PER_VIEWER  # tests/test_pacing.py: the details
+    # viewers who left (no refresh for 15 s and three of their periods) stop counting
+    stale = {key: seen - 600 for key, seen in pacing._live_viewers.items() if key != "student-0"}
     pacing._live_viewers.update(stale)
     assert live_refresh_for("student-0") == 1.0

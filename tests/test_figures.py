@@ -661,7 +661,10 @@ def test_gradient_arrows_2d_arrows_conflict_region_and_hover() -> None:
     regions = [trace for trace in fig.data if trace.fill == "toself"]
     arrows = [trace for trace in fig.data if trace.fill != "toself"]
     assert len(regions) == 2 and sum(bool(trace.showlegend) for trace in regions) == 1
-    assert [trace.name for trace in arrows] == ["g₁", "g₂", "mean", "UPGrad"]
+    # the legend lists the gradients first; they are drawn last, on top of the thick method arrows
+    assert [t.name for t in sorted(arrows, key=lambda t: t.legendrank)] == ["g₁", "g₂", "mean", "UPGrad"]
+    assert [trace.name for trace in arrows] == ["mean", "UPGrad", "g₁", "g₂"]
+    arrows = sorted(arrows, key=lambda t: t.legendrank)
     assert list(arrows[0].x) == [0.0, 1.0] and list(arrows[0].y) == [0.0, 0.0]
     assert list(arrows[3].x) == [0.0, 0.3] and list(arrows[3].y) == [0.0, 0.9]
     assert arrows[0].marker.symbol == "arrow" and arrows[0].marker.angleref == "previous"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 
@@ -14,6 +15,10 @@ __all__ = [
     "LIVE_REFRESH_ENV",
     "DEFAULT_LIVE_REFRESH",
     "LIVE_SECONDS_PER_VIEWER",
+    "LIVE_SERVER_SHARE",
+    "PERIOD_STEPS",
+    "note_live_refresh",
+    "live_refresh_cost",
     "live_refresh_seconds",
     "live_refresh_for",
     "live_viewers",
@@ -42,32 +47,91 @@ def live_refresh_seconds() -> float:
         return DEFAULT_LIVE_REFRESH
 
 
-#: Server seconds one live-view refresh may cost on average (incremental read + two figures: about
-#: 0.12 s measured, more for side-by-side groups). The refresh period grows with the number of live
-#: viewers so that all of them together cost at most about one refresh at a time: the Streamlit server
-#: is one Python process, and a class of 40 watching live runs at 1 s each would swamp it.
+#: Server CPU seconds one live-view refresh is assumed to cost before any has been measured (an
+#: incremental read + two figures: about 0.12 s; a side-by-side group costs more). Once live views
+#: refresh, :func:`note_live_refresh` replaces it with a running mean of what they really cost.
 LIVE_SECONDS_PER_VIEWER = 0.15
+#: The share of one core that all live refreshes together may take: the Streamlit server is one Python
+#: process, and it must still open pages and answer clicks while a class watches live runs.
+LIVE_SERVER_SHARE = 0.6
+#: The periods a live view may take (seconds, beyond the configured one). A view changes its period
+#: only when the wanted one leaves a band of ±30 % around its current period, and each change costs
+#: the viewer one full page rerun, so small ups and downs in the load do not make every page rerun.
+PERIOD_STEPS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0)
+_PERIOD_BAND = 1.3
+#: A viewer counts as live until it has missed about three refreshes (and at least 15 s): under load a
+#: refresh can come later than its period, and a viewer that dropped out of the count and came back
+#: would move everyone's period each time.
 _LIVE_VIEWER_TTL = 15.0
+_MISSED_REFRESHES = 3.0
+_COST_WEIGHT = 0.2  # weight of the newest refresh in the running mean of the cost
 _live_viewers: dict[str, float] = {}
+_live_periods: dict[str, float] = {}
+_live_cost: list[float] = []  # [running mean of CPU seconds per live refresh], empty until measured
 _live_viewers_lock = threading.Lock()
 
 
+def _expired(viewer: str, seen: float, now: float) -> bool:
+    period = _live_periods.get(viewer, 0.0)
+    return now - seen > max(_LIVE_VIEWER_TTL, _MISSED_REFRESHES * period)
+
+
 def live_viewers(viewer: str | None = None) -> int:
-    """How many sessions watched a live run in the last 15 s (noting ``viewer`` as one now)."""
+    """How many sessions watched a live run lately (in the last 15 s, or three of their refresh
+    periods when these are longer), noting ``viewer`` as one now."""
     now = time.monotonic()
     with _live_viewers_lock:
         if viewer is not None:
             _live_viewers[viewer] = now
-        for key in [k for k, seen in _live_viewers.items() if now - seen > _LIVE_VIEWER_TTL]:
+        for key in [k for k, seen in _live_viewers.items() if _expired(k, seen, now)]:
             del _live_viewers[key]
+            _live_periods.pop(key, None)
         return len(_live_viewers)
+
+
+def note_live_refresh(cpu_seconds: float) -> None:
+    """Note what one refresh of a live view cost the server (CPU seconds of the thread that ran it):
+    the pace of every live view follows the running mean."""
+    if not math.isfinite(cpu_seconds) or cpu_seconds < 0:
+        return
+    with _live_viewers_lock:
+        if _live_cost:
+            _live_cost[0] += _COST_WEIGHT * (cpu_seconds - _live_cost[0])
+        else:
+            _live_cost.append(cpu_seconds)
+
+
+def live_refresh_cost() -> float:
+    """Server CPU seconds one live refresh costs: the running mean of the measured refreshes, or
+    :data:`LIVE_SECONDS_PER_VIEWER` before any was measured."""
+    with _live_viewers_lock:
+        return _live_cost[0] if _live_cost else LIVE_SECONDS_PER_VIEWER
+
+
+def _step_up(seconds: float) -> float:
+    return next((step for step in PERIOD_STEPS if step >= seconds - 1e-9), PERIOD_STEPS[-1])
 
 
 def live_refresh_for(viewer: str) -> float:
     """The refresh period of ``viewer``'s live view: ``$MTL_LAB_LIVE_REFRESH`` (default 1 s), stretched
-    to ``LIVE_SECONDS_PER_VIEWER`` × the number of live viewers when more sessions watch at once
-    (40 viewers: 6 s), so a class on one small server stays responsive."""
-    return round(max(live_refresh_seconds(), LIVE_SECONDS_PER_VIEWER * live_viewers(viewer)), 1)
+    when many sessions watch at once so that all live refreshes together take at most
+    :data:`LIVE_SERVER_SHARE` of a core (viewers × cost of a refresh ÷ share; 30 viewers at 0.15 s:
+    8 s), rounded up to one of :data:`PERIOD_STEPS` and kept while the wanted period stays within
+    ±30 % of the viewer's current one."""
+    base = live_refresh_seconds()
+    viewers = live_viewers(viewer)
+    wanted = viewers * live_refresh_cost() / LIVE_SERVER_SHARE
+    with _live_viewers_lock:
+        current = _live_periods.get(viewer)
+        if wanted <= base:
+            period = base
+        elif current is not None and current > base and current / _PERIOD_BAND <= wanted <= current * _PERIOD_BAND:
+            period = current
+        else:
+            period = max(base, min(_step_up(wanted), 60.0))
+        if viewer in _live_viewers:
+            _live_periods[viewer] = period
+    return round(period, 1)
 
 
 #: Set to a file path to append one JSON line per page render (page, seconds of the script run):

@@ -188,6 +188,7 @@ if why_not is not None:
 
 # --- measured vs predicted ------------------------------------------------------------------------------------
 evaluations = [e for e in list_studies(kind="grouping") if e.manifest.get("study") == picked]
+_EVALUATION_SOURCE_SEEN = "groupings_evaluation_source_seen"  # the source the trained grouping was picked for
 if not evaluations:
     st.stop()
 st.subheader("Measured vs predicted")
@@ -195,8 +196,12 @@ eval_ids = [e.group_id for e in evaluations]
 eval_labels = {e.group_id: f"{' · '.join('{' + ', '.join(g) + '}' for g in e.manifest['groups'])} "
                            f"(predicted from {SOURCE_NAMES.get(e.manifest.get('source'), e.manifest.get('source'))})"
                for e in evaluations}
-if st.session_state.get(StateKeys.GROUP_EVALUATION) not in eval_ids:
-    st.session_state[StateKeys.GROUP_EVALUATION] = eval_ids[0]
+same_source = [e.group_id for e in evaluations if e.manifest.get("source") == source]
+if st.session_state.get(StateKeys.GROUP_EVALUATION) not in eval_ids or (
+        st.session_state.get(_EVALUATION_SOURCE_SEEN) != source and same_source):
+    # first visit, or the source above changed: show a grouping predicted from that source when there is one
+    st.session_state[StateKeys.GROUP_EVALUATION] = (same_source or eval_ids)[0]
+st.session_state[_EVALUATION_SOURCE_SEEN] = source
 evaluation_id = st.selectbox("Trained grouping", eval_ids, format_func=lambda g: eval_labels.get(g, g),
                              key=StateKeys.GROUP_EVALUATION)
 initial = next(e for e in evaluations if e.group_id == evaluation_id)

@@ -342,7 +342,12 @@ def _figure_2d(
         fig.add_traces(_agreement_region_2d(matrix, radius))
     if show_conflict:
         fig.add_traces(_conflict_regions_2d(matrix, radius))
-    fig.add_traces([_arrow_2d(arrow) for arrow in arrows])
+    traces = [_arrow_2d(arrow) for arrow in arrows]
+    for rank, trace in enumerate(traces, start=1):
+        trace.legendrank = rank  # the legend lists the gradients first, as given
+    # the task gradients are drawn last, on top: the thick method arrows would otherwise hide them
+    fig.add_traces([t for t, a in zip(traces, arrows) if not a.is_gradient]
+                   + [t for t, a in zip(traces, arrows) if a.is_gradient])
     finish_layout(fig, title=title, x_title="x₁", y_title="x₂", legend_title="vectors")
     fig.update_xaxes(range=[-radius, radius], zeroline=True, zerolinecolor="#999999", constrain="domain")
     fig.update_yaxes(
