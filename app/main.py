@@ -13,23 +13,31 @@ import streamlit as st
 from services.catalog import (
     StoreError,
     check_store,
-    ensure_workers,
+    keep_workers_ready,
     plugin_problems,
-    store_path,
     store_problem,
     warm_up,
 )
 from services.pacing import record_render
-from services.runs import run_counts
-from state import StateKeys, acting, init_state, participant_token
+from state import StateKeys, init_state, participant_token
 from views._access import identity_sidebar, refuse_unsafe_exposure
 from views._lessons import lesson_aside
+from views._widgets import store_summary
 
-st.set_page_config(page_title="MTL Lab", page_icon=":material/science:", layout="wide")
+# An emoji favicon is drawn in the browser; a ":material/…:" one is fetched from fonts.gstatic.com (an error offline).
+st.set_page_config(page_title="MTL Lab", page_icon="🧪", layout="wide")
 init_state()
 
+
+def _home() -> None:
+    """The root address (``/``): never drawn, main.py sends it on to Train (or a deep link's run view)."""
+
+
+# Train has its own address (``/train``), so the home page is a hidden one that forwards there: a default
+# page is served only at ``/``, and its ``url_path`` would answer "Page not found".
 PAGES = {
-    "train": st.Page("views/train.py", title="Train", icon=":material/rocket_launch:", url_path="train", default=True),
+    "home": st.Page(_home, title="MTL Lab", url_path="home", default=True, visibility="hidden"),
+    "train": st.Page("views/train.py", title="Train", icon=":material/rocket_launch:", url_path="train"),
     "run": st.Page("views/run_view.py", title="Run view", icon=":material/monitoring:", url_path="run"),
     "relationships": st.Page("views/relationships.py", title="Relationships", icon=":material/hub:", url_path="relationships"),
     "groupings": st.Page("views/groupings.py", title="Groupings", icon=":material/workspaces:", url_path="groupings"),
@@ -40,10 +48,13 @@ PAGES = {
     "data": st.Page("views/data.py", title="Your data", icon=":material/upload_file:", url_path="data"),
 }
 page = st.navigation({
-    "Experiment": [PAGES[k] for k in ("train", "run", "relationships", "groupings", "compare", "runs")],
+    "Experiment": [PAGES[k] for k in ("home", "train", "run", "relationships", "groupings", "compare", "runs")],
     "Data": [PAGES["data"]],
     "Workshop": [PAGES["learn"], PAGES["playground"]],
 })
+if page is PAGES["home"]:  # ``/`` opens Train at ``/train``; a deep link to it (``/?run=7``) the run view
+    st.switch_page(PAGES["run"] if "run" in st.query_params else PAGES["train"],
+                   query_params=st.query_params.to_dict())
 
 participant_token()  # this browser's identity, kept in the address (?me=…) on every page
 refuse_unsafe_exposure()  # beyond loopback only with a presenter passcode
@@ -55,33 +66,16 @@ if problem is not None:
 for plugin_problem in plugin_problems():  # a broken plugin: everything else works without it
     st.warning(plugin_problem, icon=":material/extension_off:")
 
-# The pool is started once per session (it exits by itself when idle), and again whenever queued
-# runs wait with no pool to take them (e.g. after a reboot).
+# While a page is open the pool runs with a worker ready (PyTorch loaded), so a run queued here starts at
+# once; it is started when none runs (it exits by itself once no page has been open for a while).
 try:
+    keep_workers_ready()
     if not st.session_state[StateKeys.POOL_CHECKED]:
-        ensure_workers(always=True)
         warm_up()
         st.session_state[StateKeys.POOL_CHECKED] = True
-    else:
-        ensure_workers()
 except StoreError as exc:  # a store that opens but fails on reading (damaged pages): one sentence
     st.error(store_problem(exc))
     st.stop()
-
-# A deep link to the home address (``/?run=7``) opens the run view.
-if page is PAGES["train"] and "run" in st.query_params:
-    st.switch_page(PAGES["run"], query_params={"run": st.query_params["run"]})
-
-
-@st.fragment(run_every=5.0)
-def store_summary() -> None:
-    try:
-        counts = run_counts()
-    except StoreError:
-        return  # the page says why
-    # Where the store lives on the server is the presenter's business (and a single user's), not a participant's.
-    where = f" in `{store_path()}`" if acting().manages_all else " on this server"
-    st.caption(f"{counts['running']} running · {counts['queued']} queued · {counts['total']} runs{where}")
 
 
 with st.sidebar:

@@ -29,6 +29,8 @@ class StateKeys:
     STRATEGY = "train_strategy"
     METHODS = "train_methods"
     EPOCHS = "train_epochs"
+    TRAIN_PRESET = "train_preset"
+    EPOCHS_SUGGESTED = "train_epochs_suggested"
     LR = "train_lr"
     BATCH_SIZE = "train_batch_size"
     SEEDS = "train_seeds"
@@ -95,7 +97,7 @@ class StateKeys:
     DATA_REPORT = "data_report"  # services.data.import_summary of the last save (or None)
     # Not widgets: caches and flags of the session
     LIVE_CACHE = "live_cache"  # run id → services.live.LiveRun (incremental reads of a run's series)
-    POOL_CHECKED = "pool_checked"  # the worker pool was started (or found) for this session
+    POOL_CHECKED = "pool_checked"  # this session warmed up the catalogue (the pool is checked on every view)
     FLASH = "flash"  # a one-shot message shown on the next page (e.g. "queued 2 runs")
     GROUPS_EDIT = "groups_edit"  # the grouping being edited: list of task lists
     GROUPS_EDIT_FROM = "groups_edit_from"  # what the edited grouping was initialised from

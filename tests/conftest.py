@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 #: Variables that steer the tests themselves rather than MTL Lab.
-_TEST_SWITCHES = ("MTL_LAB_REQUIRE_BROWSER", "MTL_LAB_UPDATE_SCREENSHOTS")
+_TEST_SWITCHES = ("MTL_LAB_REQUIRE_BROWSER", "MTL_LAB_UPDATE_SCREENSHOTS", "MTL_LAB_WALKTHROUGH_SHOTS")
 
 for _name in [name for name in os.environ if name.startswith("MTL_LAB_") and name not in _TEST_SWITCHES]:
     del os.environ[_name]

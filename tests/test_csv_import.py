@@ -193,7 +193,7 @@ def test_an_upload_can_be_inspected_then_imported() -> None:
     assert inspect_csv(upload).n_rows == 20
     report = import_csv(upload, "uploaded", targets="b,c")  # read again from the start
     assert report.n_rows_used == 20 and report.source_file == "upload.csv"
-    assert "`upload.csv`" in make_suite("uploaded").description
+    assert "the file upload.csv" in make_suite("uploaded").description
 
 
 def test_rows_without_any_target_are_dropped_when_imputing(tmp_path: Path) -> None:

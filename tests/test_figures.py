@@ -732,3 +732,13 @@ def test_gate_heatmap() -> None:
     with pytest.raises(ValueError, match=r"^`weights\['alpha'\]\[1\]` must be ≥ 0"):
         figures.gate_heatmap({"alpha": [1.5, -0.5]}, ["e1", "e2"])
     _assert_empty(figures.gate_heatmap({}, []))
+
+
+def test_small_affinities_read_in_the_colour_bars_unit() -> None:
+    matrix = [[0.0, -2.26e-5, 1e-5], [3e-5, 0.0, -1e-6], [2e-6, 4e-6, 0.0]]
+    trace = figures.affinity_heatmap(matrix, ["a", "b", "c"]).data[0]
+    assert trace.colorbar.title.text == "affinity Z (×10⁻⁵)"
+    assert trace.text[0][1] == "-2.26" and trace.zmax == pytest.approx(3.0)
+    assert "-2.26e-05" in str(trace.customdata[0][1] if trace.customdata is not None else trace.hovertemplate)
+    plain = figures.affinity_heatmap([[0.0, 0.2], [-0.1, 0.0]], ["a", "b"]).data[0]
+    assert plain.colorbar.title.text == "affinity Z" and plain.text[0][1] == "0.2"

@@ -20,7 +20,16 @@ import pytest
 
 from mtl_core.errors import ConfigError
 from mtl_core.runs.store import RunStore
-from mtl_core.runs.workers import cancel, pool_running, pool_status, stop_pool, submit, wait
+from mtl_core.runs.workers import (
+    cancel,
+    ensure_pool,
+    note_page_open,
+    pool_running,
+    pool_status,
+    stop_pool,
+    submit,
+    wait,
+)
 
 SMALL = {
     "suite": "planted",
@@ -202,6 +211,39 @@ def test_kill_9_fails_only_that_run_and_the_pool_replaces_the_worker(lab: Path) 
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:] if log.exists() else "(no pool log)"
         pytest.fail(f"no replacement worker; pool status {pool_status(lab)}; pool log:\n{tail}")
     assert set(wait(others, timeout=TIMEOUT, home=lab).values()) == {"done"}
+
+
+def test_an_open_page_keeps_a_worker_ready_past_the_idle_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the dashboard does (services.catalog.keep_workers_ready): say a page is open, start the pool.
+    # A run queued after the idle exit has passed then starts at once, with no worker to start first.
+    home = tmp_path / "lab"
+    monkeypatch.setenv("MTL_LAB_POOL_IDLE_EXIT", "2")
+    monkeypatch.setenv("MTL_LAB_WORKERS", "1")
+    store = RunStore.at_home(home)
+    stop_paging = threading.Event()
+
+    def page() -> None:  # the sidebar's refresh while the tab is open
+        while not stop_paging.is_set():
+            note_page_open(home)
+            stop_paging.wait(0.5)
+
+    pager = threading.Thread(target=page, daemon=True)
+    pager.start()
+    try:
+        assert ensure_pool(home) is not None
+        log = home / "logs" / "pool.log"
+        wait_until(lambda: log.exists() and " ready" in log.read_text(), TIMEOUT)  # loaded before any run
+        time.sleep(3.0)  # longer than the idle exit: the open page keeps the pool
+        assert pool_running(home)
+        (run_id,) = submit(SMALL, home=home)
+        assert wait_until(lambda: store.get_run(run_id).status != "queued", 30, interval=0.05) < 3.0  # ~0.2 s
+        assert wait([run_id], timeout=TIMEOUT, home=home) == {run_id: "done"}
+        stop_paging.set()  # the tab is closed: the pool exits idle 2 + 2 s (grace) after the page's last call
+        assert wait_until(lambda: not pool_running(home), 30) < 15
+    finally:
+        stop_paging.set()
+        pager.join()
+        assert _stop_all(home) == []
 
 
 def _start_server(home: Path, workers: int) -> subprocess.Popen[bytes]:

@@ -36,6 +36,7 @@ __all__ = [
     "warm_up",
     "suite_tasks",
     "ensure_workers",
+    "keep_workers_ready",
     "pool_info",
 ]
 
@@ -218,6 +219,18 @@ def ensure_workers(always: bool = False) -> bool:
     if not always and store().count_runs(("queued", "running")) == 0:
         return False
     return workers.ensure_pool(home) is not None
+
+
+def keep_workers_ready() -> bool:
+    """A page of the app is open: tell the pool, which then keeps a worker with PyTorch loaded and does
+    not exit idle (:func:`mtl_core.runs.workers.note_page_open`), and start one when none runs, so that
+    a run queued from the page starts at once. Called on every page view and by the sidebar every few
+    seconds. Returns True if a pool was started; does nothing when disabled by
+    ``$MTL_LAB_APP_AUTOSTART=0``."""
+    if not autostart():
+        return False
+    workers.note_page_open(lab_home())
+    return ensure_workers(always=True)
 
 
 def pool_info() -> dict[str, Any] | None:

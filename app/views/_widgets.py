@@ -6,10 +6,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import streamlit as st
+from services.catalog import StoreError, keep_workers_ready, store_path
 from services.downloads import figure_html, figure_png, png_export_available
-from state import StateKeys, figure_download_key, option_key
+from services.pacing import live_refresh_seconds
+from services.runs import run_counts
+from state import StateKeys, acting, figure_download_key, option_key
 
-__all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps", "figure_downloads"]
+__all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps", "figure_downloads",
+           "SUMMARY_LIVE_SECONDS", "SUMMARY_IDLE_SECONDS", "summary_period", "summary_caption", "store_summary"]
+
+#: Seconds between two refreshes of the sidebar's run counts while runs are queued or running (at least:
+#: a slower live-view pace set by MTL_LAB_LIVE_REFRESH applies to it too), so that it keeps up with the
+#: live run view; and while none is.
+SUMMARY_LIVE_SECONDS = 1.5
+SUMMARY_IDLE_SECONDS = 5.0
 
 _STATUS_ICONS = {
     "queued": ":material/schedule:",
@@ -86,8 +96,9 @@ def show_flash() -> None:
 def first_steps() -> None:
     """What a newcomer should do first (shown on pages that have nothing to show yet)."""
     st.info(
-        "**No runs yet.** Open **Train**, keep the defaults (the *planted* suite: synthetic tasks with a "
-        "known group structure), tick one or two balancing methods, and press **Start training**. "
+        "**No runs yet.** Open **Train**, start from the preset *Conflicting tasks — methods differ* "
+        "(synthetic tasks with a known group structure, one task against the others, three balancing "
+        "methods) or keep the defaults and tick one or two methods, then press **Start training**. "
         "A run takes well under a minute; its charts fill in while it trains."
     )
     st.page_link("views/train.py", label="Go to Train", icon=":material/rocket_launch:")
@@ -112,3 +123,41 @@ def figure_downloads(fig: Any, name: str, key: str) -> None:
                 key=figure_download_key(key, "png"), on_click="ignore", type="tertiary", icon=":material/image:",
                 help="This chart as a PNG image.",
             )
+
+
+def summary_period(counts: Mapping[str, int]) -> float:
+    """How often the sidebar's run counts refresh: faster while runs are queued or running."""
+    if counts["running"] or counts["queued"]:
+        return max(SUMMARY_LIVE_SECONDS, live_refresh_seconds())
+    return SUMMARY_IDLE_SECONDS
+
+
+def summary_caption(counts: Mapping[str, int], where: str) -> str:
+    """``1 run on this server · 1 running · 0 queued``: the sidebar's run counts (``where``: `` on
+    this server`` or `` in `PATH` ``), the total after a colon so that it reads right for any count."""
+    total = counts["total"]
+    return f"{total} run{'' if total == 1 else 's'}{where} · {counts['running']} running · {counts['queued']} queued"
+
+
+def _store_summary(period: float) -> None:
+    try:
+        keep_workers_ready()  # this page is still open: the pool keeps a worker ready
+        counts = run_counts()
+    except (StoreError, OSError):
+        return  # the page says why
+    if summary_period(counts) != period:
+        st.rerun()  # runs started, or the last one ended: the whole page again, to refresh at the other pace
+    # Where the store lives on the server is the presenter's business (and a single user's), not a participant's.
+    where = f" in `{store_path()}`" if acting().manages_all else " on this server"
+    st.caption(summary_caption(counts, where))
+
+
+def store_summary() -> None:
+    """The sidebar's run counts, refreshed every :data:`SUMMARY_LIVE_SECONDS` while runs are live and
+    every :data:`SUMMARY_IDLE_SECONDS` otherwise (a fragment: only it reruns); each refresh also tells
+    the worker pool that this page is still open."""
+    try:
+        period = summary_period(run_counts())
+    except StoreError:
+        return  # the page says why
+    st.fragment(_store_summary, run_every=period)(period)

@@ -153,8 +153,10 @@ def upload_section() -> None:
         if st.session_state.get(key) not in KINDS:
             st.session_state[key] = _default_kind(by_name[target])
         detected = by_name[target].suggested_kind
-        st.radio(f"{literal(target)} is a", KINDS, key=key, horizontal=True,
-                 help=f"Detected: {detected or 'neither (fewer than two values)'}. Whole numbers can be either.")
+        kind = st.radio(f"{literal(target)} is a", KINDS, key=key, horizontal=True,
+                        help=f"Detected: {detected or 'neither (fewer than two values)'}. Whole numbers can be either.")
+        if kind == "classification" and by_name[target].class_warning:  # classes too rare to learn or score
+            st.warning(literal(by_name[target].class_warning), icon=":material/warning:")
     _fit_features(columns, named, list(targets))
     features = st.multiselect(
         "Feature columns (the network's inputs)", [c for c in columns if c not in targets],

@@ -173,7 +173,7 @@ elif runs_needed == 0:
     why_not = ("Every task is alone: nothing to train together (each task alone is the study's single-task "
                "baseline, already trained). Put two or more tasks in a group, or pick a grouping with fewer "
                "groups above.")
-if st.button(f"Train this grouping ({runs_needed} runs)", type="primary", key=StateKeys.GROUP_TRAIN,
+if st.button(f"Train this grouping ({runs_needed} run{'' if runs_needed == 1 else 's'})", type="primary", key=StateKeys.GROUP_TRAIN,
              disabled=why_not is not None, help=why_not):
     try:
         evaluation = launch_grouping(study, groups, source, owner=session_owner())
@@ -181,7 +181,7 @@ if st.button(f"Train this grouping ({runs_needed} runs)", type="primary", key=St
         st.error(f"**Nothing was queued.** {explain(exc)}")
     else:
         st.session_state[StateKeys.GROUP_EVALUATION] = evaluation
-        flash(f"Queued {runs_needed} runs to train this grouping; measured vs predicted appears below as they finish.")
+        flash(f"Queued {runs_needed} run{'' if runs_needed == 1 else 's'} to train this grouping; measured vs predicted appears below as they finish.")
         st.rerun()
 if why_not is not None:
     st.caption(why_not)

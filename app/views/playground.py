@@ -158,13 +158,24 @@ with picture:
 st.subheader("How the gradients relate")
 rows = []
 labels = result["names"]
+
+
+def _relation(cosine: float | None) -> str:
+    """A pair's relation in words; orthogonal gradients (|cos| < 1e-9) neither agree nor conflict."""
+    if cosine is None:
+        return "—"
+    if abs(cosine) < 1e-9:
+        return "orthogonal (cos = 0)"
+    return "conflict (cos < 0)" if cosine < 0 else "agree (cos > 0)"
+
+
 for i in range(count):
     for j in range(i + 1, count):
         cosine = result["cosines"][i][j]
         rows.append({
             "pair": f"{labels[i]}, {labels[j]}",
             "cosine": cosine,
-            "relation": "—" if cosine is None else ("conflict (cos < 0)" if cosine < 0 else "agree (cos ≥ 0)"),
+            "relation": _relation(cosine),
         })
 st.dataframe(pd.DataFrame(rows), hide_index=True)
 

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import streamlit as st
 from services.catalog import catalog, suite_tasks
+from services.limits import current_limits
 from services.runs import MTLError, TrainForm, build_configs, check_configs, explain, queue_runs, run_counts
 from services.text import literal
-from state import StateKeys, init_state, session_owner
+from state import StateKeys, init_state, option_key, session_owner
 from views._widgets import flash, option_inputs, show_flash
+
+from mtl_core.config import TrainConfig
+from mtl_core.presets import PRESETS, TrainPreset
+from mtl_core.training.length import (
+    DEFAULT_STEPS,
+    MIN_STEPS,
+    epochs_for_steps,
+    steps_per_epoch,
+    training_rows,
+)
+
+#: Session keys: the "Start from" box, and the epochs last suggested from the data (the Epochs box
+#: follows the data until the user sets it).
+PRESET = StateKeys.TRAIN_PRESET
+EPOCHS_SUGGESTED = StateKeys.EPOCHS_SUGGESTED
+#: The Epochs box's largest value.
+MAX_PAGE_EPOCHS = 1000
 
 init_state()
 st.title("Train a multi-task model")
@@ -21,12 +42,16 @@ st.markdown(
 )
 with st.expander("New here? The one-minute tour", expanded=run_counts()["total"] == 0):
     st.markdown(
-        "1. Keep the **planted** suite: synthetic tasks in two hidden groups — tasks in the same group "
-        "help each other, tasks in different groups do not.\n"
-        "2. Tick two balancing methods, e.g. **ew** (plain sum of losses) and **pcgrad** (removes "
-        "conflicting gradient components).\n"
-        "3. Press **Start training**: the runs are queued, train in the background, and the run view "
-        "shows their losses and how their task gradients agree (blue) or conflict (red).\n"
+        "1. In **Start from** pick **Conflicting tasks — methods differ**: it fills in everything below — "
+        "synthetic *planted* tasks, one of which fights the other three for a narrow shared network, and "
+        "three balancing methods: **ew** (plain sum of losses), **pcgrad** (removes conflicting gradient "
+        "components) and **mgda** (the smallest step that helps every task).\n"
+        "2. Press **Start training**: the runs are queued, train in the background (seconds), and the run "
+        "view shows their losses side by side and how the task gradients agree (blue) or conflict "
+        "(red) — here red, and the methods end differently.\n"
+        "3. Then change one thing at a time by hand (a wider network, another method, your own data "
+        "from **Your data**); the epochs follow the data, about "
+        f"{DEFAULT_STEPS} optimizer steps.\n"
         "4. Later, **Relationships** measures which tasks help which, and **Groupings** suggests which "
         "tasks to train together."
     )
@@ -55,6 +80,85 @@ def plugin_note(info: dict) -> str:
     version = f" {plugin['version']}" if plugin.get("version") else ""
     return f" *From the plugin `{plugin['plugin']}`{version} (module `{plugin['module']}`).*"
 
+
+def apply_preset() -> None:
+    """Fill the page's widgets from the preset chosen in "Start from" (a callback: it runs before the
+    widgets are drawn). Options the preset does not set go back to their defaults (their keys are
+    dropped), so that the preset's measured settings are what is queued."""
+    name = st.session_state.get(PRESET)
+    if name not in PRESETS:
+        return
+    preset: TrainPreset = PRESETS[name]
+    state = st.session_state
+
+    def set_options(family: str, owner: str, declared: list[dict[str, Any]], values: dict[str, Any]) -> None:
+        for option in declared:
+            key = option_key(family, owner, option["name"])
+            if option["name"] in values:
+                state[key] = values[option["name"]]
+            elif key in state:
+                del state[key]
+
+    state[StateKeys.SUITE] = preset.suite
+    set_options("suite", preset.suite, suites[preset.suite]["options"], dict(preset.suite_options))
+    if preset.tasks is None:
+        state.pop(StateKeys.TASKS, None)
+    else:
+        state[StateKeys.TASKS] = list(preset.tasks)
+    state[StateKeys.TASKS_OF] = preset.suite
+    state[StateKeys.STRATEGY] = preset.strategy
+    set_options("strategy", preset.strategy, strategies[preset.strategy]["options"], dict(preset.strategy_options))
+    state[StateKeys.METHODS] = list(preset.methods)
+    for method in preset.methods:
+        set_options("method", method, methods[method]["options"], {})
+    state[StateKeys.EPOCHS] = preset.epochs
+    state[StateKeys.BATCH_SIZE] = preset.batch_size
+    state[StateKeys.LR] = preset.lr
+
+
+def follows_preset(preset: TrainPreset) -> bool:
+    """Whether the settings in the session are still the preset's (what it claims holds only for them)."""
+    state = st.session_state
+
+    def options_match(family: str, owner: str, declared: list[dict[str, Any]], values: dict[str, Any]) -> bool:
+        for option in declared:
+            want = values.get(option["name"], option["default"])
+            got = state.get(option_key(family, owner, option["name"]), want)
+            if got != want and not (want is None and got == ""):  # a blank text box is "none"
+                return False
+        return True
+
+    tasks_now = state.get(StateKeys.TASKS)
+    return (
+        state.get(StateKeys.SUITE) == preset.suite
+        and (preset.tasks is None or list(tasks_now or []) == list(preset.tasks))
+        and state.get(StateKeys.STRATEGY) == preset.strategy
+        and list(state.get(StateKeys.METHODS) or []) == list(preset.methods)
+        and state.get(StateKeys.EPOCHS) == preset.epochs
+        and state.get(StateKeys.BATCH_SIZE) == preset.batch_size
+        and state.get(StateKeys.LR) == preset.lr
+        and options_match("suite", preset.suite, suites[preset.suite]["options"], dict(preset.suite_options))
+        and options_match("strategy", preset.strategy, strategies[preset.strategy]["options"],
+                          dict(preset.strategy_options))
+    )
+
+
+available_presets = [
+    name for name, preset in PRESETS.items()
+    if preset.suite in suites and preset.strategy in strategies and all(m in methods for m in preset.methods)
+]
+if st.session_state.get(PRESET) and (st.session_state[PRESET] not in available_presets
+                                     or not follows_preset(PRESETS[st.session_state[PRESET]])):
+    # A setting was changed since the preset was chosen: its description no longer applies.
+    st.session_state[PRESET] = ""
+chosen_preset = st.selectbox(
+    "Start from", [""] + available_presets, key=PRESET, on_change=apply_preset,
+    format_func=lambda name: PRESETS[name].title if name else "Your own settings (below)",
+    help="A preset fills in every setting below with values measured to show something; change any of "
+    "them afterwards.",
+)
+if chosen_preset:
+    st.info(PRESETS[chosen_preset].look_for, icon=":material/lightbulb:")
 
 left, right = st.columns(2, gap="large")
 
@@ -125,8 +229,38 @@ with right:
 
 # --- how long, and what to measure --------------------------------------------------------------------------
 st.subheader("3 · Training and probes")
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=64)
+def _training_rows(suite_name: str, options_json: str, task_list: tuple[str, ...]) -> int | None:
+    """The rows of the training split the runs would train on (None when the settings are invalid:
+    the page explains that below). Cached briefly: it builds the suite's data."""
+    try:
+        return training_rows(suite_name, json.loads(options_json), list(task_list))
+    except (MTLError, TypeError, ValueError):
+        return None
+
+
+rows = None
+if task_problem is None and tasks:
+    rows = _training_rows(suite, json.dumps(suite_options, sort_keys=True, default=str), tuple(tasks))
+batch_now = st.session_state.get(StateKeys.BATCH_SIZE, 32)
+epochs_cap = min(MAX_PAGE_EPOCHS, current_limits().get("max_epochs") or MAX_PAGE_EPOCHS)
+suggested = epochs_for_steps(rows, int(batch_now), DEFAULT_STEPS, epochs_cap) if rows else None
+if StateKeys.EPOCHS not in st.session_state:
+    st.session_state[StateKeys.EPOCHS] = suggested or TrainConfig.epochs
+elif suggested is not None and st.session_state[StateKeys.EPOCHS] == st.session_state.get(EPOCHS_SUGGESTED):
+    # The user has not set the epochs since they were last suggested: follow the data.
+    st.session_state[StateKeys.EPOCHS] = suggested
+if suggested is not None:
+    st.session_state[EPOCHS_SUGGESTED] = suggested
+
 cols = st.columns(6)
-epochs = cols[0].number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key=StateKeys.EPOCHS)
+epochs = cols[0].number_input(
+    "Epochs", min_value=1, max_value=MAX_PAGE_EPOCHS, step=1, key=StateKeys.EPOCHS,
+    help=f"Passes over the training rows. The default gives about {DEFAULT_STEPS} optimizer steps (one "
+    "per mini-batch) for the chosen suite, tasks and batch size, so small data sets get more epochs.",
+)
 lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=10.0, value=3e-3, step=1e-4, format="%g",
                           key=StateKeys.LR)
 batch_size = cols[2].number_input("Batch size", min_value=1, max_value=100_000, value=32, step=8,
@@ -142,6 +276,21 @@ tag = cols[5].toggle(
     help="Measure inter-task affinity (Fifty et al. 2021) with a look-ahead step per task, once per "
     "probe; slower, and needs the `hard` strategy.",
 )
+if rows:
+    per_epoch = steps_per_epoch(rows, int(batch_size))
+    steps = per_epoch * int(epochs)
+    st.caption(f"≈ **{steps:,} optimizer steps** per run ({rows:,} training rows / batch {int(batch_size)} = "
+               f"{per_epoch:,} step{'s' if per_epoch != 1 else ''} per epoch × {int(epochs)} epochs).")
+    if steps < MIN_STEPS:
+        needed = -(-MIN_STEPS // per_epoch)
+        limit = (" (the presenter's limit on epochs allows no more)"
+                 if needed > epochs_cap and epochs_cap < MAX_PAGE_EPOCHS else "")
+        st.warning(
+            f"**Under-trained:** only {steps} optimizer steps — fewer than {MIN_STEPS}, so the tasks are "
+            f"barely learned and the results say little about them. Use at least {needed} epochs or a "
+            f"smaller batch size{limit}.",
+            icon=":material/warning:",
+        )
 
 form = TrainForm(
     suite=suite, tasks=list(tasks), strategy=strategy, methods=list(chosen_methods),

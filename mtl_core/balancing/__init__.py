@@ -34,7 +34,9 @@ def combine(method: str, grads: torch.Tensor, generator: torch.Generator | None 
             f"`method` must be a gradient method ({', '.join(gradient_methods)}), got {method!r}, "
             "which weights losses"
         )
-    grads = check_grads(grads)
+    # The shape and dtype are checked here (the task count comes from them); the instance's
+    # ``__call__`` checks the entries, once, in the way its method allows.
+    grads = check_grads(grads, finite=False)
     instance = cls(int(grads.shape[0]), generator=generator, **options)
     return instance(grads)
 

@@ -2,8 +2,9 @@
 
 Every gradient method here is a function of the T × P matrix ``G`` whose answer is a weight vector
 ``α`` (T,) with ``d = αᵀG``; the weights only depend on the T × T Gramian ``M = GGᵀ``. So the
-methods compute ``M`` once (in float64), solve a tiny problem on it with numpy, and combine the rows
-of ``G`` in ``G``'s own dtype and device. Nothing here ever works on a P-sized problem.
+methods compute ``M`` once (one GEMM in ``G``'s own dtype and device, then float64 as a T × T
+array), solve a tiny problem on it with numpy, and combine the rows of ``G`` in ``G``'s own dtype
+and device (one GEMV). Nothing here ever works on a P-sized problem or copies ``G``.
 
 Solvers:
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mtl_core.balancing.base import NON_FINITE_MESSAGE
+
 __all__ = [
     "KKT_TOLERANCE",
     "as_weights",
@@ -45,10 +48,73 @@ KKT_TOLERANCE = 1e-12
 
 
 def gramian(grads: torch.Tensor) -> np.ndarray:
-    """The float64 T × T Gramian ``GGᵀ`` of the rows of ``grads`` (exactly symmetric)."""
-    rows = grads.detach().to(torch.float64)
-    matrix = (rows @ rows.T).cpu().numpy()
-    return (matrix + matrix.T) / 2.0
+    """The T × T Gramian ``GGᵀ`` of the rows of ``grads``, as an exactly symmetric float64 array.
+
+    One GEMM in ``grads``' own dtype on its device (float32 stays float32: no float64 copy of the
+    T × P matrix, one read of it); only the T × T result moves to float64 and to the CPU. Half
+    precision (float16, bfloat16) is multiplied in float32, since a Gramian rounded to 3 digits would
+    be useless (that is a float32 copy). In float32 the entries carry the GEMM's round-off, about
+    ``√P · eps`` relative to ``‖gᵢ‖‖gⱼ‖`` (see ``benchmarks/aggregators.py`` for measurements), which
+    can make the Gramian of nearly dependent rows slightly indefinite: its negative eigenvalues are
+    then set to zero.
+
+    It is also the finiteness check of :attr:`BalancingMethod.reads_gramian`: a NaN or inf entry of
+    row ``i`` makes ``(GGᵀ)ᵢᵢ`` NaN or inf, and only then are the entries searched; if they are all
+    finite their squares overflowed the dtype, and the Gramian is taken again in float64 (also when
+    the largest diagonal entry is so small that float32 would round the smaller ones to subnormals).
+    Raises ``ValueError`` (the message of :func:`~mtl_core.balancing.base.check_finite`) otherwise.
+    """
+    rows = grads.detach()
+    if rows.dtype not in (torch.float32, torch.float64):
+        rows = rows.to(torch.float32)
+    matrix = (rows @ rows.T).to(torch.float64).cpu().numpy()
+    diagonal = np.diag(matrix)
+    if not np.all(np.isfinite(diagonal)):
+        if not bool(torch.isfinite(rows).all()):
+            raise ValueError(NON_FINITE_MESSAGE)
+        if rows.dtype != torch.float64:
+            matrix = _float64_gramian(rows)
+    elif rows.dtype != torch.float64 and float(diagonal.max()) < _FLOAT32_FLOOR:
+        matrix = _float64_gramian(rows)
+    matrix = (matrix + matrix.T) / 2.0
+    if rows.dtype != torch.float64:
+        matrix = _nearest_semidefinite(matrix)
+    return matrix
+
+
+def _nearest_semidefinite(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` made positive semi-definite (unchanged when it already is).
+
+    A float32 GEMM can leave the Gramian of (nearly) dependent rows slightly indefinite, with a
+    "cosine" beyond ±1; the solvers assume a positive semi-definite matrix. The negative
+    eigenvalues of the cosine matrix ``D^{-1/2} M D^{-1/2}`` are set to zero (on the cosine scale, so
+    short rows keep their relative precision), and zero rows stay exactly zero.
+    """
+    diagonal = np.diag(matrix)
+    index = np.flatnonzero(diagonal > 0.0)
+    if index.size < 2:
+        return matrix
+    norms = np.sqrt(diagonal[index])
+    cosines = matrix[np.ix_(index, index)] / np.outer(norms, norms)
+    values, vectors = np.linalg.eigh(cosines)
+    if values.min() >= 0.0:
+        return matrix
+    cosines = (vectors * np.clip(values, 0.0, None)) @ vectors.T
+    repaired = np.zeros_like(matrix)
+    repaired[np.ix_(index, index)] = (cosines + cosines.T) / 2.0 * np.outer(norms, norms)
+    return repaired
+
+
+# Below this largest squared norm a float32 Gramian would hold entries KKT_TOLERANCE times smaller
+# as subnormal numbers (fewer digits), or even zeros for non-zero rows, so it is taken in float64
+# instead (also for an all-zero G, whose Gramian cannot tell it from underflow).
+_FLOAT32_FLOOR = float(torch.finfo(torch.float32).tiny) / KKT_TOLERANCE
+
+
+def _float64_gramian(rows: torch.Tensor) -> np.ndarray:
+    """The Gramian in float64 (a float64 copy of ``G``: only for inputs at the edge of float32)."""
+    wide = rows.to(torch.float64)
+    return (wide @ wide.T).cpu().numpy()
 
 
 def normalise_gramian(matrix: np.ndarray) -> tuple[np.ndarray, float]:
@@ -81,44 +147,51 @@ def nonnegative_qp(
     Active-set method of Lawson & Hanson on the normal equations (Bro & De Jong 1997): a variable
     enters the passive set when its gradient ``(b − Qx)ⱼ`` exceeds ``tol``; the unconstrained
     solution on the passive set is taken by least squares (so a singular ``Q`` is fine), stepping
-    back to the feasible region when it leaves it. Returns a minimiser (one of them if not unique).
+    back to the feasible region when it leaves it. On a step back the variable that blocks the
+    step leaves the passive set and is set to exactly 0 (not to the round-off of ``x − step·gap``,
+    which can stay a positive 1e-65 and keep it passive forever). Returns a minimiser (one of them
+    if not unique).
     """
     quadratic = np.asarray(quadratic, dtype=np.float64)
     linear = np.asarray(linear, dtype=np.float64)
     n = linear.shape[0]
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)
-    # The outer loop adds one variable per pass; each inner step removes at least one, so a few
-    # multiples of n passes always suffice — the bound only guards against round-off cycling.
+    # The objective decreases strictly at every pass of the outer loop, so no passive set comes
+    # back and the number of passes is finite; the bound only guards against round-off cycling.
     max_iter = max_iter if max_iter is not None else 5 * n + 10
-    blocked = -1
+    blocked = np.zeros(n, dtype=bool)
     for _ in range(max_iter):
         gradient = linear - quadratic @ x
-        candidates = ~passive & (gradient > tol)
-        if blocked >= 0:
-            candidates[blocked] = False
+        candidates = ~passive & ~blocked & (gradient > tol)
         if not candidates.any():
             break
         entering = int(np.argmax(np.where(candidates, gradient, -np.inf)))
         passive[entering] = True
+        # Each pass removes one passive variable, so n + 1 passes always end the inner loop.
         for _inner in range(n + 1):
             z = _solve_on(quadratic, linear, passive)
-            if np.all(z[passive] > 0.0):
+            infeasible = np.flatnonzero(passive & (z <= 0.0))
+            if infeasible.size == 0:
                 x = z
-                blocked = -1
+                blocked[:] = False
                 break
-            # Move from x towards z until the first passive variable hits zero, and drop it.
-            leaving = passive & (z <= 0.0)
-            gap = x[leaving] - z[leaving]
-            steps = np.where(gap > 0.0, x[leaving] / np.where(gap > 0.0, gap, 1.0), 0.0)
-            step = float(np.clip(np.min(steps), 0.0, 1.0)) if steps.size else 0.0
+            # Move from x towards z until the first passive variable reaches zero (the ratio
+            # test); that variable leaves, set to exactly zero.
+            current, target = x[infeasible], z[infeasible]
+            gap = current - target  # ≥ current ≥ 0 since target ≤ 0
+            ratios = np.where(gap > 0.0, current / np.where(gap > 0.0, gap, 1.0), 0.0)
+            first = int(np.argmin(ratios))
+            step = float(np.clip(ratios[first], 0.0, 1.0))
             x = x + step * (z - x)
+            leaving = int(infeasible[first])
+            passive[leaving] = False
             passive &= x > 0.0
             x[~passive] = 0.0
-            if not passive[entering] and step == 0.0:
-                # The entering variable could not move (round-off at the tolerance): do not pick
-                # it again until some other variable has changed.
-                blocked = entering
+            if leaving == entering and step == 0.0:
+                # The entering variable could not move (its gradient is at the round-off level of
+                # the least-squares solution): do not pick it again until the point has moved.
+                blocked[entering] = True
                 break
     return np.maximum(x, 0.0)
 

@@ -64,6 +64,7 @@ class AlignedMTL(BalancingMethod):
     )
     paper = "Senushkin et al., CVPR 2023"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True

@@ -25,7 +25,11 @@ import torch
 
 from mtl_core.options import Option, resolve_options
 
-__all__ = ["BalancingMethod", "StepContext", "check_grads"]
+__all__ = ["NON_FINITE_MESSAGE", "BalancingMethod", "StepContext", "check_finite", "check_grads"]
+
+#: The one message for a task-gradient matrix with NaN or inf entries (also raised by
+#: :func:`mtl_core.balancing._qp.gramian`, which finds them on the Gramian's diagonal).
+NON_FINITE_MESSAGE = "`grads` contains NaN or inf values"
 
 
 @dataclass
@@ -46,8 +50,20 @@ class StepContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_grads(grads: object, n_tasks: int | None = None) -> torch.Tensor:
-    """Validate a task-gradient matrix once, with messages that name the problem."""
+def check_finite(grads: torch.Tensor) -> None:
+    """Raise ``ValueError`` if ``grads`` has a NaN or inf entry (one reduction in the common case)."""
+    # One reduction instead of an elementwise mask (a few ms per step for T × 10⁵ entries): NaN or inf
+    # anywhere makes the sum non-finite; only then (or when finite values overflow) look closer.
+    if not bool(torch.isfinite(grads.sum())) and not bool(torch.isfinite(grads).all()):
+        raise ValueError(NON_FINITE_MESSAGE)
+
+
+def check_grads(grads: object, n_tasks: int | None = None, *, finite: bool = True) -> torch.Tensor:
+    """Validate a task-gradient matrix once, with messages that name the problem.
+
+    ``finite=False`` leaves out the pass over every entry that looks for NaN or inf, for callers that
+    find them another way (the Gramian's diagonal, see :attr:`BalancingMethod.reads_gramian`).
+    """
     if not isinstance(grads, torch.Tensor):
         raise ValueError(f"`grads` must be a torch.Tensor of shape (tasks, params), got {type(grads).__name__}")
     if grads.dim() != 2:
@@ -56,12 +72,10 @@ def check_grads(grads: object, n_tasks: int | None = None) -> torch.Tensor:
         raise ValueError(f"`grads` must have at least one task and one parameter, got shape {tuple(grads.shape)}")
     if not grads.is_floating_point():
         raise ValueError(f"`grads` must be a floating-point tensor, got dtype {grads.dtype}")
-    # One reduction instead of an elementwise mask (a few ms per step for T × 10⁵ entries): NaN or inf
-    # anywhere makes the sum non-finite; only then (or when finite values overflow) look closer.
-    if not bool(torch.isfinite(grads.sum())) and not bool(torch.isfinite(grads).all()):
-        raise ValueError("`grads` contains NaN or inf values")
     if n_tasks is not None and grads.shape[0] != n_tasks:
         raise ValueError(f"`grads` must have {n_tasks} rows (one per task), got {grads.shape[0]}")
+    if finite:
+        check_finite(grads)
     return grads
 
 
@@ -96,6 +110,12 @@ class BalancingMethod:
     #: Gradient methods: reordering the tasks reorders ``self.weights`` the same way and leaves
     #: the direction unchanged (deterministic methods only).
     permutation_invariant: ClassVar[bool] = False
+    #: Gradient methods: :meth:`aggregate` reads ``G`` only through
+    #: :func:`mtl_core.balancing._qp.gramian` (which raises for NaN or inf, found on the Gramian's
+    #: diagonal) and one final weighted sum of the rows, so ``__call__`` leaves out its own pass over
+    #: every entry: a valid call reads ``G`` twice in all. A method that skips the Gramian on some
+    #: calls must then call :func:`check_finite` itself.
+    reads_gramian: ClassVar[bool] = False
     #: With its default options, ``self.weights`` holds one positive, finite number per task after
     #: every step (a loss weight, or a gradient method's per-task scale).
     positive_weights: ClassVar[bool] = False
@@ -144,7 +164,7 @@ class BalancingMethod:
 
     # --- the one entry point for gradient methods ------------------------------------------------
     def __call__(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
-        grads = check_grads(grads, self.n_tasks)
+        grads = check_grads(grads, self.n_tasks, finite=not self.reads_gramian)
         direction = self.aggregate(grads, ctx)
         return direction
 

@@ -84,6 +84,7 @@ class CAGrad(BalancingMethod):
     )
     paper = "Liu et al., NeurIPS 2021"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True

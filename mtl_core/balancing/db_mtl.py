@@ -57,8 +57,11 @@ class DBMTL(BalancingMethod):
                 raise ValueError(
                     f"`grads` must keep the shape {tuple(self._ema.shape)} between steps, got {tuple(grads.shape)}"
                 )
-            beta = self.settings["beta"]
-            self._ema = beta * self._ema.to(grads) + (1.0 - beta) * grads.detach()
+            beta = float(self.settings["beta"])
+            if self._ema.dtype != grads.dtype or self._ema.device != grads.device:
+                self._ema = self._ema.to(grads)
+            # In place: the EMA is the one T × P buffer; no temporaries of that size per step.
+            self._ema.mul_(beta).add_(grads.detach(), alpha=1.0 - beta)
         norms = self._ema.norm(dim=1)
         usable = norms > _EPS
         ones = torch.ones_like(norms)

@@ -47,6 +47,7 @@ class GradVac(BalancingMethod):
     )
     paper = "Wang et al., ICLR 2021"
     kind = "gradient"
+    reads_gramian = True
     randomised = True
     weighted_sum = True
     scale_invariant = True

@@ -74,6 +74,7 @@ class IMTLG(BalancingMethod):
     )
     paper = "Liu et al., ICLR 2021"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True

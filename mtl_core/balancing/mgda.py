@@ -40,6 +40,7 @@ class MGDA(BalancingMethod):
     )
     paper = "Désidéri, C. R. Math. 2012; Sener & Koltun, NeurIPS 2018"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True

@@ -13,7 +13,7 @@ import torch
 
 from mtl_core.balancing import METHODS
 from mtl_core.balancing._qp import as_weights, combine_rows, gramian
-from mtl_core.balancing.base import BalancingMethod, StepContext
+from mtl_core.balancing.base import BalancingMethod, StepContext, check_finite
 from mtl_core.options import Option
 
 __all__ = ["NashMTL", "bargaining_weights"]
@@ -74,10 +74,10 @@ class NashMTL(BalancingMethod):
 
     Convention: the equation is solved exactly (damped Newton, :func:`bargaining_weights`,
     tolerance ``maxᵢ|αᵢ(GGᵀα)ᵢ − 1| ≤ 1e-12``) instead of the paper's sequential convex
-    approximation with cvxpy; the authors' code also normalises ``GGᵀ`` by its Frobenius norm,
-    which multiplies ``d`` by ``‖GGᵀ‖_F^{1/2}`` — not done here. Options: ``update_weights_every``
-    (recompute ``α`` every k calls and reuse it in between, as in the paper's speed-up) and
-    ``max_norm`` (clip ``‖d‖``; 0 = off). ``weights`` are ``α``. The solution, and hence ``d``, does not
+    approximation with cvxpy (the authors' code normalises ``GGᵀ`` by its Frobenius norm for the
+    solver and puts the norm back, so its ``d`` has the same scale as this one). Options:
+    ``update_weights_every`` (recompute ``α`` every k calls and reuse it in between, as in the
+    paper's speed-up) and ``max_norm`` (clip ``‖d‖``; 0 = off). ``weights`` are ``α``. The solution, and hence ``d``, does not
     change when one task's gradient is rescaled.
     """
 
@@ -88,6 +88,7 @@ class NashMTL(BalancingMethod):
     )
     paper = "Navon et al., ICML 2022"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True
@@ -117,6 +118,8 @@ class NashMTL(BalancingMethod):
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         if self._alpha is None or self._calls % int(self.settings["update_weights_every"]) == 0:
             self._alpha = bargaining_weights(gramian(grads))
+        else:  # the Gramian is what finds NaN or inf (reads_gramian): without it, look at G
+            check_finite(grads)
         self._calls += 1
         self.weights = as_weights(self._alpha, grads)
         direction = combine_rows(self._alpha, grads)

@@ -52,6 +52,7 @@ class PCGrad(BalancingMethod):
     )
     paper = "Yu et al., NeurIPS 2020"
     kind = "gradient"
+    reads_gramian = True
     randomised = True
     weighted_sum = True
     scale_invariant = True

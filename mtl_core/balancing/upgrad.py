@@ -25,7 +25,9 @@ class UPGrad(BalancingMethod):
 
     Each projection is a non-negative QP on the T × T Gramian (exact active set, KKT tolerance
     ``KKT_TOLERANCE`` relative to the largest squared gradient norm, so ``d·gᵢ ≥ −1e-12·maxⱼ‖gⱼ‖²``
-    up to round-off). No regularisation is added. ``weights`` are ``α`` with ``d = αᵀG``.
+    up to round-off; for float32 gradients the Gramian is a float32 GEMM, whose round-off of about
+    ``√P·eps`` relative comes on top). No regularisation is added. ``weights`` are ``α`` with
+    ``d = αᵀG``.
     """
 
     name = "upgrad"
@@ -35,6 +37,7 @@ class UPGrad(BalancingMethod):
     )
     paper = "Quinton & Rey, arXiv 2024"
     kind = "gradient"
+    reads_gramian = True
     weighted_sum = True
     scale_invariant = True
     permutation_invariant = True

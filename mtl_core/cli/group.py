@@ -48,9 +48,33 @@ def load_study(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"`--from` must be an existing study.json, got {str(path)!r}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"`--from` must be a readable study.json, got {str(path)!r} ({exc.__class__.__name__})") from None
-    if not isinstance(study, dict) or not isinstance(study.get("tasks"), list):
+    what = _not_a_study(study)
+    if what is not None:
+        raise UsageError(f"`--from` must be a study.json, got {what} ({str(path)!r}): {_STUDY_HINT}")
+    if not isinstance(study.get("tasks"), list):
         raise UsageError(f"`--from` must be a study.json with a `tasks` list, got {str(path)!r}")
     return study
+
+
+_STUDY_HINT = ("grouping needs a transfer study's pairwise scores (every task trained alone and in every pair); pass "
+               "the file of `python -m mtl_core study --suite SUITE --out study.json`, or a study "
+               "downloaded as JSON from the Relationships page")
+
+
+def _not_a_study(data: Any) -> str | None:
+    """What ``data`` is when it is plainly not a study (a run's record, another MTL Lab file), else None."""
+    from mtl_core.studies.study import STUDY_FORMAT  # here, so that `--help` stays instant
+
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    kind = data.get("format")
+    if kind == "mtl_lab.run_export/1" or (isinstance(data.get("run"), dict) and "metrics" in data):
+        return "a run's export (`runs export ID`): this is one run, not a study"
+    if "history" in data and "config" in data and "transfer" not in data:
+        return "a run's record (`train --out run.json`): this is one run, not a study"
+    if isinstance(kind, str) and kind != STUDY_FORMAT and kind.startswith("mtl_lab."):
+        return f"a {kind!r} file, not a study"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from typing import TYPE_CHECKING
@@ -113,6 +114,27 @@ def _check_preset_limits(lesson: Lesson) -> None:
     check_limits([run.config for run in lesson.runs], None, limits=per_run)
 
 
+def _train_on_one_thread(train):
+    """Small models, often on a busy machine: train with one torch thread, as the pool's workers do
+    (:func:`mtl_core.runs.workers.limit_threads`), and give the process its threads back afterwards."""
+    import torch
+
+    from mtl_core.runs.workers import limit_threads
+
+    threads = torch.get_num_threads()
+    saved = {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    limit_threads()
+    try:
+        return train()
+    finally:
+        torch.set_num_threads(threads)
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def run_command(args: argparse.Namespace) -> int:
     from mtl_core.workshop.lessons import evaluate_check, get_lesson, run_lesson_headless
 
@@ -123,7 +145,7 @@ def run_command(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"\rtraining {done}/{total} runs", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    results = run_lesson_headless(lesson, progress=progress)
+    results = _train_on_one_thread(lambda: run_lesson_headless(lesson, progress=progress))
     passed, explanation = evaluate_check(lesson, results)
     if args.json:
         print(json.dumps({"lesson": lesson.id, "passed": passed, "explanation": explanation.splitlines(),

@@ -116,6 +116,9 @@ def inspect_command(args: argparse.Namespace) -> int:
               f"{column.n_distinct:<6} as target: {kind:<14} e.g. {examples}")
     for warning in preview.warnings:
         print(f"warning: {warning}")
+    for column in preview.columns:  # a column detected as classification whose classes are too rare to learn
+        if column.suggested_kind == "classification" and column.class_warning:
+            print(f"warning: {column.class_warning}")
     return 0
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.cli.common import add_config_arguments, config_from_args, method_help, tag_help
+from mtl_core.config import TrainConfig
 from mtl_core.training.events import Callback, EpochEvent, StepEvent
+from mtl_core.training.length import DEFAULT_STEPS, MAX_DEFAULT_EPOCHS, epochs_for_steps, training_rows
 
 __all__ = ["register", "ProgressBar"]
 
@@ -18,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train one configuration",
-        description="Train one configuration in the foreground (or queue it with --background).",
+        description="Train one configuration in the foreground (or queue it with --background). "
+        f"Without --epochs (on the command line or in --config) the run trains for the epochs that give "
+        f"about {DEFAULT_STEPS} optimizer steps on its training rows with its batch size (at least 1 epoch, "
+        f"at most {MAX_DEFAULT_EPOCHS}), so a small data set gets more epochs than a large one.",
     )
     add_config_arguments(parser)
     parser.add_argument("--method", help=method_help)  # type: ignore[arg-type]
@@ -62,8 +67,19 @@ class ProgressBar(Callback):
             self.bar.close()
 
 
+def default_epochs(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill in ``epochs`` when neither the flags nor the config file set it: the epochs that give
+    about :data:`~mtl_core.training.length.DEFAULT_STEPS` optimizer steps on the run's training rows."""
+    if data.get("epochs") is not None:
+        return data
+    config = TrainConfig.from_dict(data).validated()
+    rows = training_rows(config.suite, config.suite_options, config.tasks, config.seed)
+    return {**data, "epochs": epochs_for_steps(rows, config.batch_size)}
+
+
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args, extra={"method": args.method, "seed": args.seed, "tag": args.tag})
+    config = config_from_args(args, extra={"method": args.method, "seed": args.seed, "tag": args.tag},
+                              defaults=default_epochs)
     if args.background:
         # through the engine's one way to queue runs, which applies the presenter limits
         from mtl_core.runs.store import RunStore

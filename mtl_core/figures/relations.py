@@ -238,7 +238,11 @@ def affinity_heatmap(
         values = off_diagonal
     values = _reorder(values, order)
     labels = [plot_text(tasks[k]) for k in order]
-    text = [["" if math.isnan(value) else f"{value:.3g}" for value in row] for row in values]
+    # Small affinities (one step of a small learning rate) are shown as multiples of a power of ten named
+    # in the colour bar's title, so the cells read "−2.26", not "−2.26e-05", in the colour bar's unit.
+    exponent = math.floor(math.log10(limit)) if math.isfinite(limit) and 0 < limit < 1e-2 else 0
+    shown_scale = 10.0 ** -exponent
+    text = [["" if math.isnan(value) else f"{value * shown_scale:.3g}" for value in row] for row in values]
     hover = [
         [
             f"Z({labels[i]} → {labels[j]}) = "
@@ -254,20 +258,25 @@ def affinity_heatmap(
         for i in range(size)
     ]
     return matrix_heatmap(
-        values,
+        values * shown_scale,
         x_labels=labels,
         y_labels=labels,
         text=text,
         hover=hover,
         colorscale=DIVERGING_SCALE,
-        zmin=-limit,
-        zmax=limit,
+        zmin=-limit * shown_scale,
+        zmax=limit * shown_scale,
         zmid=0.0,
-        colorbar_title="affinity Z",
+        colorbar_title="affinity Z" + (f" (×10{_superscript(exponent)})" if exponent else ""),
         title=title,
         x_title="affected task j (positive = a step on i helps j)",
         y_title="stepped task i",
     )
+
+
+def _superscript(exponent: int) -> str:
+    """``-5`` → ``⁻⁵``."""
+    return str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def cluster_order(matrix: Matrix) -> list[int]:

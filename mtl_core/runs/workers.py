@@ -11,6 +11,12 @@ are in :mod:`mtl_core.runs.executors`) runs a *pool supervisor* process per MTL 
 - started on demand by whoever submits when none is running (:func:`ensure_pool`; it exits after
   ``$MTL_LAB_POOL_IDLE_EXIT`` seconds, default 60, without work), or by hand as a long-lived
   server (``python -m mtl_core worker [--workers N]``);
+- while a page of the dashboard is open (:func:`note_page_open`, which the page calls every few
+  seconds, touches ``$MTL_LAB_HOME/pool.page``), it keeps one worker with PyTorch loaded and does not
+  exit idle, so a run queued from the page starts at once rather than after a worker's start (the
+  Python start and the PyTorch import: seconds on a quiet machine, half a minute on a busy laptop);
+  it exits idle ``$MTL_LAB_POOL_IDLE_EXIT`` seconds after the last run and after the last page's call
+  (plus a grace of :data:`PAGE_GRACE_SECONDS` for background tabs);
 - one per home: it holds an ``flock`` on ``$MTL_LAB_HOME/pool.lock`` for its lifetime (the kernel
   drops it if the process dies), so two submitters never start two pools;
 - it starts worker processes (single-threaded torch) up to ``max_workers`` (default
@@ -96,9 +102,12 @@ __all__ = [
     "StoreRecorder",
     "execute_run",
     "run_worker",
+    "limit_threads",
     "PoolSupervisor",
     "PoolError",
     "ensure_pool",
+    "note_page_open",
+    "PAGE_OPEN_SECONDS",
     "pool_running",
     "pool_status",
     "stop_pool",
@@ -144,6 +153,15 @@ SUPERVISOR_TICK = 0.5
 _ENTRY = (sys.executable, "-c", "import sys; from mtl_core.runs.workers import main; sys.exit(main())")
 
 LOCK_FILE = "pool.lock"
+#: Touched by :func:`note_page_open`: a page of the dashboard is open.
+PAGE_FILE = "pool.page"
+#: A page counts as open this long after it last said so (:func:`note_page_open`): a few of the
+#: page's refreshes, and a background tab whose timers the browser slows to one a minute.
+PAGE_OPEN_SECONDS = 75.0
+#: An idle pool exits ``idle_exit`` seconds after the last run and after the last page's call plus
+#: this grace (or plus ``idle_exit`` when shorter): with the default 60 s, a background tab calling
+#: once a minute keeps the pool instead of restarting it (and a worker's PyTorch import) every minute.
+PAGE_GRACE_SECONDS = 30.0
 INFO_FILE = "pool.json"
 LOG_FILE = "pool.log"
 #: What a pool writes before its logging is set up (an interpreter that cannot start, say).
@@ -604,8 +622,12 @@ def execute_run(
     return status
 
 
-def _limit_threads() -> None:
-    """One intra-op thread per worker: the pool's parallelism is its processes."""
+def limit_threads() -> None:
+    """One intra-op torch thread in this process: a worker's parallelism is the pool's processes, and a
+    process that trains in the foreground (``lessons run``, ``train``, ``study --executor serial``) on a
+    machine that is busy otherwise loses most of its time to torch's threads waiting for each other
+    (``lessons run scale-imbalance`` on two cores with a load of 7: 272 s and 97 s of CPU with the
+    default threads, 24 s and 5 s with one)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     import torch
@@ -682,7 +704,7 @@ def run_worker(
             signal.signal(sig, on_signal)
     done_beating = threading.Event()
     _start_beating(lab_home(home).absolute(), done_beating)
-    _limit_threads()
+    limit_threads()
     _preload()
     store = RunStore.at_home(home)
     pid = os.getpid()
@@ -761,6 +783,31 @@ class _PoolLock:
             self._fh = None
 
 
+def note_page_open(home: str | os.PathLike[str] | None = None) -> None:
+    """Tell the pool of ``home`` that a page of the dashboard is open: for :data:`PAGE_OPEN_SECONDS`
+    it keeps a worker ready (PyTorch loaded) and does not exit idle. Cheap (one file touched);
+    a home that cannot be written is left alone (the page says why elsewhere)."""
+    path = lab_home(home) / PAGE_FILE
+    try:
+        path.touch()
+    except FileNotFoundError:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError:
+            pass
+    except OSError:
+        pass
+
+
+def _page_seen_ago(home: Path) -> float | None:
+    """Seconds since a page last called :func:`note_page_open` for ``home`` (None: never)."""
+    try:
+        return max(0.0, time.time() - (home / PAGE_FILE).stat().st_mtime)
+    except OSError:
+        return None
+
+
 def pool_running(home: str | os.PathLike[str] | None = None) -> bool:
     """Whether a pool supervisor serves ``home`` (its lock is held)."""
     path = lab_home(home) / LOCK_FILE
@@ -813,8 +860,9 @@ def ensure_pool(
     idle_exit: float | None = None,
 ) -> int | None:
     """Start a pool supervisor for ``home`` unless one runs; returns the new supervisor's pid
-    (None if one was running). It exits by itself after ``idle_exit`` seconds without work
-    (default ``$MTL_LAB_POOL_IDLE_EXIT`` or 60). Its log: ``<home>/logs/pool.log``."""
+    (None if one was running). It exits by itself after ``idle_exit`` seconds without work and
+    without an open page (:func:`note_page_open`; default ``$MTL_LAB_POOL_IDLE_EXIT`` or 60). Its
+    log: ``<home>/logs/pool.log``."""
     home = lab_home(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
     if pool_running(home):
@@ -1004,6 +1052,10 @@ class PoolSupervisor:
             except (StoreError, OSError) as exc:  # e.g. a locked store, or too many processes
                 log.warning("pool: %s", exc)
                 continue
+            page_ago = _page_seen_ago(self.home)
+            if page_ago is not None and self.idle_exit is not None:  # an open page keeps the pool (and a worker)
+                grace = min(PAGE_GRACE_SECONDS, self.idle_exit)
+                idle_since = max(idle_since, time.monotonic() - page_ago + grace)
             if queued or busy or self.idle_exit is None:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > self.idle_exit and self._may_exit_idle(store):
@@ -1078,15 +1130,22 @@ class PoolSupervisor:
         return {r.worker_pid: r.id for r in running
                 if r.worker_pid in self.workers and r.worker_host == self.host}
 
+    def _kept_workers(self) -> int:
+        """Workers kept even with nothing to do: ``min_workers``, and one while a page is open."""
+        page_ago = _page_seen_ago(self.home)
+        page_open = page_ago is not None and page_ago <= PAGE_OPEN_SECONDS
+        return max(self.min_workers, 1 if page_open else 0)
+
     def _spawn(self, queued: int, busy: Mapping[int, int]) -> None:
         alive = len(self.workers)
         idle = alive - len(busy)
-        wanted = max(self.min_workers - alive, min(self.max_workers - alive, queued - idle))
+        kept = self._kept_workers()
+        wanted = max(kept - alive, min(self.max_workers - alive, queued - idle))
         if wanted <= 0 or time.monotonic() < self._spawn_not_before:
             return
-        for _ in range(wanted):
+        for number in range(wanted):
             command = [*_ENTRY, "work", "--home", str(self.home), "--parent-pid", str(os.getpid())]
-            if self.worker_idle_exit:
+            if self.worker_idle_exit and alive + number >= kept:  # a kept worker lives as long as the pool
                 command += ["--idle-exit", str(self.worker_idle_exit)]
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, env=_child_env(self.home),

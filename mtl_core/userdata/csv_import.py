@@ -54,6 +54,8 @@ __all__ = [
     "ImportReport",
     "SPEC_FORMAT",
     "NA_TOKENS",
+    "MIN_CLASS_ROWS",
+    "rare_class_warning",
     "inspect_csv",
     "import_csv",
     "validate_suite_name",
@@ -77,6 +79,11 @@ _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _DELIMITERS = (",", ";", "\t", "|")
 _MAX_NAME_CHARS = 200
 _CLASSIFICATION_MAX_DISTINCT = 10
+MIN_CLASS_ROWS = 5
+"""A class of a classification target with fewer rows than this is *rare*, and the import says so:
+the suite is split 60/20/20, so such a class expects less than one row in the validation split and
+in the test split, and its metric (and the task's) says little."""
+_RARE_SHOWN = 6
 _MISSING_CATEGORY = "(missing)"
 
 Kind = Literal["classification", "regression"]
@@ -703,6 +710,9 @@ class ColumnInfo:
     suggested_kind: str | None
     examples: tuple[str, ...]
     named: bool = True
+    class_warning: str | None = None
+    """What :func:`rare_class_warning` says about this column as a classification target (None: nothing
+    to say, or it cannot be one)."""
 
 
 @dataclass(frozen=True)
@@ -743,20 +753,48 @@ class CsvPreview:
         return out
 
 
-def _column_info(column: _Column) -> ColumnInfo:
+def _column_info(column: _Column, max_classes: int = 100) -> ColumnInfo:
     present = column.present
+    class_counts: dict[str, int] | None = None  # rows per class, when the column could be a classification target
     if not present.any():
         dtype = "empty"
         distinct = 0
     elif column.numeric:
         dtype = "number"
-        distinct = int(np.unique(column.numbers[present]).size)
+        values, counts = np.unique(column.numbers[present], return_counts=True)
+        distinct = int(values.size)
+        if 2 <= distinct <= max_classes:
+            class_counts = {_number_name(v): int(c) for v, c in zip(values, counts)}
     else:
         dtype = "text"
         distinct = len(column.texts)
+        if column.codes is not None and not column.texts_overflow and 2 <= distinct <= max_classes:
+            counts = np.bincount(column.codes[column.codes >= 0].astype(np.int64), minlength=distinct)
+            class_counts = {text: int(c) for text, c in zip(column.texts, counts) if c}
     examples = [text[:60] for text in column.texts[:5]]
+    class_warning = rare_class_warning(column.name, class_counts, column.numeric) if class_counts else None
     return ColumnInfo(column.name, column.position, dtype, column.n_missing, distinct, _suggest_kind(column),
-                      tuple(examples), column.named)
+                      tuple(examples), column.named, class_warning)
+
+
+def rare_class_warning(target: str, counts: Mapping[str, int], numeric: bool) -> str | None:
+    """A sentence about the classes of classification target ``target`` (``counts``: rows per class,
+    in class order) that have fewer than :data:`MIN_CLASS_ROWS` rows, naming them with their counts and
+    what to do (a column of numbers: choose regression; text: merge the rare classes); None when there
+    are none."""
+    rare = sorted(((name, count) for name, count in counts.items() if count < MIN_CLASS_ROWS),
+                  key=lambda item: item[1])  # stable: classes of one count stay in class order
+    if not rare:
+        return None
+    shown = ", ".join(f"{name} ({count} row{'' if count == 1 else 's'})" for name, count in rare[:_RARE_SHOWN])
+    more = f" and {len(rare) - _RARE_SHOWN} more" if len(rare) > _RARE_SHOWN else ""
+    which = ("all with" if len(rare) == len(counts)
+             else f"{len(rare)} of them with")
+    advice = ("Its values are numbers: choose regression for it, or merge rare values into their neighbours "
+              "in the file." if numeric else "Merge the rare classes in the file, or leave the column out.")
+    return (f"As a classification target, `{target}` has {len(counts)} classes on {sum(counts.values())} rows, "
+            f"{which} fewer than {MIN_CLASS_ROWS} rows: {shown}{more}. With a 60/20/20 split a class that rare "
+            f"may be missing from the validation or test rows. {advice}")
 
 
 def inspect_csv(
@@ -783,7 +821,7 @@ def inspect_csv(
     ) + tuple(f"column `{c.name}` has more than {_MAX_TEXTS} distinct values; only the first {_MAX_TEXTS} "
               "were counted" for c in table.columns if not c.numeric and c.texts_overflow)
     return CsvPreview(
-        columns=tuple(_column_info(c) for c in table.columns),
+        columns=tuple(_column_info(c, limits.max_classes) for c in table.columns),
         n_rows=table.n_rows,
         delimiter=table.delimiter,
         size_bytes=table.size_bytes,
@@ -1069,7 +1107,7 @@ def import_csv(
     n_dropped = table.n_rows - rows.size
     dropped_note = f" (after dropping {n_dropped} rows with missing values)" if n_dropped else ""
 
-    arrays, target_reports = _encode_targets(table, target_names, kinds, rows, limits, dropped_note)
+    arrays, target_reports = _encode_targets(table, target_names, kinds, rows, limits, dropped_note, warnings)
     arrays["x"], inputs, imputed = _encode_features(table, feature_names, rows, limits, impute, warnings)
 
     stratify = next((t.name for t in target_reports if t.kind == "classification"), None)
@@ -1145,10 +1183,11 @@ def _kept_rows(table: _Table, used: Sequence[_Column], target_names: Sequence[st
 
 
 def _encode_targets(table: _Table, target_names: Sequence[str], kinds: Mapping[str, str], rows: np.ndarray,
-                    limits: CsvLimits, dropped_note: str
+                    limits: CsvLimits, dropped_note: str, warnings: list[str]
                     ) -> tuple[dict[str, np.ndarray | _InputMatrix], list[TargetReport]]:
     """Arrays ``y0``, ``y1``, … (class indices, −1 unlabelled; or floats, NaN unlabelled) and a report per
     target. A target's kind is ``kinds[target]``, else the detected one, else what its values allow.
+    Classes with fewer than :data:`MIN_CLASS_ROWS` labelled rows are noted in ``warnings``.
     Each target column is released once encoded."""
     arrays: dict[str, np.ndarray | _InputMatrix] = {}
     reports = []
@@ -1159,6 +1198,10 @@ def _encode_targets(table: _Table, target_names: Sequence[str], kinds: Mapping[s
         if kind == "classification":
             labels, classes = _encode_classification(column, rows, limits, dropped_note)
             arrays[f"y{index}"] = labels
+            counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+            rare = rare_class_warning(target, dict(zip(classes, counts.tolist())), column.numeric)
+            if rare is not None:
+                warnings.append(rare)
             reports.append(TargetReport(target, "classification", len(classes), detected, tuple(classes),
                                         int((labels < 0).sum())))
         else:
@@ -1260,7 +1303,7 @@ def _describe(source_file: str | None, n_rows: int, n_dropped: int, features: Se
         f"{t.name} ({t.kind}{', ' + str(t.n_outputs) + ' classes' if t.kind == 'classification' else ''})"
         for t in targets
     )
-    where = f"`{source_file}`" if source_file else "an uploaded CSV file"
+    where = f"the file {source_file}" if source_file else "an uploaded CSV file"  # shown literally: no markdown
     dropped = (f" ({n_dropped} row{'s' if n_dropped != 1 else ''} with missing values dropped)"
                if n_dropped and missing == "drop" else "")
     if missing == "impute":
