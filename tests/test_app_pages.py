@@ -269,7 +269,8 @@ def test_run_view_shows_curves_probes_and_results_of_a_finished_run(seeded: RunS
     assert titles.count("Training loss per step") == 3
     # The default window: every probe of the run (TINY probes every step), named in the title.
     latest = f"Gradient cosine similarity — mean of all {steps} probes (steps 1–{steps})"
-    assert latest in titles
+    # A narrow panel's title says the same on two lines, so that it is not cut.
+    assert latest.replace(" — ", " — <br>") in titles
     best = seeded.get_result(1)["best_epoch"]
     expected = {
         "Overview": ["Training loss per step", latest],
@@ -412,8 +413,9 @@ def test_compare_table_has_mean_ci_and_delta_m(seeded: RunStore) -> None:
     at = _open("compare")
     at.multiselect(key="compare_runs").set_value([1, 2, 3]).run()
     per_task, settings = at.dataframe[0].value, at.dataframe[1].value
-    assert set(per_task["setting"]) == {"planted · hard · ew", "planted · hard · pcgrad", "planted · single · ew"}
-    row = settings.set_index("setting").loc["planted · hard · ew"]
+    # Settings are named by what differs between the chosen runs (the suite is shared: not named).
+    assert set(per_task["setting"]) == {"hard · ew", "hard · pcgrad", "single · ew"}
+    row = settings.set_index("setting").loc["hard · ew"]
     assert re.fullmatch(r"[+-]\d+(\.\d+)?", row["Δm % ± CI"])
     assert row["Δm % ± CI"] == f"{delta_m(seeded.get_result(1)['final_metrics'], seeded.get_result(3)['final_metrics']):+.4g}"
     keys = {button.key for button in at.get("download_button")}
@@ -627,6 +629,31 @@ def test_groupings_edits_and_trains_a_grouping(seeded: RunStore) -> None:
 def test_groupings_without_a_study_points_to_relationships(app_env: Path) -> None:
     at = _open("groupings")
     assert "Groupings come from a finished transfer study" in _texts(at)
+
+
+def test_the_home_address_opens_train_keeping_the_address_parameters(app_env: Path) -> None:
+    # Train has its own address (/train, a visible page), and / is a hidden page that forwards to it.
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params["name"] = "Ada"
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Train a multi-task model"]
+    assert at.query_params["name"] == "Ada" and at.query_params["me"]
+
+
+def test_the_sidebar_counts_runs_and_refreshes_faster_while_runs_are_live(app_env: Path) -> None:
+    from views._widgets import SUMMARY_IDLE_SECONDS, SUMMARY_LIVE_SECONDS, summary_caption, summary_period
+
+    workers.submit([TINY], home=app_env, start=False)
+    at = _open("runs")
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(c.startswith("1 run in ") and c.endswith(" · 0 running · 1 queued") for c in captions), captions
+    assert summary_caption({"running": 0, "queued": 0, "total": 1}, " on this server") == (
+        "1 run on this server · 0 running · 0 queued")  # not "1 runs"
+    assert summary_caption({"running": 2, "queued": 7, "total": 20}, " on this server") == (
+        "20 runs on this server · 2 running · 7 queued")
+    assert summary_period({"running": 1, "queued": 0, "total": 1}) == SUMMARY_LIVE_SECONDS < SUMMARY_IDLE_SECONDS
+    assert summary_period({"running": 0, "queued": 0, "total": 1}) == SUMMARY_IDLE_SECONDS
 
 
 def test_a_deep_link_to_the_home_address_opens_the_run_view(seeded: RunStore) -> None:

@@ -3,8 +3,6 @@ mean ± 95 % CI per setting and task, and Δm per setting (the Compare page)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from mtl_core.analysis import summarize_seeds
 from mtl_core.analysis.baselines import BASELINE_STRATEGY
 from mtl_core.runs.export import frame_to_csv
 from services.results import delta_m, final_metrics, find_baseline, task_deltas
-from services.runs import RunSummary, list_runs
+from services.runs import RunSummary, list_runs, run_labels, setting_labels
 from services.text import literal
 
 __all__ = ["mean_ci", "format_ci", "compare_table", "aggregate_table", "settings_table", "summary_csv", "runs_csv",
@@ -105,26 +103,11 @@ def keep_selection(selected: Sequence[int], runs: Sequence[RunSummary]) -> tuple
     return [i for i in selected if i in available], [i for i in selected if i not in available]
 
 
-def _signature(run: RunSummary) -> str:
-    config = {k: v for k, v in run.config.items() if k not in ("seed", "name")}
-    return json.dumps(config, sort_keys=True, default=str)
-
-
 def _settings(runs: Sequence[RunSummary]) -> dict[int, str]:
-    """Run id → setting label: runs that differ only by seed share one. The label is
-    ``suite · strategy · method``, with a short tag when other settings differ (tasks, epochs …)."""
-    signatures = {run.id: _signature(run) for run in runs}
-    base = {run.id: f"{run.suite} · {run.strategy} · {run.method}" for run in runs}
-    variants: dict[str, set[str]] = {}
-    for run in runs:
-        variants.setdefault(base[run.id], set()).add(signatures[run.id])
-    labels = {}
-    for run in runs:
-        label = base[run.id]
-        if len(variants[label]) > 1:
-            label += f" [{hashlib.sha1(signatures[run.id].encode()).hexdigest()[:4]}]"
-        labels[run.id] = label
-    return labels
+    """Run id → setting label: runs that differ only by seed share one, runs that differ in any other
+    setting never do. The label is ``strategy · method`` and the other settings that differ between
+    ``runs`` (``hard · ew · p_in 0.9``; :func:`mtl_core.runs.labels.setting_labels`)."""
+    return setting_labels(runs, always=("strategy", "method"))
 
 
 def compare_table(runs: Sequence[RunSummary]) -> pd.DataFrame:
@@ -132,6 +115,7 @@ def compare_table(runs: Sequence[RunSummary]) -> pd.DataFrame:
     baseline of the same seed (``delta``, %, positive = better) and the run's Δm % (NaN without one)."""
     baselines = list_runs(status="done", strategy=BASELINE_STRATEGY)
     settings = _settings(runs)
+    names = run_labels(runs, always=("strategy", "method", "seed"))
     rows = []
     for run in runs:
         metrics = final_metrics(run.id)
@@ -145,7 +129,7 @@ def compare_table(runs: Sequence[RunSummary]) -> pd.DataFrame:
             one = deltas.get(task)
             rows.append({
                 "setting": settings[run.id],
-                "run": run.label,
+                "run": f"#{run.id} {names[run.id]}",
                 "run_id": run.id,
                 "seed": run.seed,
                 "task": task,

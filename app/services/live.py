@@ -6,17 +6,22 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mtl_core.analysis.affinity import run_affinity
+from mtl_core.figures import cluster_order
 from mtl_core.runs.store import RunStore
 from services.catalog import store
 from services.runs import RunSummary, step_progress
 
-__all__ = ["COSINE_WINDOWS", "DEFAULT_COSINE_WINDOW", "ProbeWindow", "LiveRun", "live_run", "progress"]
+__all__ = ["COSINE_WINDOWS", "DEFAULT_COSINE_WINDOW", "ProbeWindow", "LiveRun", "live_run", "progress",
+           "shared_task_order"]
+
+_Built = TypeVar("_Built")
 
 _EPOCH_KEYS = {"epoch_train_loss": "train_loss", "val_loss": "val_loss", "val_metric": "val_metric"}
 
@@ -39,6 +44,9 @@ class ProbeWindow:
     steps: tuple[int, ...]
     from_start: bool
     latest: bool
+    #: The share of (probe, task pair) cells of the window with a negative cosine (the tasks
+    #: conflict), None when no pair has a value: a mean near 0 can hide half the probes in conflict.
+    conflict: float | None = None
 
     @property
     def label(self) -> str:
@@ -67,6 +75,18 @@ class LiveRun:
     last_metric_step: int = -1
     last_probe_step: int = -1
     refreshed_at: float = 0.0
+    #: Every row is held: the run had ended before the last read, so nothing new can come.
+    complete: bool = False
+    #: Things built from the series (figures), kept until new rows arrive: see :meth:`memo`.
+    built: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: Hashable, build: Callable[[], _Built]) -> _Built:
+        """``build()``, or what it returned the last time it was asked for ``key`` if no row has
+        arrived since (a finished or waiting run's figures are not rebuilt on every live refresh;
+        ``key`` holds every other input, such as the log scale)."""
+        if key not in self.built:
+            self.built[key] = build()
+        return self.built[key]
 
     def refresh(self, db: RunStore | None = None) -> int:
         """Read what is new; returns the number of new rows."""
@@ -105,6 +125,8 @@ class LiveRun:
             self.last_metric_step = metric_rows[-1].step
         if probe_rows:
             self.last_probe_step = probe_rows[-1].step
+        if metric_rows or probe_rows:
+            self.built.clear()
         self.refreshed_at = time.time()
         return len(metric_rows) + len(probe_rows)
 
@@ -179,15 +201,39 @@ class LiveRun:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a cell with no value in any probe stays NaN
             matrix = np.nanmean(stack, axis=0)
-        return ProbeWindow(matrix, tuple(steps[start:end + 1]), from_start=start == 0, latest=end == len(steps) - 1)
+        pairs = stack[:, ~np.eye(stack.shape[1], dtype=bool)] if stack.ndim == 3 else np.empty((0, 0))
+        known = pairs[np.isfinite(pairs)]
+        conflict = float(np.mean(known < 0)) if known.size else None
+        return ProbeWindow(matrix, tuple(steps[start:end + 1]), from_start=start == 0, latest=end == len(steps) - 1,
+                           conflict=conflict)
 
 
-def live_run(cache: dict[int, LiveRun], run_id: int) -> LiveRun:
-    """The cached :class:`LiveRun` of ``run_id`` in ``cache`` (a session-state dict), refreshed."""
+def shared_task_order(runs: Sequence[LiveRun], tasks: Sequence[str]) -> list[int]:
+    """One order of ``tasks`` for the cosine heatmaps of ``runs`` (those with these tasks), related
+    tasks next to each other so that groups show as blocks instead of a checkerboard: the
+    :func:`~mtl_core.figures.cluster_order` of the mean over the runs of their whole-run mean
+    cosine. The same order in every panel, so panels compare cell by cell; the given order
+    without a probe."""
+    matrices = [matrix for live in runs if list(live.tasks) == list(tasks)
+                and (matrix := live.mean_cosine()) is not None and matrix.shape == (len(tasks), len(tasks))]
+    if not matrices:
+        return list(range(len(tasks)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(np.stack(matrices), axis=0)
+    return cluster_order(mean) or list(range(len(tasks)))
+
+
+def live_run(cache: dict[int, LiveRun], run_id: int, finished: bool = False) -> LiveRun:
+    """The cached :class:`LiveRun` of ``run_id`` in ``cache`` (a session-state dict), refreshed.
+    ``finished``: the run had ended when its record was read (before this call), so one more read
+    gets every row and later calls read nothing."""
     live = cache.get(run_id)
     if live is None:
         live = cache[run_id] = LiveRun(run_id)
-    live.refresh()
+    if not live.complete:
+        live.refresh()
+        live.complete = finished
     return live
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_core.analysis import baselines
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError, MTLError
-from mtl_core.runs import workers
+from mtl_core.runs import labels, workers
 from mtl_core.runs.store import (
     FINISHED_STATUSES,
     RunNotFoundError,
@@ -46,6 +47,12 @@ __all__ = [
     "group_runs",
     "is_study_run",
     "step_progress",
+    "run_labels",
+    "setting_labels",
+    "picker_labels",
+    "pending_baseline",
+    "PanelChoice",
+    "panel_choices",
 ]
 
 
@@ -285,6 +292,106 @@ def group_runs(run: RunSummary) -> list[RunSummary]:
     if not run.group_id:
         return [run]
     return sorted(list_runs(group_id=run.group_id), key=lambda r: r.id)
+
+
+def _label_config(run: RunSummary) -> dict[str, Any]:
+    """The run's config as labels compare it: the tasks it trained named (``tasks: null`` = the
+    suite's tasks reads the same as those tasks listed)."""
+    return baselines.resolved_config(run.config, run.task_specs)
+
+
+def run_labels(runs: Sequence[RunSummary], always: Sequence[str] = ()) -> dict[int, str]:
+    """Run id → a short label naming what differs between ``runs`` (:func:`mtl_core.runs.labels.run_labels`):
+    ``hard · p_in 0.9 · seed 1``. Plain text with the user's names: escape it for markdown."""
+    return dict(zip([run.id for run in runs], labels.run_labels([_label_config(run) for run in runs], always),
+                    strict=True))
+
+
+def setting_labels(runs: Sequence[RunSummary], always: Sequence[str] = ()) -> dict[int, str]:
+    """Run id → its setting's label (:func:`mtl_core.runs.labels.setting_labels`): runs that differ
+    only in their seed share one, runs with different settings never do."""
+    return dict(zip([run.id for run in runs], labels.setting_labels([_label_config(run) for run in runs], always),
+                    strict=True))
+
+
+def picker_labels(runs: Sequence[RunSummary]) -> dict[int, str]:
+    """Run id → ``#34 planted · hard · ew · p_in 0.9 · seed 1`` for a list of runs from many
+    submissions: the suite, strategy, method and seed, and what else tells the run apart from the
+    runs queued with it (among ``runs``)."""
+    groups: dict[str | int, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(run.group_id or run.id, []).append(run)
+    out = {}
+    for members in groups.values():
+        named = run_labels(members, always=("strategy", "method", "seed"))
+        for run in members:
+            out[run.id] = f"#{run.id} {run.suite} · {named[run.id]}"
+    return {run.id: out[run.id] for run in runs}
+
+
+@dataclass(frozen=True)
+class PanelChoice:
+    """A set of runs of one launch to show side by side, and what it is ("seed 0 of each setting")."""
+
+    label: str
+    run_ids: tuple[int, ...]
+
+
+def panel_choices(runs: Sequence[RunSummary], limit: int) -> list[PanelChoice]:
+    """Ways to show ``runs`` (queued together) ``limit`` at a time, the default first: all of them
+    when they fit; else one seed of every setting (seed 0 first), so that the first view covers
+    what the launch compares, then every seed of one setting. A choice longer than ``limit`` is
+    cut into parts ("(1/2)")."""
+    if limit < 1:
+        raise ValueError(f"`limit` must be a number of panels ≥ 1, got {limit!r}")
+    ordered = sorted(runs, key=lambda run: run.id)
+    if len(ordered) <= limit:
+        return [PanelChoice(f"all {len(ordered)} runs", tuple(run.id for run in ordered))]
+    named = setting_labels(ordered)
+    by_setting: dict[str, list[RunSummary]] = {}
+    for run in ordered:
+        by_setting.setdefault(named[run.id], []).append(run)
+    seeds = sorted({run.seed for run in ordered})
+    choices: list[PanelChoice] = []
+
+    def add(label: str, ids: list[int]) -> None:
+        parts = [ids[start:start + limit] for start in range(0, len(ids), limit)]
+        for index, part in enumerate(parts):
+            suffix = f" ({index + 1}/{len(parts)})" if len(parts) > 1 else ""
+            choices.append(PanelChoice(label + suffix, tuple(part)))
+
+    if len(by_setting) == 1:  # only the seed differs
+        add("every seed", [run.id for run in ordered])
+        return choices
+    for seed in seeds:
+        ids = [next(run.id for run in members if run.seed == seed) for members in by_setting.values()
+               if any(run.seed == seed for run in members)]
+        add(f"seed {seed} of each setting" if len(seeds) > 1 else "each setting", ids)
+    if len(seeds) > 1:
+        for setting, members in by_setting.items():
+            add(f"every seed of {setting}", [run.id for run in members])
+    return choices
+
+
+def pending_baseline(run: RunSummary) -> RunSummary | None:
+    """A queued or running single-task baseline for ``run`` (what its Results tab waits for before it
+    can show Δm), or None: one with the same suite, options, tasks and seed, as
+    :func:`mtl_core.analysis.baselines.find_baseline` matches finished ones."""
+    if baselines.is_baseline(_label_config(run)):
+        return None
+    waiting = list_runs(status=("queued", "running"), suite=run.suite, strategy=baselines.BASELINE_STRATEGY)
+    config = _label_config(run)
+
+    def resolved(other: RunSummary) -> dict[str, Any]:
+        # A queued run has not named its tasks yet: "all of the suite's tasks" (no list) are the tasks
+        # ``run`` trained when it too asked for all of them (same suite and options, compared below).
+        out = _label_config(other)
+        if not out.get("tasks") and not run.config.get("tasks"):
+            out["tasks"] = config.get("tasks")
+        return out
+
+    found = baselines.find_baseline(config, {other.id: resolved(other) for other in waiting})
+    return next((other for other in waiting if other.id == found), None)
 
 
 def is_study_run(run: RunSummary) -> bool:

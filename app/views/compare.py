@@ -16,7 +16,7 @@ from services.compare import (
     summary_csv,
 )
 from services.results import run_histories
-from services.runs import list_runs, run_counts
+from services.runs import list_runs, picker_labels, run_counts, run_labels
 from state import StateKeys, acting, init_state
 from views._widgets import figure_downloads, first_steps
 
@@ -72,7 +72,7 @@ candidates = [
     if (not suites or r.suite in suites) and (not strategies or r.strategy in strategies)
     and (not methods or r.method in methods)
 ]
-labels = {r.id: r.label for r in candidates}
+labels = picker_labels(candidates)  # suite, strategy, method, seed and what else differs within a launch
 if st.session_state.get(StateKeys.COMPARE_RUNS) is None:
     _select(default_selection(candidates))
 else:
@@ -105,7 +105,10 @@ metrics = {t: (m, bool(h)) for t, m, h in zip(table["task"], table["metric"], ta
 
 # --- curves ---------------------------------------------------------------------------------------------
 st.subheader("Curves")
-histories = run_histories(chosen)
+# One line per run, named by what differs between the chosen runs (``#3 hard · ew · p_in 0.9 · seed 1``).
+names = run_labels(chosen, always=("strategy", "method", "seed"))
+by_label = run_histories(chosen)
+histories = {f"#{run.id} {names[run.id]}": by_label[run.label] for run in chosen if run.label in by_label}
 tasks = []
 for run in chosen:
     tasks.extend(t for t in run.tasks or [] if t not in tasks)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from services.downloads import run_csv, run_json
-from services.live import COSINE_WINDOWS, DEFAULT_COSINE_WINDOW, LiveRun, ProbeWindow, live_run, progress
+from services.live import (
+    COSINE_WINDOWS,
+    DEFAULT_COSINE_WINDOW,
+    LiveRun,
+    ProbeWindow,
+    live_run,
+    progress,
+    shared_task_order,
+)
 from services.pacing import live_refresh_for
 from services.results import (
     delta_m,
@@ -26,7 +35,11 @@ from services.runs import (
     get_run,
     group_runs,
     list_runs,
+    panel_choices,
     parse_run_id,
+    pending_baseline,
+    picker_labels,
+    run_labels,
 )
 from services.text import engine_message, literal
 from state import StateKeys, acting, init_state, run_key, session_owner
@@ -64,9 +77,10 @@ if problem:
 options = [r.id for r in recent]
 if run is not None and run.id not in options:
     options.insert(0, run.id)
-labels = {r.id: r.label for r in recent}
+labels = picker_labels(recent)  # suite, strategy, method, seed and what else differs within a launch
 if run is not None:
-    labels[run.id] = run.label
+    if run.id not in labels:
+        labels.update(picker_labels([run]))
     st.session_state[StateKeys.RUN_PICK] = run.id
 elif st.session_state.get(StateKeys.RUN_PICK) not in options:
     st.session_state[StateKeys.RUN_PICK] = options[0]
@@ -88,18 +102,35 @@ if run is None:
 
 group = group_runs(run)
 cache: dict = st.session_state[StateKeys.LIVE_CACHE]
+#: What tells the runs of this launch apart (``hard · p_in 0.9 · seed 1``), for links and panels.
+group_labels = run_labels(group)
+LINKS_SHOWN = 32
 if len(group) > 1:
-    shown = group[:8]
-    links = st.columns([1] + [1] * len(shown))
-    links[0].caption("Queued together:")
-    for column, member in zip(links[1:], shown):
-        column.page_link("views/run_view.py", label=f"#{member.id} {member.method} · seed {member.seed}",
+    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        st.caption(f"Queued together ({len(group)}):")
+        for member in group[:LINKS_SHOWN]:
+            st.page_link("views/run_view.py", label=f"#{member.id} {literal(group_labels[member.id])}",
                          query_params={"run": str(member.id)}, disabled=member.id == run.id)
+        if len(group) > LINKS_SHOWN:
+            st.caption(f"and {len(group) - LINKS_SHOWN} more (the **Runs** page lists them all).")
 
 play_key = run_key(StateKeys.COSINE_PLAY, run.id)
 log_key = run_key(StateKeys.LOG_Y, run.id)
+
+
+def _awaiting_baseline(current: RunSummary) -> bool:
+    """The run is done without a single-task baseline, and one is queued or running: the Results
+    tab keeps polling until Δm can be shown."""
+    return (current.status == "done" and not is_baseline(current) and find_baseline(current) is None
+            and pending_baseline(current) is not None)
+
+
+def _keeps_polling(current: RunSummary, members: list[RunSummary]) -> bool:
+    return any(not member.finished for member in members) or _awaiting_baseline(current)
+
+
 watching = group if len(group) > 1 else [run]
-live_runs = any(not member.finished for member in watching)
+live_runs = _keeps_polling(run, watching)
 playing = bool(st.session_state.get(play_key))
 interval = 0.7 if playing else live_refresh_for(session_owner()) if live_runs else None
 
@@ -170,9 +201,13 @@ def _cancel(run_id: int) -> None:
 
 def _loss_view(current: RunSummary, live: LiveRun, colors: dict, log_y: bool, key: str,
                download: bool = False) -> None:
-    losses = {task: live.step_losses.get(task, []) for task in _tasks(current, live)}
-    smoothing = 0.8 if len(live.steps) > 100 else 0.0
-    _chart(figures.step_loss_curves(live.steps, losses, log_y, smoothing=smoothing, colors=colors), key,
+    def build():
+        losses = {task: live.step_losses.get(task, []) for task in _tasks(current, live)}
+        smoothing = 0.8 if len(live.steps) > 100 else 0.0
+        return figures.step_loss_curves(live.steps, losses, log_y, smoothing=smoothing, colors=colors)
+
+    # Built again only when new rows arrived (a finished or waiting run's figure is reused).
+    _chart(live.memo(("step_loss", log_y, tuple(sorted((colors or {}).items()))), build), key,
            download=f"run{current.id}_step_losses" if download else None)
 
 
@@ -185,17 +220,41 @@ def _cosine_window() -> int:
     return window if window in COSINE_WINDOWS else DEFAULT_COSINE_WINDOW
 
 
-def _cosine_heatmap(tasks: list[str], averaged: ProbeWindow):
-    return figures.cosine_heatmap(averaged.matrix, tasks, window=averaged.label)
+def _cosine_heatmap(tasks: list[str], averaged: ProbeWindow, order: list[int] | None = None, narrow: bool = False):
+    """The heatmap of a window's mean cosine, tasks in ``order`` (related tasks next to each other);
+    ``narrow``: for a side-by-side panel (a two-line title, smaller cell numbers)."""
+    order = list(range(len(tasks))) if order is None or len(order) != len(tasks) else order
+    matrix = averaged.matrix[np.ix_(order, order)]
+    tasks = [tasks[i] for i in order]
+    if not narrow:
+        return figures.cosine_heatmap(matrix, tasks, window=averaged.label)
+    # The full title's words on two lines (a narrow panel cuts one long line).
+    fig = figures.cosine_heatmap(matrix, tasks, title=f"Gradient cosine similarity — <br>{averaged.label}")
+    if len(tasks) > 4:
+        fig.update_traces(textfont_size=9)
+    return fig
 
 
-def _cosine_at_latest(current: RunSummary, live: LiveRun, key: str, download: bool = False) -> None:
-    averaged = live.cosine_window(_cosine_window())
+def _conflict_caption(averaged: ProbeWindow) -> str | None:
+    if averaged.conflict is None:
+        return None
+    return f"In conflict (cosine < 0): **{100 * averaged.conflict:.0f} %** of the probed task pairs."
+
+
+def _cosine_at_latest(current: RunSummary, live: LiveRun, key: str, download: bool = False,
+                      order: list[int] | None = None, narrow: bool = False) -> None:
+    window = _cosine_window()
+    averaged = live.cosine_window(window)
     if averaged is None:
         _no_probe_message(current)
         return
-    _chart(_cosine_heatmap(_tasks(current, live), averaged), key,
-           download=f"run{current.id}_cosine_step{averaged.steps[-1]}" if download else None)
+    tasks = _tasks(current, live)
+    if order is None:
+        order = shared_task_order([live], tasks)
+    fig = live.memo(("cosine", window, tuple(order), narrow), lambda: _cosine_heatmap(tasks, averaged, order, narrow))
+    _chart(fig, key, download=f"run{current.id}_cosine_step{averaged.steps[-1]}" if download else None)
+    if narrow and (note := _conflict_caption(averaged)):
+        st.caption(note)
 
 
 def _no_probe_message(current: RunSummary) -> None:
@@ -274,10 +333,12 @@ def _gradients(current: RunSummary, live: LiveRun, colors: dict) -> None:
              "moment: near the start the tasks' heads are still random and late in training the "
              "gradients are mostly mini-batch noise, so both can hide a relationship the run measured.")
     averaged = live.cosine_window(window, step)
+    order = shared_task_order([live], tasks)  # from the whole run: the order stays put while the window moves
     left, right = st.columns(2)
     with left:
-        _chart(_cosine_heatmap(tasks, averaged), f"cosine_{current.id}", download=f"run{current.id}_cosine_step{step}")
-        st.caption(EXPLAIN_COSINE)
+        _chart(_cosine_heatmap(tasks, averaged, order), f"cosine_{current.id}",
+               download=f"run{current.id}_cosine_step{step}")
+        st.caption(EXPLAIN_COSINE + " Tasks are ordered so that those whose gradients agree sit together.")
     with right:
         _chart(figures.cosine_timeseries(steps, matrices, tasks, smoothing=_smoothing(steps)), f"cosine_series_{current.id}")
         st.caption("The same cosines over time, one line per task pair; the shaded band below 0 is conflict.")
@@ -395,8 +456,10 @@ def _results(current: RunSummary) -> None:
                    "task alone; **positive = multi-task training is better than single-task**.")
         return
     pending = queued_baselines(current)
-    if pending:
-        st.info(f"Its single-task baseline (run #{pending[0].id}) is {pending[0].status}; Δm appears when it is done.")
+    waiting = pending[0] if pending else pending_baseline(current)
+    if waiting is not None:  # no second button: the page polls until the baseline is done
+        st.info(f"Its single-task baseline (run #{waiting.id}) is {waiting.status}; Δm appears here within "
+                "seconds of it finishing.", icon=":material/hourglass_empty:")
         return
     st.info(f"No single-task baseline with seed {current.seed} on the same tasks exists yet, so Δm "
             "(multi-task vs single-task, positive = better) cannot be computed.")
@@ -419,45 +482,70 @@ def _queue_baseline(run_id: int) -> None:
 SIDE_BY_SIDE_LIMIT = 6
 
 
+def _panels(members: list[RunSummary]) -> list[RunSummary]:
+    """The runs to draw side by side: all when they fit, else the choice picked (by default one seed
+    of every setting, so that the first view shows what the launch compares)."""
+    choices = panel_choices(members, SIDE_BY_SIDE_LIMIT)
+    if len(choices) == 1:
+        return members
+    by_label = {choice.label: choice for choice in choices}
+    pick_key = run_key("run_side_pick", run.id)
+    if st.session_state.get(pick_key) not in by_label:
+        st.session_state[pick_key] = choices[0].label
+    picked = st.selectbox("Show side by side", list(by_label), key=pick_key,
+                          help=f"At most {SIDE_BY_SIDE_LIMIT} runs fit side by side: one seed of every setting, "
+                               "or every seed of one setting.")
+    ids = by_label[picked].run_ids
+    st.caption(f"Showing {len(ids)} of the {len(members)} runs queued together; the others are one click away "
+               "in the links above, and the **Compare** page puts any runs side by side.")
+    by_id = {member.id: member for member in members}
+    return [by_id[i] for i in ids]
+
+
 def _side_by_side(members: list[RunSummary], log_y: bool) -> None:
-    if len(members) > SIDE_BY_SIDE_LIMIT:
-        st.caption(f"Showing the first {SIDE_BY_SIDE_LIMIT} of {len(members)} runs queued together; the "
-                   "**Compare** page puts any runs side by side.")
-        members = members[:SIDE_BY_SIDE_LIMIT]
-    per_row = min(len(members), 3)
+    members = _panels(members)
+    lives = {member.id: live_run(cache, member.id, finished=member.finished) for member in members}
+    # One task order for every panel with the same tasks, so that the heatmaps compare cell by cell.
+    orders: dict[tuple[str, ...], list[int]] = {}
+    for member in members:
+        tasks = tuple(_tasks(member, lives[member.id]))
+        if tasks not in orders:
+            orders[tasks] = shared_task_order(list(lives.values()), list(tasks))
+    per_row = 2 if len(members) in (2, 4) else min(len(members), 3)  # four panels: 2 × 2, wider heatmaps
     for start in range(0, len(members), per_row):
         columns = st.columns(per_row)
         for column, member in zip(columns, members[start:start + per_row]):
             with column:
-                current = get_run(member.id) or member
-                live = live_run(cache, member.id)
-                fraction = progress(current, live)
-                st.markdown(f"**#{current.id} {current.method}** · seed {current.seed} · "
-                            f"{status_badge(current.status)}")
+                live = lives[member.id]
+                fraction = progress(member, live)
+                st.markdown(f"**#{member.id} {literal(group_labels.get(member.id, member.method))}** · "
+                            f"{status_badge(member.status)}")
                 st.progress(fraction or 0.0)
-                if current.status == "failed":
-                    st.error(literal(current.error or "failed"))
-                colors = figures.task_colors(_tasks(current, live)) if _tasks(current, live) else None
-                _loss_view(current, live, colors, log_y, f"side_loss_{current.id}")
-                _cosine_at_latest(current, live, f"side_cosine_{current.id}")
+                if member.status == "failed":
+                    st.error(literal(member.error or "failed"))
+                tasks = _tasks(member, live)
+                colors = figures.task_colors(tasks) if tasks else None
+                _loss_view(member, live, colors, log_y, f"side_loss_{member.id}")
+                _cosine_at_latest(member, live, f"side_cosine_{member.id}", order=orders[tuple(tasks)], narrow=True)
 
 
-@store_fragment(run_every=interval)
+@store_fragment(run_every=interval, paced=True)
 def live_area() -> None:
     current = get_run(run.id)
     if current is None:
         st.warning(f"Run {run.id} was deleted.")
         return
-    members = [get_run(m.id) or m for m in watching]
-    still_live = any(not m.finished for m in members)
+    # One query for the whole launch, not one per member.
+    members = group_runs(current) if len(watching) > 1 else [current]
+    still_live = _keeps_polling(current, members)
     now_playing = bool(st.session_state.get(play_key))
     if still_live != live_runs or now_playing != playing:
         st.rerun()  # switch the polling on or off
     if interval is not None and not playing:
         wanted = live_refresh_for(session_owner())  # also keeps this viewer counted
-        if abs(wanted - interval) > 0.25 * interval:
+        if wanted != interval:  # services.pacing changes a period only when the load moved well away
             st.rerun()  # more (or fewer) sessions watch live runs now: refresh at the new pace
-    live = live_run(cache, current.id)
+    live = live_run(cache, current.id, finished=current.finished)
     _header(current, live)
     tasks = _tasks(current, live)
     colors = figures.task_colors(tasks) if tasks else None
@@ -474,7 +562,11 @@ def live_area() -> None:
         with tabs["Side by side"]:
             if tabs["Side by side"].open is not False:
                 _side_by_side(members, log_y)
-                st.caption("One column per run queued together. " + EXPLAIN_COSINE)
+                st.caption("One column per run queued together, labelled with the settings that differ between "
+                           "them. " + EXPLAIN_COSINE + " Every panel orders the tasks the same way, those whose "
+                           "gradients agree next to each other. The heatmap shows the mean over its window; "
+                           "the share of probes in conflict below it says how often the tasks pulled apart, "
+                           "which a mean near 0 can hide.")
     with tabs["Losses & metrics"]:
         if tabs["Losses & metrics"].open is not False:
             _losses_and_metrics(current, live, colors, log_y)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from services.runs import cancel_run, delete_run, list_runs, runs_table
+from services.runs import cancel_run, delete_run, list_runs, picker_labels, runs_table
 from state import ME_PARAM, StateKeys, acting, init_state, participant_token
 from views._widgets import first_steps, show_flash
 
@@ -36,7 +36,8 @@ st.dataframe(
 )
 
 st.subheader("Manage")
-labels = {run.id: f"{run.label} ({run.status})" for run in visible}
+names = picker_labels(visible)
+labels = {run.id: f"{names[run.id]} ({run.status})" for run in visible}
 picked = st.multiselect("Runs", list(labels), format_func=lambda i: labels.get(i, f"#{i}"),
                         key=StateKeys.RUNS_DELETE_PICK, placeholder="Pick runs to cancel or delete")
 

@@ -45,14 +45,19 @@ def flatten(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def unflatten_into_grads(vector: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> None:
-    """Write ``vector`` (P,) into ``p.grad`` of ``params`` (overwriting)."""
+    """Make each ``p.grad`` of ``params`` a view of its slice of ``vector`` (P,), overwriting.
+
+    No copy: ``vector`` becomes the gradients' storage, so the caller hands it over (a later
+    in-place change of a ``.grad``, e.g. another backward accumulating into it, changes ``vector``).
+    """
+    total = sum(p.numel() for p in params)
+    if total != vector.numel():
+        raise ValueError(f"direction has {vector.numel()} entries, parameters need {total}")
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = vector[offset : offset + n].view_as(p).clone()
+        p.grad = vector[offset : offset + n].view_as(p)
         offset += n
-    if offset != vector.numel():
-        raise ValueError(f"direction has {vector.numel()} entries, parameters need {offset}")
 
 
 def task_jacobian(
@@ -67,41 +72,60 @@ def task_jacobian(
     ``own[i]`` are task i's parameters (only its loss depends on them). Parameters a loss does not
     reach get zero gradients. ``retain_graph`` keeps the graph after the last pass.
     """
-    n_tasks = int(losses.shape[0])
-    shared = list(shared)
-    device = losses.device
-    if mode == "batched" and shared:
-        eye = torch.eye(n_tasks, dtype=losses.dtype, device=device)
-        rows = torch.autograd.grad(
-            losses,
-            shared,
-            grad_outputs=eye,
-            is_grads_batched=True,
-            retain_graph=True,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        matrix = torch.cat([r.reshape(n_tasks, -1) for r in rows], dim=1)
-        own_params = [p for params in own for p in params]
-        own_grads: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
-        if own_params:
-            flat = torch.autograd.grad(
-                losses.sum(), own_params, retain_graph=retain_graph, allow_unused=True, materialize_grads=True
-            )
-            offset = 0
-            for i, params in enumerate(own):
-                own_grads[i] = list(flat[offset : offset + len(params)])
-                offset += len(params)
-        return TaskGradients(shared=matrix, own=own_grads)
     if mode not in ("loop", "batched"):
         raise ValueError(f"`mode` must be loop or batched, got {mode!r}")
-    own_grads = []
+    shared = list(shared)
+    if mode == "batched" and shared:
+        return _batched_jacobian(losses, shared, own, retain_graph)
+    return _loop_jacobian(losses, shared, own, retain_graph)
+
+
+def _batched_jacobian(
+    losses: torch.Tensor,
+    shared: list[torch.nn.Parameter],
+    own: Sequence[Sequence[torch.nn.Parameter]],
+    retain_graph: bool,
+) -> TaskGradients:
+    """One vmapped backward over the T one-hot cotangents, for the shared *and* the tasks' own
+    parameters (no second backward for the heads): task i's own gradients are row i of theirs."""
+    n_tasks = int(losses.shape[0])
+    own_params = [p for params in own for p in params]
+    rows = torch.autograd.grad(
+        losses,
+        shared + own_params,
+        grad_outputs=torch.eye(n_tasks, dtype=losses.dtype, device=losses.device),
+        is_grads_batched=True,
+        retain_graph=retain_graph,
+        allow_unused=True,
+        materialize_grads=True,
+    )
     n_shared = len(shared)
-    # Each task's row is written in place (no per-task vector, no final stack: one copy fewer).
-    matrix = torch.zeros(n_tasks, sum(p.numel() for p in shared), device=device, dtype=losses.dtype)
+    matrix = torch.cat([r.reshape(n_tasks, -1) for r in rows[:n_shared]], dim=1)
+    own_grads: list[list[torch.Tensor]] = []
+    offset = n_shared
+    for i, params in enumerate(own):
+        own_grads.append([g[i] for g in rows[offset : offset + len(params)]])
+        offset += len(params)
+    return TaskGradients(shared=matrix, own=own_grads)
+
+
+def _loop_jacobian(
+    losses: torch.Tensor,
+    shared: list[torch.nn.Parameter],
+    own: Sequence[Sequence[torch.nn.Parameter]],
+    retain_graph: bool,
+) -> TaskGradients:
+    """One backward per task through the retained graph (shared and own parameters together); each
+    task's row is written in place into one T × P matrix (no per-task vector, no final stack)."""
+    n_tasks = int(losses.shape[0])
+    n_shared = len(shared)
+    # Every row is written below (a skipped task's row explicitly zeroed): no zero fill of T × P.
+    matrix = torch.empty(n_tasks, sum(p.numel() for p in shared), device=losses.device, dtype=losses.dtype)
+    own_grads: list[list[torch.Tensor]] = []
     for i in range(n_tasks):
         inputs = shared + list(own[i])
         if not inputs or not losses[i].requires_grad:
+            matrix[i].zero_()
             own_grads.append([torch.zeros_like(p) for p in own[i]])
             continue
         grads = torch.autograd.grad(
@@ -112,11 +136,6 @@ def task_jacobian(
             materialize_grads=True,
         )
         if n_shared:
-            row = matrix[i]
-            offset = 0
-            for g in grads[:n_shared]:
-                n = g.numel()
-                row[offset : offset + n].copy_(g.reshape(-1))
-                offset += n
+            torch.cat([g.reshape(-1) for g in grads[:n_shared]], out=matrix[i])
         own_grads.append(list(grads[n_shared:]))
     return TaskGradients(shared=matrix, own=own_grads)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from mtl_core.balancing._qp import gramian
 from mtl_core.training.events import ProbeEvent
 
 __all__ = ["ProbeContext", "Probe", "GradientProbe", "build_probes", "cosine_matrix", "PROBE_FACTORIES"]
@@ -73,6 +74,22 @@ def cosine_matrix(grads: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return cos.clamp(-1.0, 1.0)
 
 
+def gradient_statistics(grads: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine matrix (as :func:`cosine_matrix`) and row norms of ``grads``, both float64, from the
+    Gramian: one GEMM in ``grads``' own dtype and only the T × T result in float64 (no float64 copy
+    of the T × P matrix; see :func:`mtl_core.balancing._qp.gramian` for its precision)."""
+    try:
+        matrix = torch.from_numpy(gramian(grads))
+    except ValueError:  # a NaN or inf entry: the direct formula, which shows it in the statistics
+        wide = grads.detach().double()
+        return cosine_matrix(wide, eps), wide.norm(dim=1)
+    norms = torch.diagonal(matrix).clamp(min=0.0).sqrt()
+    clamped = norms.clamp(min=eps)
+    cos = matrix / clamped.unsqueeze(1) / clamped.unsqueeze(0)
+    cos.fill_diagonal_(1.0)
+    return cos.clamp(-1.0, 1.0), norms
+
+
 class GradientProbe(Probe):
     """Cosine matrix, norms and the conflict fraction of the shared task gradients."""
 
@@ -82,9 +99,7 @@ class GradientProbe(Probe):
     def measure(self, ctx: ProbeContext) -> list[ProbeEvent]:
         if ctx.grads is None or ctx.grads.shape[1] == 0:
             return []
-        grads = ctx.grads.double()
-        cos = cosine_matrix(grads)
-        norms = grads.norm(dim=1)
+        cos, norms = gradient_statistics(ctx.grads)
         n = cos.shape[0]
         pairs = n * (n - 1) / 2
         upper = torch.triu(cos, diagonal=1)

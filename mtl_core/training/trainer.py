@@ -28,7 +28,7 @@ from mtl_core.plugins import run_record as plugin_record
 from mtl_core.strategies import MTLModel, make_model
 from mtl_core.suites import Split, SuiteData, TaskSpec, make_suite
 from mtl_core.training.events import Callback, EpochEvent, ProbeEvent, StepEvent, StopTraining
-from mtl_core.training.jacobian import flatten, resolve_mode, task_jacobian, unflatten_into_grads
+from mtl_core.training.jacobian import resolve_mode, task_jacobian, unflatten_into_grads
 from mtl_core.training.probes import ProbeContext, build_probes
 
 __all__ = ["train", "Trainer", "TrainingError", "task_losses", "evaluate", "load_data"]
@@ -225,47 +225,57 @@ class Trainer:
         objective_losses = self.method.transform_losses(losses)
         grads = task_jacobian(objective_losses, self.shared, self.own, mode=self.jacobian_mode, retain_graph=reg is not None)
         if self.shared:
-            direction = self.method(grads.shared, ctx)
-            unflatten_into_grads(direction, self.shared)
-        for params, own_grads in zip(self.own, grads.own, strict=True):
-            for p, g in zip(params, own_grads, strict=True):
-                p.grad = g
+            self._apply_direction(self.method(grads.shared, ctx), grads.shared)
+        self._apply_own(grads.own)
         if reg is not None:
             reg.backward()
         return grads.shared.detach()
+
+    def _apply_direction(self, direction: torch.Tensor, matrix: torch.Tensor) -> None:
+        """The shared ``.grad``s become views of ``direction`` (no copy), unless it shares memory
+        with the Jacobian (e.g. a method returning a row as is), which the probes read afterwards."""
+        if direction.untyped_storage().data_ptr() == matrix.untyped_storage().data_ptr():
+            direction = direction.clone()
+        unflatten_into_grads(direction, self.shared)
+
+    def _apply_own(self, own_grads: Sequence[Sequence[torch.Tensor]]) -> None:
+        for params, grads in zip(self.own, own_grads, strict=True):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
 
     def _representation_step(
         self, losses: torch.Tensor, z: torch.Tensor | None, reg: torch.Tensor | None, ctx: StepContext
     ) -> torch.Tensor:
         """Aggregate at the shared representation z (MGDA-UB, GradDrop, or the shortcut mode):
-        gradients of each loss w.r.t. z (cheap: heads only), then one backward of the combined
-        cotangent through the trunk for representation-level methods."""
+        gradients of each loss w.r.t. z and the task's own parameters (one backward per task, through
+        its head only), then one backward of the combined cotangent through the trunk for
+        representation-level methods, or one VJP per task for parameter-level ones."""
         assert z is not None
         objective_losses = self.method.transform_losses(losses)
-        z_grads = task_jacobian(objective_losses, [], self.own, mode="loop", retain_graph=True)
-        rows = []
-        for i in range(len(self.task_names)):
-            (gz,) = torch.autograd.grad(objective_losses[i], [z], retain_graph=True, allow_unused=True, materialize_grads=True)
-            rows.append(gz.reshape(-1))
-        z_matrix = torch.stack(rows)
+        n_tasks = len(self.task_names)
+        z_matrix = torch.empty(n_tasks, z.numel(), dtype=z.dtype, device=z.device)
+        own_grads: list[list[torch.Tensor]] = []
+        for i in range(n_tasks):
+            grads = torch.autograd.grad(objective_losses[i], [z, *self.own[i]], retain_graph=True,
+                                        allow_unused=True, materialize_grads=True)
+            z_matrix[i].copy_(grads[0].reshape(-1))
+            own_grads.append(list(grads[1:]))
         if self.method.level == "representation":
             direction = self.method(z_matrix, ctx)
             z.backward(direction.view_as(z), retain_graph=reg is not None)
             grads_for_probe = z_matrix
         else:
-            # Shortcut for parameter-level methods: VJPs of the per-task z-gradients through the trunk.
-            param_rows = []
-            for i in range(len(self.task_names)):
-                g = torch.autograd.grad(z, self.shared, grad_outputs=rows[i].view_as(z), retain_graph=True,
+            # Shortcut for parameter-level methods: VJPs of the per-task z-gradients through the trunk,
+            # each written in place into one T × P matrix.
+            matrix = torch.empty(n_tasks, sum(p.numel() for p in self.shared), dtype=z.dtype, device=z.device)
+            for i in range(n_tasks):
+                g = torch.autograd.grad(z, self.shared, grad_outputs=z_matrix[i].view_as(z),
+                                        retain_graph=reg is not None or i < n_tasks - 1,
                                         allow_unused=True, materialize_grads=True)
-                param_rows.append(flatten(g))
-            matrix = torch.stack(param_rows)
-            direction = self.method(matrix, ctx)
-            unflatten_into_grads(direction, self.shared)
+                torch.cat([t.reshape(-1) for t in g], out=matrix[i])
+            self._apply_direction(self.method(matrix, ctx), matrix)
             grads_for_probe = matrix
-        for params, own_grads in zip(self.own, z_grads.own, strict=True):
-            for p, g in zip(params, own_grads, strict=True):
-                p.grad = g
+        self._apply_own(own_grads)
         if reg is not None:
             reg.backward()
         return grads_for_probe.detach()
