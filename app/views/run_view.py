@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from services.downloads import run_csv, run_json
+from services.lessons import LESSON_PARAM
 from services.live import (
     COSINE_WINDOWS,
     DEFAULT_COSINE_WINDOW,
@@ -43,6 +44,7 @@ from services.runs import (
 )
 from services.text import engine_message, literal
 from state import StateKeys, acting, init_state, run_key, session_owner
+from views._lessons import ACTIVE_LESSON
 from views._store import store_fragment
 from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
 
@@ -163,6 +165,20 @@ def _chart(fig, key: str, download: str | None = None) -> None:
         figure_downloads(fig, download, key)
 
 
+def _seconds_text(duration: float | None) -> str:
+    """A run's training time: "—" unknown, "< 1 s", "4.2 s", "37 s", "3 min 05 s"."""
+    if duration is None:
+        return "—"
+    if duration < 1:
+        return "< 1 s"
+    if duration < 10:
+        return f"{duration:.1f} s"
+    if duration < 60:
+        return f"{duration:.0f} s"
+    minutes, seconds = divmod(round(duration), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
 def _header(current: RunSummary, live: LiveRun) -> None:
     fraction = progress(current, live)
     cols = st.columns([2, 2, 2, 2, 1])
@@ -173,7 +189,7 @@ def _header(current: RunSummary, live: LiveRun) -> None:
     cols[2].metric("Epochs", f"{epochs_done} / {current.epochs}",
                    help="With early stopping (patience) the second number is the maximum.")
     duration = current.duration
-    cols[3].metric("Time", "—" if duration is None else f"{duration:.0f} s")
+    cols[3].metric("Time", _seconds_text(duration))
     if not current.finished:
         cols[4].button("Cancel", key=run_key(StateKeys.CANCEL, current.id), on_click=_cancel, args=(current.id,),
                        disabled=current.cancel_requested, help="Stop this run; its metrics so far are kept.")
@@ -262,8 +278,13 @@ def _no_probe_message(current: RunSummary) -> None:
         st.info("A single-task baseline shares no weights between tasks, so there are no shared gradients "
                 "to compare.")
     elif not current.config.get("probe_interval"):
-        st.info("Gradient probes are off for this run (probe interval 0). Start a run with "
-                "“Probe every (steps)” > 0 to see how task gradients agree or conflict.")
+        if st.query_params.get(LESSON_PARAM) or st.session_state.get(ACTIVE_LESSON):
+            st.info("This lesson's runs measure no gradient probes (probe interval 0): its question is "
+                    "answered by the losses and metrics. On **Train**, “Probe every (steps)” > 0 shows how "
+                    "task gradients agree or conflict.")
+        else:
+            st.info("Gradient probes are off for this run (probe interval 0). Start a run with "
+                    "“Probe every (steps)” > 0 to see how task gradients agree or conflict.")
     elif current.finished:
         st.info("This run recorded no gradient probe.")
     else:
