@@ -234,3 +234,22 @@ def test_labels_on_every_page_say_what_differs(launch: list[int], store: RunStor
     assert set(settings["seeds"]) == {4}
     curves = next(spec for spec in _charts(at) if spec["data"] and spec["data"][0].get("type") == "scatter")
     assert f"#{launch[4]} hard · ew · p_in 0 · seed 0" in {trace.get("name") for trace in curves["data"]}
+
+
+def test_a_queued_run_is_labelled_like_its_started_twins(store: RunStore) -> None:
+    """A run that has not started yet (no task specs in its record) and asks for all of its suite's
+    tasks reads like the started runs of the same suite: no "tasks …" on some links and not others."""
+    from services.runs import queue_runs, run_labels
+
+    from mtl_core.config import TrainConfig
+
+    configs = [TrainConfig.from_dict({**TINY, "strategy": strategy, "seed": seed, "epochs": 1})
+               for strategy in ("hard", "single") for seed in (0, 1)]
+    ids = queue_runs(configs, owner=None)
+    started = store.claim_run(ids[0])
+    workers.execute_run(store, started)  # one run trained: its record names the tasks it trained
+    runs = [get_run(i) for i in ids]
+    assert runs[0].task_specs and not runs[1].task_specs
+    labels = run_labels(runs)
+    assert not any("tasks" in label for label in labels.values()), labels
+    assert labels[ids[0]] == "hard · seed 0" and labels[ids[3]] == "single · seed 1", labels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,7 +27,7 @@ from mtl_core.runs.store import (
 from mtl_core.studies.records import submit_runs
 from mtl_core.workshop.access import AccessError, Actor
 from mtl_core.workshop.limits import LimitsFileError
-from services.catalog import autostart, catalog, store
+from services.catalog import autostart, catalog, store, suite_tasks
 from services.text import engine_message, literal
 
 __all__ = [
@@ -300,18 +302,48 @@ def _label_config(run: RunSummary) -> dict[str, Any]:
     return baselines.resolved_config(run.config, run.task_specs)
 
 
+@functools.lru_cache(maxsize=64)
+def _suite_task_names(suite: str, options_json: str) -> tuple[str, ...] | None:
+    """The names of the tasks ``suite`` offers with these options (None when it cannot be built)."""
+    try:
+        return tuple(spec["name"] for spec in suite_tasks(suite, json.loads(options_json)))
+    except Exception:  # noqa: BLE001 - a label falls back to the config as stored
+        return None
+
+
+def _label_configs(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """The runs' configs as labels compare them: a run that has not started yet (no task specs in its
+    record) and asks for all of its suite's tasks (``tasks: null``) names them too, as the runs of
+    the same suite that have started do — else a queued run's label would lack the "tasks …" that a
+    started twin's label shows."""
+    configs = [_label_config(run) for run in runs]
+    known: dict[tuple[str, str], list[str]] = {}
+    for run, config in zip(runs, configs, strict=True):
+        if run.config.get("tasks") is None and config.get("tasks") is not None:
+            known[(str(run.config.get("suite")), json.dumps(run.config.get("suite_options") or {}, sort_keys=True))] = \
+                config["tasks"]
+    for run, config in zip(runs, configs, strict=True):
+        if config.get("tasks") is None:
+            key = (str(run.config.get("suite")), json.dumps(run.config.get("suite_options") or {}, sort_keys=True))
+            names = known.get(key)
+            if names is None:
+                found = _suite_task_names(*key)
+                names = list(found) if found is not None else None
+            if names is not None:
+                config["tasks"] = names
+    return configs
+
+
 def run_labels(runs: Sequence[RunSummary], always: Sequence[str] = ()) -> dict[int, str]:
     """Run id → a short label naming what differs between ``runs`` (:func:`mtl_core.runs.labels.run_labels`):
     ``hard · p_in 0.9 · seed 1``. Plain text with the user's names: escape it for markdown."""
-    return dict(zip([run.id for run in runs], labels.run_labels([_label_config(run) for run in runs], always),
-                    strict=True))
+    return dict(zip([run.id for run in runs], labels.run_labels(_label_configs(runs), always), strict=True))
 
 
 def setting_labels(runs: Sequence[RunSummary], always: Sequence[str] = ()) -> dict[int, str]:
     """Run id → its setting's label (:func:`mtl_core.runs.labels.setting_labels`): runs that differ
     only in their seed share one, runs with different settings never do."""
-    return dict(zip([run.id for run in runs], labels.setting_labels([_label_config(run) for run in runs], always),
-                    strict=True))
+    return dict(zip([run.id for run in runs], labels.setting_labels(_label_configs(runs), always), strict=True))
 
 
 def picker_labels(runs: Sequence[RunSummary]) -> dict[int, str]:
