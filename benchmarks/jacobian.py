@@ -2,15 +2,20 @@
 
 Setting (issue 3): hard sharing, MLP trunk 3 × 256, batch 256, T = 2, 4, 8 planted regression
 tasks; UPGrad and PCGrad aggregation; the median of repeated steps of the real trainer step
-(`Trainer._train_step`), next to a plain `ew` step (one backward of the summed loss). When
-`torchjd` is importable, its `mtl_backward` with its UPGrad aggregator on the same model is timed too.
+(`Trainer._train_step`), next to a plain `ew` step (one backward of the summed loss) and the
+*T-backward floor* (forward, one backward per task through the retained graph accumulating into
+`.grad`, optimiser step: what any step that needs every task's gradient pays, without forming or
+combining the Jacobian). When `torchjd` is importable, its `mtl_backward` + `jac_to_grad` with its
+UPGrad aggregator on the same model is timed too (otherwise its columns say n/a). All contestants of
+one row are timed interleaved (blocks, round-robin, shuffled order), once per thread count.
 
-    python benchmarks/jacobian.py [--rounds 15] [--block 4] [--threads 1] [--device cpu|cuda]
+    python benchmarks/jacobian.py [--rounds 15] [--block 4] [--threads 1 2] [--tasks 2,4,8] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -33,6 +38,7 @@ def make_trainer(n_tasks: int, method: str, mode: str, device: str) -> Trainer:
         jacobian_mode=mode,
         device=device,
         seed=0,
+        probe_interval=0,  # the step alone (probes: benchmarks/probes.py); a probe step would add a Jacobian
     )
     return Trainer(cfg)
 
@@ -82,13 +88,30 @@ def interleaved_medians(steps: dict[str, object], rounds: int, block: int, devic
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def floor_step(n_tasks: int, device: str):
+    """Forward, T backward passes (task i's loss through the retained graph, accumulated into
+    ``.grad``: no T × P matrix, no combination), optimiser step."""
+    from mtl_core.training.trainer import task_losses
+
+    trainer = make_trainer(n_tasks, "ew", "loop", device)
+    x, y, m = batch(trainer)
+
+    def step() -> None:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        losses = task_losses(trainer.model(x), y, m, trainer.tasks)
+        for i in range(n_tasks):
+            losses[i].backward(retain_graph=i < n_tasks - 1)
+        trainer.optimizer.step()
+
+    return step
+
+
 def torchjd_step(n_tasks: int, device: str):
     try:
         from torchjd.aggregation import UPGrad
 
         aggregator = UPGrad()  # needs torchjd's optional qpsolvers + quadprog
-    except ImportError as exc:
-        print(f"(torchjd not timed: {exc})")
+    except ImportError:
         return None
     from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
 
@@ -112,38 +135,58 @@ def torchjd_step(n_tasks: int, device: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15, help="rounds of interleaved timing blocks")
     parser.add_argument("--block", type=int, default=4, help="steps per timing block")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tasks", default="2,4,8")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (workers use 1)")
+    parser.add_argument("--methods", default="upgrad,pcgrad")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts (workers use 1)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    try:
+        import torchjd
+
+        jd_version = torchjd.__version__ if hasattr(torchjd, "__version__") else "?"
+    except ImportError:
+        jd_version = "not installed (n/a)"
+    print(f"device={args.device} torch={torch.__version__} torchjd={jd_version} rounds={args.rounds} block={args.block} "
+          f"cpus={os.cpu_count()} load={_load()}")
+    print("median ms per step; (×) = ratio to the fastest of our modes; over floor = auto / T-backward floor − 1")
+    print()
+    print("| threads | T | method | ew | floor | " + " | ".join(MODES) + " | auto picks | auto / fastest "
+          "| over floor | torchjd | torchjd / ours |")
+    print("|" + "---|" * (11 + len(MODES) - 1))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for n_tasks in [int(t) for t in args.tasks.split(",")]:
+            for method in args.methods.split(","):
+                print(row(threads, n_tasks, method, args), flush=True)
+    print(f"\nload at the end={_load()} (1, 5, 15 min; 2-thread rows mean little on a machine busy with other work)")
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def row(threads: int, n_tasks: int, method: str, args: argparse.Namespace) -> str:
     torch.manual_seed(0)
-    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"rounds={args.rounds} block={args.block}")
-    header = (f"{'T':>2} {'method':<7} {'ew ms':>8} " + " ".join(f"{m + ' ms':>17}" for m in MODES)
-              + f" {'auto→':>15} {'auto/fastest':>12} {'torchjd ms':>11} {'torchjd/auto':>12}")
-    print(header)
-    for n_tasks in [int(t) for t in args.tasks.split(",")]:
-        for method in ("upgrad", "pcgrad"):
-            steps = {"ew": step_of_trainer(n_tasks, "ew", "auto", args.device)}
-            steps.update({mode: step_of_trainer(n_tasks, method, mode, args.device) for mode in MODES})
-            jd = torchjd_step(n_tasks, args.device) if method == "upgrad" else None
-            if jd is not None:
-                steps["torchjd"] = jd
-            timings = interleaved_medians(steps, args.rounds, args.block, args.device)
-            auto_mode = make_trainer(n_tasks, method, "auto", args.device).jacobian_mode
-            fastest = min(timings[m] for m in MODES)
-            cells = " ".join(f"{timings[m]:>9.2f} ({timings[m] / fastest:4.2f}×)" for m in MODES)
-            auto_ratio = timings[auto_mode] / fastest
-            if "torchjd" in timings:
-                jd_cells = f"{timings['torchjd']:>11.2f} {timings['torchjd'] / timings[auto_mode]:>11.2f}×"
-            else:
-                jd_cells = f"{'—':>11} {'—':>12}"
-            print(f"{n_tasks:>2} {method:<7} {timings['ew']:>8.2f} {cells} {auto_mode:>15} {auto_ratio:>11.2f}× {jd_cells}",
-                  flush=True)
+    steps = {"ew": step_of_trainer(n_tasks, "ew", "auto", args.device), "floor": floor_step(n_tasks, args.device)}
+    steps.update({mode: step_of_trainer(n_tasks, method, mode, args.device) for mode in MODES})
+    jd = torchjd_step(n_tasks, args.device) if method == "upgrad" else None
+    if jd is not None:
+        steps["torchjd"] = jd
+    timings = interleaved_medians(steps, args.rounds, args.block, args.device)
+    auto_mode = make_trainer(n_tasks, method, "auto", args.device).jacobian_mode
+    fastest = min(timings[m] for m in MODES)
+    auto = timings[auto_mode]
+    cells = [f"{threads}", f"{n_tasks}", method, f"{timings['ew']:.2f}", f"{timings['floor']:.2f}"]
+    cells += [f"{timings[m]:.2f} ({timings[m] / fastest:.2f}×)" for m in MODES]
+    cells += [auto_mode, f"{auto / fastest:.2f}×", f"{(auto / timings['floor'] - 1) * 100:+.0f} %"]
+    if "torchjd" in timings:
+        cells += [f"{timings['torchjd']:.2f}", f"{timings['torchjd'] / auto:.2f}×"]
+    else:
+        cells += ["n/a", "n/a"]
+    return "| " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":

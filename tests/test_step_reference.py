@@ -16,6 +16,7 @@ import torch
 
 from mtl_core.balancing import combine
 from mtl_core.config import TrainConfig
+from mtl_core.training.probes import cosine_matrix, gradient_statistics
 from mtl_core.training.trainer import Trainer, task_losses
 
 LR = 0.05
@@ -87,9 +88,12 @@ def test_upgrad_step_equals_the_reference(n_tasks: int, mode: str) -> None:
         torch.testing.assert_close(got.detach(), want, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("strategy", ["mmoe", "cross_stitch"])
-def test_mgda_step_equals_the_reference_on_other_strategies(strategy: str) -> None:
-    trainer = _trainer(3, strategy, "mgda", "auto")
+@pytest.mark.parametrize("mode", ["loop", "batched"])
+@pytest.mark.parametrize("strategy", ["mmoe", "cross_stitch", "ple"])
+def test_mgda_step_equals_the_reference_on_other_strategies(strategy: str, mode: str) -> None:
+    """Towers (MMoE, PLE: one separate backward for own parameters in batched mode) and small heads
+    (cross-stitch: folded into the vmapped backward)."""
+    trainer = _trainer(3, strategy, "mgda", mode)
     batches = _batches(trainer, 2)
     expected = _reference_steps(trainer, "mgda", batches)
     for x, y, masks in batches:
@@ -111,3 +115,40 @@ def test_shared_gradients_are_views_of_one_direction(mode: str) -> None:
     assert all(g.untyped_storage().data_ptr() == base for g in grads)
     offsets = [g.storage_offset() for g in grads]
     assert offsets == [sum(p.numel() for p in trainer.shared[:k]) for k in range(len(grads))]
+
+
+def test_probe_statistics_from_the_gramian_equal_the_direct_formula() -> None:
+    """The gradient probe takes cosines and norms from a float32 Gramian (no float64 copy of G)."""
+    generator = torch.Generator().manual_seed(0)
+    grads = torch.randn(5, 40_000, generator=generator)
+    grads[1] = -2.0 * grads[0] + 0.01 * torch.randn(40_000, generator=generator)  # nearly opposite
+    grads[3] = 0.0  # a zero row: cosine 0 with the others, 1 with itself
+    cos, norms = gradient_statistics(grads)
+    wide = grads.double()
+    torch.testing.assert_close(cos, cosine_matrix(wide), rtol=0, atol=1e-5)  # float32 GEMM: ~√P·eps
+    torch.testing.assert_close(norms, wide.norm(dim=1), rtol=1e-5, atol=0)
+    assert cos.dtype == norms.dtype == torch.float64
+    grads[2, 7] = float("nan")  # shows as NaN, as the direct formula shows it
+    cos, norms = gradient_statistics(grads)
+    assert bool(norms[2].isnan()) and bool(cos[2, 0].isnan()) and float(norms[0]) > 0
+
+
+@pytest.mark.parametrize(("strategy", "n_tasks", "passes"), [("hard", 2, 1), ("mmoe", 4, 2)])
+def test_batched_mode_folds_small_heads_into_its_one_backward(
+    strategy: str, n_tasks: int, passes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hard sharing's linear heads (34 parameters against 416 shared) ride in the vmapped backward:
+    one pass. MMoE's towers and gates (1 284 against 1 664 shared at T = 4) get one separate
+    backward, since folding them in would compute T − 1 zero rows of each."""
+    trainer = _trainer(n_tasks, strategy, "upgrad", "batched")
+    ((x, y, masks),) = _batches(trainer, 1)
+    real = torch.autograd.grad
+    calls: list[int] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting)
+    trainer._train_step(x, y, masks, epoch=1)
+    assert len(calls) == passes

@@ -7,12 +7,15 @@ its own parameters (heads, towers).
 
 Two ways to do the T vector-Jacobian products:
 
-* ``loop``: one ``autograd.grad`` per task through the retained graph (T backward passes; the floor).
+* ``loop``: one ``autograd.grad`` per task through the retained graph, for the shared parameters and
+  the task's own together (T backward passes, the floor of any method that needs every task's
+  gradient), each row written straight into the T × P matrix.
 * ``batched``: one ``autograd.grad`` with ``is_grads_batched=True`` (vmap over the T one-hot
-  cotangents); usually faster on a GPU, measured slower on a CPU with small models
-  (``benchmarks/jacobian.py``).
+  cotangents), small heads included (see :data:`FOLD_OWN_FRACTION`); usually faster on a GPU,
+  measured slower on a CPU with small models (``benchmarks/jacobian.py``, 1 and 2 threads).
 
-``auto`` picks ``loop`` on CPU and ``batched`` on CUDA, following the benchmark.
+``auto`` picks ``loop`` on CPU and ``batched`` on CUDA, following the benchmark. Nothing here
+converts to float64: ``G`` has the losses' dtype.
 """
 
 from __future__ import annotations
@@ -80,31 +83,48 @@ def task_jacobian(
     return _loop_jacobian(losses, shared, own, retain_graph)
 
 
+#: The batched mode folds the tasks' own parameters into its one vmapped backward when what that
+#: wastes, (T − 1) × (own parameters) gradient entries that are zero, is at most this fraction of the
+#: shared parameters: hard sharing's linear heads (0.3 – 10 % at T = 2 – 8), not MMoE's or PLE's
+#: towers (50 – 1500 %, measured up to 1.5× slower folded at T = 8), which get one separate backward.
+FOLD_OWN_FRACTION = 0.25
+
+
 def _batched_jacobian(
     losses: torch.Tensor,
     shared: list[torch.nn.Parameter],
     own: Sequence[Sequence[torch.nn.Parameter]],
     retain_graph: bool,
 ) -> TaskGradients:
-    """One vmapped backward over the T one-hot cotangents, for the shared *and* the tasks' own
-    parameters (no second backward for the heads): task i's own gradients are row i of theirs."""
+    """One vmapped backward over the T one-hot cotangents. Small own parameters (heads) ride along
+    in it (task i's own gradients are row i of theirs); large ones get one backward of the summed
+    loss, which reaches each task's own parameters through its own loss only."""
     n_tasks = int(losses.shape[0])
     own_params = [p for params in own for p in params]
+    owner = [i for i, params in enumerate(own) for _ in params]
+    fold = (n_tasks - 1) * sum(p.numel() for p in own_params) <= FOLD_OWN_FRACTION * sum(p.numel() for p in shared)
+    separate = bool(own_params) and not fold
     rows = torch.autograd.grad(
         losses,
-        shared + own_params,
+        shared + own_params if fold else shared,
         grad_outputs=torch.eye(n_tasks, dtype=losses.dtype, device=losses.device),
         is_grads_batched=True,
-        retain_graph=retain_graph,
+        retain_graph=retain_graph or separate,
         allow_unused=True,
         materialize_grads=True,
     )
     n_shared = len(shared)
     matrix = torch.cat([r.reshape(n_tasks, -1) for r in rows[:n_shared]], dim=1)
+    if separate:
+        flat_own = list(torch.autograd.grad(
+            losses.sum(), own_params, retain_graph=retain_graph, allow_unused=True, materialize_grads=True
+        ))
+    else:
+        flat_own = [g[i] for g, i in zip(rows[n_shared:], owner, strict=True)]
     own_grads: list[list[torch.Tensor]] = []
-    offset = n_shared
-    for i, params in enumerate(own):
-        own_grads.append([g[i] for g in rows[offset : offset + len(params)]])
+    offset = 0
+    for params in own:
+        own_grads.append(flat_own[offset : offset + len(params)])
         offset += len(params)
     return TaskGradients(shared=matrix, own=own_grads)
 
