@@ -61,6 +61,7 @@ class StateKeys:
     STUDY_PICK = "study_pick"
     STUDY_DOWNLOAD_JSON = "study_download_json"
     STUDY_DOWNLOAD_CSV = "study_download_csv"
+    STUDY_DOWNLOAD_REPORT = "study_download_report"
     # Groupings page widgets
     GROUP_STUDY = "group_study"
     GROUP_SOURCE = "group_source"

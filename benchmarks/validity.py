@@ -8,6 +8,9 @@ grouping into at most k = (planted number of groups) groups is compared with the
 recovery, and the adjusted Rand index (ARI) where it differs. Transfer inside and across the
 planted groups is summarised per seed (the mean over the in-group / cross-group ordered pairs of
 that seed's relative change), then over all seeds of the planting: mean and 95 % t interval.
+The early forecast (the study's ``forecast``, :func:`mtl_core.analysis.forecast.transfer_forecast`):
+for each cheap signal (TAG affinity, mean gradient cosine), the fraction of the all-tasks runs'
+training at which its pair ranking first reaches Spearman ρ ≥ 0.8 with the final transfer ranking.
 
     python benchmarks/validity.py [--workers 2] [--seed-sets 3] [--seeds 3]
                                   [--plantings 2x3,3x2,2x4,4x2,3x3] [--p-in 0.9] [--p-out 0.0]
@@ -38,6 +41,8 @@ from mtl_core.runs.executors import LocalProcessExecutor
 from mtl_core.studies.study import PLANTED_STUDY_CONFIG, StudySpec, run_study
 
 SOURCES = ("transfer", "affinity", "cosine")
+#: The cheap signals of the early forecast, with their names in the table.
+FORECAST_SIGNALS = {"affinity": "TAG", "cosine": "cosine"}
 
 
 def parse_plantings(text: str) -> list[tuple[int, int]]:
@@ -91,6 +96,29 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def forecast_fractions(study: dict[str, Any]) -> dict[str, float | None]:
+    """Per cheap signal of the study's ``forecast``: the fraction of training (reached step / total
+    steps) at which its ρ first reaches the threshold; None when it never does (signals the study
+    lacks are absent)."""
+    forecast = study.get("forecast") or {}
+    total = forecast.get("total_steps") or 0
+    out: dict[str, float | None] = {}
+    for signal in forecast.get("signals") or {}:
+        step = (forecast.get("reached") or {}).get(signal)
+        out[signal] = None if step is None or total <= 0 else step / total
+    return out
+
+
+def _fraction_cell(rows: list[dict[str, Any]]) -> str:
+    """Each study's fraction per signal: "TAG 25 %, never; cosine 10 %, 40 %"."""
+    parts = []
+    for signal, label in FORECAST_SIGNALS.items():
+        values = [row["forecast"][signal] for row in rows if signal in row["forecast"]]
+        if values:
+            parts.append(f"{label} " + ", ".join("never" if v is None else f"{100 * v:.0f} %" for v in values))
+    return "; ".join(parts) or "—"
+
+
 def best_k(study: dict[str, Any], source: str, k: int) -> list[list[str]] | None:
     """The best grouping into at most ``k`` groups by ``source`` (None when the study has none)."""
     for grouping in study.get("groupings", {}).get(source, []):
@@ -135,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 row: dict[str, Any] = {"planting": f"{groups}×{size}", "groups": groups, "size": size,
                                        "seeds": list(seeds), "seconds": seconds, "runs": study["n_runs"],
                                        "failed": study["n_failed"],
-                                       "in": float(np.mean(inside)), "across": float(np.mean(across))}
+                                       "in": float(np.mean(inside)), "across": float(np.mean(across)),
+                                       "forecast": forecast_fractions(study)}
                 for source in SOURCES:
                     found = best_k(study, source, groups)
                     row[source] = None if found is None else (same_partition(found, planted),
@@ -146,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                     for source in SOURCES
                 )
                 print(f"{row['planting']} seeds {seeds[0]}-{seeds[-1]}: {study['n_runs']} runs in {seconds:5.1f} s  "
-                      f"in-group {100 * row['in']:+.1f} %  cross {100 * row['across']:+.1f} %  {marks}", flush=True)
+                      f"in-group {100 * row['in']:+.1f} %  cross {100 * row['across']:+.1f} %  {marks}  "
+                      f"ρ ≥ 0.8 at {_fraction_cell([row])}", flush=True)
     total = time.perf_counter() - started
     report = render(rows, seeds_transfer, args, total)
     print()
@@ -181,11 +211,14 @@ def render(rows: list[dict[str, Any]], seeds_transfer: dict, args: argparse.Name
         "`PLANTED_STUDY_CONFIG` under the study's default protocol). Recovery: the best grouping into at most "
         "k = planted-groups groups equals the planting (exact), else its adjusted Rand index. Transfer: per seed, "
         "the mean relative change over in-group / cross-group ordered pairs; mean and 95 % t CI over every seed "
-        "of the planting.",
+        "of the planting. Forecast: for each study, the fraction of the all-tasks runs' training at which the "
+        "pair ranking by TAG affinity / mean gradient cosine accumulated so far first reaches Spearman ρ ≥ 0.8 with "
+        "the final transfer ranking (the study's `forecast`; never = not within the training).",
         "",
         "| planting (groups × tasks) | studies | exact by transfer | exact by TAG affinity | exact by cosine | "
-        "in-group transfer % (95 % CI) | cross-group transfer % (95 % CI) | seconds per study (runs) |",
-        "|---|---|---|---|---|---|---|---|",
+        "in-group transfer % (95 % CI) | cross-group transfer % (95 % CI) | seconds per study (runs) | "
+        "fraction of training at which each cheap signal reaches ρ ≥ 0.8 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     by_planting: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -200,7 +233,8 @@ def render(rows: list[dict[str, Any]], seeds_transfer: dict, args: argparse.Name
             f"| {planting} | {len(group_rows)} | {_recovery(group_rows, 'transfer')} | "
             f"{_recovery(group_rows, 'affinity')} | {_recovery(group_rows, 'cosine')} | "
             f"{100 * m_in:+.1f} ({100 * lo_in:+.1f}, {100 * hi_in:+.1f}) | "
-            f"{100 * m_x:+.1f} ({100 * lo_x:+.1f}, {100 * hi_x:+.1f}) | {seconds} ({group_rows[0]['runs']}) |"
+            f"{100 * m_x:+.1f} ({100 * lo_x:+.1f}, {100 * hi_x:+.1f}) | {seconds} ({group_rows[0]['runs']}) | "
+            f"{_fraction_cell(group_rows)} |"
         )
     for source in SOURCES:
         found = [row[source] for row in rows if row[source] is not None]
@@ -214,6 +248,13 @@ def render(rows: list[dict[str, Any]], seeds_transfer: dict, args: argparse.Name
     lines.append(f"- in-group transfer over all seeds: {100 * m:+.1f} % (95 % CI {100 * lo:+.1f} … {100 * hi:+.1f})")
     m, lo, hi = mean_ci(all_x)
     lines.append(f"- cross-group transfer over all seeds: {100 * m:+.1f} % (95 % CI {100 * lo:+.1f} … {100 * hi:+.1f})")
+    for signal, label in FORECAST_SIGNALS.items():
+        values = [row["forecast"][signal] for row in rows if signal in row["forecast"]]
+        reached = [v for v in values if v is not None]
+        if values:
+            median = f", median fraction of training {100 * float(np.median(reached)):.0f} %" if reached else ""
+            lines.append(f"- early forecast by **{label}**: ρ ≥ 0.8 reached in {len(reached)} of {len(values)} "
+                         f"studies{median}")
     failed = sum(row["failed"] for row in rows)
     lines.append(f"- failed runs: {failed}")
     return "\n".join(lines)

@@ -212,6 +212,10 @@ CASES: dict[str, Callable[[list[str]], go.Figure]] = {
     "gate_heatmap": lambda names: figures.gate_heatmap(
         dict.fromkeys(names[:2], _GATES), expert_labels=names[5:8]
     ),
+    "forecast_figure": lambda names: figures.forecast_figure(
+        {"steps": [10, 20, 30], "signals": {"affinity": [0.2, 0.9, 0.95], names[0]: [None, 0.1, 0.3]},
+         "reached": {"affinity": 20, names[0]: None}, "threshold": 0.8, "total_steps": 40}
+    ),
 }
 
 #: Public functions of mtl_core.figures that draw no name: colour and order helpers, the escaping itself,

@@ -25,7 +25,7 @@ from mtl_core.runs.store import RunStore
 from mtl_core.runs.workers import RepeatFilter, _Backoff, execute_run, submit, wait
 
 #: Several seconds of training per run: the lock is taken while one trains, the others queued behind it.
-MEDIUM = {**SMALL, "epochs": 100}
+MEDIUM = {**SMALL, "epochs": 1000}  # ~4 000 steps: 5-10 s on one core
 
 
 # --- the pieces: back-off and the rate-limited log ---------------------------------------------------

@@ -93,7 +93,8 @@ class UI:
     MAX_EPOCHS = "Max epochs per run"
     STUDY_SIZE = re.compile(r"This study queues (\d+) runs")
     START_STUDY = "Start the study"
-    STUDY_CHARTS = ("Pairwise transfer", "Inter-task affinity (TAG)", "Mean gradient cosine")
+    STUDY_CHARTS = ("Pairwise transfer", "Inter-task affinity (TAG)", "Mean gradient cosine",
+                    "Early forecast: do the cheap signals rank the pairs as transfer does?")
     # Groupings
     GROUPINGS_LINK = "Groupings"
     SCORES_FROM = "Scores from"

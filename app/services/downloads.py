@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mtl_core.errors import MTLError
 from mtl_core.runs.export import (
     ExportError,
     figure_to_html,
@@ -84,3 +85,22 @@ def png_export_available() -> bool:
     if _png_available is None:
         _png_available = static_export_available()
     return _png_available
+
+
+def study_report_problem(result: Mapping[str, Any]) -> str | None:
+    """Why the study cannot be reported yet (one sentence), or None when it can."""
+    from mtl_core.report import check_study
+
+    try:
+        check_study(result, "this study")
+    except MTLError as exc:
+        return str(exc)
+    return None
+
+
+def study_report_html(group_id: str, result: Mapping[str, Any]) -> str:
+    """The study as one self-contained HTML page (:func:`mtl_core.report.study_report`): protocol, suite,
+    heatmaps, groupings, the trained groupings found in the store, forecast, runs, the command."""
+    from mtl_core.report import study_report, trained_groupings
+
+    return study_report(result, trained_groupings(group_id, store()))

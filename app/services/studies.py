@@ -38,6 +38,8 @@ __all__ = [
     "study_heatmaps",
     "study_protocol",
     "study_protocol_defaults",
+    "study_forecast",
+    "TAG_CHECKBOX",
     "grouping_sources",
     "best_groupings",
     "predicted_scores",
@@ -200,6 +202,33 @@ def study_protocol(result: Mapping[str, Any]) -> dict[str, str | None]:
             sentence += (f" {overall['at_max_epochs']} of {overall['n']} runs reached the maximum number of "
                          "epochs before their validation loss stopped improving.")
     return {"rule": rule, "stopping": sentence}
+
+
+#: The launch form's checkbox that gives a study its TAG and probe runs (the forecast's signals).
+TAG_CHECKBOX = "Also measure TAG affinity and gradient cosines"
+
+
+def study_forecast(result: Mapping[str, Any], finished: bool = True) -> dict[str, Any]:
+    """The early forecast of transfer for the Relationships page: ``forecast`` (``study.json``'s,
+    None when the study has none) and one ``sentence`` — what the forecast shows, or why there is
+    none and what to tick to get one."""
+    forecast = result.get("forecast")
+    if isinstance(forecast, Mapping) and forecast.get("signals"):
+        return {"forecast": dict(forecast), "sentence": analysis.forecast_sentence(forecast)}
+    measured = bool((result.get("spec") or {}).get("tag"))
+    if not measured:
+        sentence = (f"This study measured no TAG affinity or gradient probes in an all-tasks run, so there is no "
+                    f"early forecast of transfer: tick **{TAG_CHECKBOX}** when launching a study to see how early "
+                    "in training they rank the task pairs as the final transfer does.")
+    elif "forecast" not in result:
+        sentence = ("This study was analysed before MTL Lab made the early forecast of transfer; launch it again "
+                    "(same settings) to see how early TAG affinity and the gradient cosine rank the pairs.")
+    elif not finished:
+        sentence = "The early forecast appears once an all-tasks run with TAG and gradient probes has finished."
+    else:
+        sentence = ("No early forecast: the all-tasks runs left no TAG affinity or gradient probe record "
+                    "(see the notes of the study's JSON).")
+    return {"forecast": None, "sentence": sentence}
 
 
 def grouping_sources(result: Mapping[str, Any]) -> dict[str, list[list[float]]]:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 from services.catalog import catalog, suite_tasks
-from services.downloads import study_csv, study_exportable, study_json
+from services.downloads import (
+    study_csv,
+    study_exportable,
+    study_json,
+    study_report_html,
+    study_report_problem,
+)
 from services.runs import MTLError, explain
 from services.studies import (
     STUDY_RUN_WARNING,
+    TAG_CHECKBOX,
     StudyForm,
     StudyInfo,
     get_study,
     launch_study,
     list_studies,
+    study_forecast,
     study_heatmaps,
     study_protocol_defaults,
     study_result,
@@ -87,7 +95,7 @@ def _launch_form() -> None:
     method = model[1].selectbox("Balancing method", methods, key=StateKeys.STUDY_METHOD,
                                 help="How a pair's gradients are combined. Equal weights (ew) measures the "
                                      "plain transfer; another method shows whether it removes negative transfer.")
-    tag = cols[1].checkbox("Also measure TAG affinity and gradient cosines (one all-tasks run per seed)",
+    tag = cols[1].checkbox(f"{TAG_CHECKBOX} (one all-tasks run per seed)",
                            value=True, key=StateKeys.STUDY_TAG,
                            help="TAG's look-ahead needs one shared trunk: for a strategy without one, each "
                                 "seed gets an extra hard-sharing run of all tasks for it.")
@@ -192,6 +200,23 @@ def _heatmaps(info: StudyInfo) -> None:
         st.caption("Tasks are ordered by a hierarchical clustering of the first available matrix, so that tasks "
                    "that help each other form blocks. Next: **Groupings** turns these scores into task groups.")
         _study_downloads(info, result)
+    _forecast(info, result)
+
+
+def _forecast(info: StudyInfo, result: dict) -> None:
+    """How early the cheap signals (TAG affinity, gradient cosine) rank the task pairs as the expensive
+    pairwise transfer finally does: the curve of Spearman's ρ over the steps, or why there is none."""
+    st.subheader("Early forecast of transfer")
+    data = study_forecast(result, finished=info.finished)
+    if data["forecast"] is None:
+        st.info(data["sentence"])
+        return
+    _study_chart(info, "forecast", figures.forecast_figure(data["forecast"]))
+    st.markdown(data["sentence"])
+    st.caption("Standley et al. (2020) saw early-training transfer predict the final ranking; TAG (Fifty et al., "
+               "2021) measures affinity in one run. Each point: the task pairs ranked by the signal as the study "
+               "computes it from the runs' records up to that step (a pair scores the mean of its two directions) "
+               "against the pairs ranked by the final transfer; ★ = the first step with ρ ≥ 0.8.")
 
 
 def _protocol(protocol: dict) -> None:
@@ -218,6 +243,15 @@ def _study_downloads(info: StudyInfo, result: dict) -> None:
             file_name=f"{info.group_id}.csv", mime="text/csv", key=StateKeys.STUDY_DOWNLOAD_CSV, on_click="ignore",
             icon=":material/download:", help="One row per ordered task pair: target, partner, mean transfer, "
             "confidence interval, p-value (raw and Holm-adjusted), seeds, metric, cosine, affinity.",
+        )
+        problem = study_report_problem(result) if info.finished else "the study is still running"
+        st.download_button(
+            "Report (HTML)", data=lambda: study_report_html(info.group_id, result),
+            file_name=f"{info.group_id}_report.html", mime="text/html", key=StateKeys.STUDY_DOWNLOAD_REPORT,
+            on_click="ignore", icon=":material/description:", disabled=problem is not None,
+            help=(f"Not available: {problem}." if problem else "One self-contained web page (works offline) with "
+                  "the protocol, the suite, every heatmap, the best groupings, the trained groupings, the forecast, "
+                  "the runs and the command that reproduces the study."),
         )
 
 

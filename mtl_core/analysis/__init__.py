@@ -1,9 +1,16 @@
-"""Analyses of task relationships: transfer statistics (:mod:`.transfer`) and task grouping
-(:mod:`.grouping`); single-task baselines and Δm of one run (:mod:`.baselines`, imported as a
+"""Analyses of task relationships: transfer statistics (:mod:`.transfer`), task grouping
+(:mod:`.grouping`) and the early forecast of transfer by the cheap signals (:mod:`.forecast`); single-task baselines and Δm of one run (:mod:`.baselines`, imported as a
 module). Pure functions of numbers: no training, no torch."""
 
 from __future__ import annotations
 
+from mtl_core.analysis.forecast import (
+    FORECAST_SIGNALS,
+    FORECAST_THRESHOLD,
+    forecast_sentence,
+    pair_spearman,
+    transfer_forecast,
+)
 from mtl_core.analysis.grouping import (
     EXHAUSTIVE_LIMIT,
     Grouping,
@@ -31,6 +38,11 @@ from mtl_core.analysis.transfer import (
 )
 
 __all__ = [
+    "FORECAST_SIGNALS",
+    "FORECAST_THRESHOLD",
+    "forecast_sentence",
+    "pair_spearman",
+    "transfer_forecast",
     "EXHAUSTIVE_LIMIT",
     "Grouping",
     "adjusted_rand_index",

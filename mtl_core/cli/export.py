@@ -1,4 +1,5 @@
-"""``python -m mtl_core export run|study|figure``: runs and studies as JSON / CSV, figures as HTML / PNG.
+"""``python -m mtl_core export run|study|figure|report``: runs and studies as JSON / CSV, figures as HTML /
+PNG, a study as a one-file HTML report.
 
 * ``export run ID|RUN.json [--format json|csv] [--out FILE]``: a stored run (the same output as
   ``runs export``) or a ``run.json`` written by ``train --out`` (CSV: its per-epoch history);
@@ -8,12 +9,18 @@
   a plotly figure JSON (as the dashboard downloads it), or a figure of a run (``--kind losses`` or
   ``metrics``) or of a study (``transfer``, ``cosine`` or ``affinity``) drawn by the dashboard's
   figure functions; the format follows ``--out``'s suffix: .html (interactive, works offline),
-  .png (needs the optional ``kaleido`` package) or .json.
+  .png (needs the optional ``kaleido`` package) or .json;
+* ``export report --study ID|STUDY.json --out FILE.html``: a finished transfer study as one
+  self-contained HTML file that works offline (:mod:`mtl_core.report`): protocol and conventions,
+  suite and options, the transfer / affinity / cosine heatmaps, the best groupings, measured vs
+  predicted for the groupings trained from it (found in the run store), the runs and the command
+  that reproduces it. Written atomically; on bad input nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     figure.add_argument("--out", required=True, metavar="FILE", help="output file: .html, .png or .json")
     figure.add_argument("--home", help="MTL Lab home folder (default: $MTL_LAB_HOME or ~/.mtl_lab)")
     figure.set_defaults(handler=figure_command)
+
+    report = commands.add_parser("report", help="a study as one self-contained HTML report (works offline)")
+    report.add_argument("--study", required=True, metavar="ID|STUDY.json",
+                        help="a study id of the run store (Relationships page) or a study.json file")
+    report.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
+    report.add_argument("--home", help="MTL Lab home folder (default: $MTL_LAB_HOME or ~/.mtl_lab)")
+    report.set_defaults(handler=report_command)
 
     parser.set_defaults(handler=lambda args: _usage(parser))
 
@@ -223,4 +237,67 @@ def figure_command(args: argparse.Namespace) -> int:
         raise UsageError(f"the figure cannot be drawn: {exc}") from None
     path = export_figure(fig, args.out)
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# --- the study report --------------------------------------------------------------------------------
+
+def _report_study(source: str, home: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The study ``source`` names (a study.json file, else a study id of the run store) and the
+    groupings trained from it that the run store holds."""
+    from mtl_core.report import check_study, trained_groupings
+    from mtl_core.runs.export import load_json_file
+    from mtl_core.runs.store import StudyNotFoundError, default_store_path
+
+    path = Path(source).expanduser()
+    store_path = default_store_path(home)
+    if path.is_file():
+        study = check_study(load_json_file(path, "study.json"), f"`{source}`")
+    elif source.lower().endswith(".json") or os.sep in source or path.exists():
+        raise UsageError(f"`--study` must be a study id or a study.json file, got `{source}`, which is "
+                         + ("not a file" if path.exists() else "no file"))
+    else:
+        if not store_path.exists():
+            raise UsageError(f"`--study`: no study `{source}`: there is no run store at {store_path} (give a "
+                             "study.json file, or set MTL_LAB_HOME / --home)")
+        from mtl_core.studies.records import collect
+
+        store = _store(home)
+        try:
+            record = store.get_study(source)
+        except StudyNotFoundError:
+            raise UsageError(f"`--study`: no study `{source}` in the run store at {store_path}") from None
+        if record.kind != "study":
+            raise UsageError(f"`--study`: `{source}` is a {record.kind} evaluation, not a study; give the study "
+                             f"it was trained from ({record.manifest.get('study', '?')})")
+        study = check_study(collect(source, store), f"study `{source}`")
+        return study, trained_groupings(source, store)
+    evaluations: list[dict[str, Any]] = []
+    group_id = study.get("group_id")
+    if isinstance(group_id, str) and store_path.exists():
+        from mtl_core.errors import MTLError
+
+        try:  # a file's report does not need the store: one the store cannot give is left out
+            evaluations = trained_groupings(group_id, _store(home))
+        except MTLError:
+            evaluations = []
+    return study, evaluations
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from mtl_core.report import study_report, write_report
+
+    out = Path(args.out).expanduser()
+    # The output path is checked before the study is read: a typo there costs nothing.
+    if out.is_dir():
+        raise UsageError(f"`--out` must be a file name such as report.html, got the folder `{args.out}`")
+    if not out.parent.is_dir():
+        raise UsageError(f"`--out`: the folder `{out.parent}` does not exist, got `{args.out}`")
+    study, evaluations = _report_study(args.study, args.home)
+    try:
+        text = study_report(study, evaluations)
+    except ValueError as exc:  # the figure functions' own checks on the study's numbers
+        raise UsageError(f"the report cannot be drawn from `{args.study}`: {exc}") from None
+    path = write_report(text, out)
+    print(f"wrote {path} ({len(text.encode('utf-8')) / 1e6:.1f} MB)", file=sys.stderr)
     return 0

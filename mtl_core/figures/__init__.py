@@ -27,6 +27,7 @@ from mtl_core.figures.playground import gradient_arrows
 from mtl_core.figures.relations import (
     affinity_heatmap,
     cluster_order,
+    forecast_figure,
     groupings_figure,
     measured_vs_predicted,
     transfer_heatmap,
@@ -59,6 +60,7 @@ __all__ = [
     "cluster_order",
     "groupings_figure",
     "measured_vs_predicted",
+    "forecast_figure",
     "gradient_arrows",
     "gate_heatmap",
 ]

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
 
+from mtl_core.analysis.forecast import FORECAST_SIGNALS
 from mtl_core.analysis.grouping import rank_agreement
 from mtl_core.analysis.transfer import holm_adjust
 from mtl_core.figures._common import (
@@ -37,6 +38,7 @@ __all__ = [
     "cluster_order",
     "groupings_figure",
     "measured_vs_predicted",
+    "forecast_figure",
 ]
 
 Matrix = Sequence[Sequence[float | None]]
@@ -462,3 +464,68 @@ def _padded(values: list[float], share: float) -> list[float]:
     low, high = min(values), max(values)
     pad = share * (high - low) if high > low else max(abs(high), 1.0) * 0.1
     return [low - pad, high + pad]
+
+
+def _reached_text(name: str, step: int | None, threshold: float, total_steps: int) -> str:
+    """A forecast curve's legend entry: "TAG affinity: ρ ≥ 0.8 first at step 120 (25 % of training)"."""
+    if step is None:
+        return f"{name}: ρ ≥ {threshold:g} never reached"
+    share = f" ({100 * step / total_steps:.0f} % of training)" if total_steps > 0 else ""
+    return f"{name}: ρ ≥ {threshold:g} first at step {step}{share}"
+
+
+def forecast_figure(
+    forecast: Mapping[str, object] | None,
+    *,
+    title: str = "Early forecast: do the cheap signals rank the pairs as transfer does?",
+) -> go.Figure:
+    """The early forecast of transfer (:func:`mtl_core.analysis.forecast.transfer_forecast`, a study's
+    ``forecast``): per cheap signal, Spearman's ρ between its pair ranking accumulated up to each step
+    and the final pairwise transfer ranking, over the training steps; a dashed line at the threshold, and
+    each signal's first step reaching it marked and named in the legend ("never reached" when it does
+    not). Undefined ρ (fewer than 3 pairs, a constant ranking) leaves a gap."""
+    if forecast is not None and not isinstance(forecast, Mapping):
+        raise ValueError(f"`forecast` must be a dict, got {type(forecast).__name__}")
+    if not forecast or not forecast.get("steps") or not forecast.get("signals"):
+        return empty_figure(title, "No forecast: the study has no TAG affinity or gradient probes")
+    steps = [int(as_number(step, "forecast['steps']")) for step in forecast["steps"]]
+    signals = forecast["signals"]
+    reached = forecast.get("reached") or {}
+    if not isinstance(signals, Mapping) or not isinstance(reached, Mapping):
+        raise ValueError("`forecast['signals']` and `forecast['reached']` must be dicts signal → values")
+    threshold = as_number(forecast.get("threshold", 0.8), "forecast['threshold']")
+    total = forecast.get("total_steps") or 0
+    total_steps = int(as_number(total, "forecast['total_steps']"))
+    names = {key: FORECAST_SIGNALS.get(str(key), plot_text(str(key))) for key in signals}
+    colors = series_colors(list(names.values()))
+    fig = go.Figure()
+    fig.add_hline(y=threshold, line={"color": "#888888", "dash": "dash"},
+                  annotation_text=f"ρ = {threshold:g}", annotation_position="bottom right")
+    for key, values in signals.items():
+        if not isinstance(values, Sequence) or len(values) != len(steps):
+            raise ValueError(f"`forecast['signals']['{key}']` must have one value per step ({len(steps)}), "
+                             f"got {values!r}")
+        rho = [as_number(value, f"forecast['signals']['{key}']", allow_missing=True) for value in values]
+        step = reached.get(key)
+        step = None if step is None else int(as_number(step, f"forecast['reached']['{key}']"))
+        color = colors[names[key]]
+        share = [100 * s / total_steps if total_steps > 0 else None for s in steps]
+        fig.add_trace(go.Scatter(
+            x=steps, y=[None if math.isnan(r) else r for r in rho], mode="lines+markers",
+            name=_reached_text(names[key], step, threshold, total_steps),
+            line={"color": color, "width": 2}, marker={"size": 5, "color": color}, customdata=share,
+            hovertemplate=f"{names[key]}<br>step %{{x}}"
+                          + (" (%{customdata:.0f} % of training)" if total_steps > 0 else "")
+                          + "<br>ρ = %{y:.2f}<extra></extra>",
+        ))
+        if step is not None and step in steps:
+            fig.add_trace(go.Scatter(
+                x=[step], y=[rho[steps.index(step)]], mode="markers", showlegend=False,
+                marker={"size": 14, "symbol": "star", "color": color, "line": {"color": "white", "width": 1}},
+                hovertemplate=f"{names[key]} first reaches ρ ≥ {threshold:g} at step %{{x}}<extra></extra>",
+            ))
+    finish_layout(fig, title=title, x_title="training step of the all-tasks run(s)",
+                  y_title="Spearman ρ with the final transfer ranking", hovermode="closest")
+    fig.update_yaxes(range=[-1.05, 1.05])
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0.0})
+    return fig

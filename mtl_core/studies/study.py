@@ -27,6 +27,10 @@ Conventions (also written into ``study.json`` under ``conventions``):
   steps and seeds of the all-tasks runs (when the study has them) or of the pair {i, j} runs;
 * groupings are partitions (see :mod:`mtl_core.analysis.grouping`): a task alone in its group
   scores 0. For ``affinity`` the score of b for a is Z_{b→a}.
+* ``forecast`` = the early forecast of transfer (:mod:`mtl_core.analysis.forecast`): per step of the
+  all-tasks / TAG runs, Spearman's ρ between the task pairs ranked by affinity and by cosine as
+  computed from the records up to that step and ranked by the final transfer; None without either
+  signal (a study analysed before it existed has no ``forecast`` key).
 
 Execution: the runs are trained by an :class:`~mtl_core.runs.executors.Executor` (the background
 worker pool, or this process) and read back from the run store. :func:`run_study` and
@@ -48,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis.affinity import run_affinity
+from mtl_core.analysis.forecast import running_mean, transfer_forecast
 from mtl_core.analysis.grouping import best_groupings, rank_agreement
 from mtl_core.analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
 from mtl_core.config import TrainConfig
@@ -423,6 +428,63 @@ def _affinity_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], 
     return _mean_matrix(per_run, size)
 
 
+def _probe_steps(outcome: RunOutcome, kind: str) -> list[tuple[int, Any, dict[str, Any]]]:
+    """A run's ``kind`` probe records as ``(step, value, extra)``: the record's own step when the
+    outcome carries it, else the last step of its epoch (the run record's history)."""
+    epoch_steps = {entry.get("epoch"): entry.get("step") for entry in (outcome.result or {}).get("history") or []}
+    out = []
+    for record_kind, value, extra in outcome.probes:
+        if record_kind != kind:
+            continue
+        step = extra.get("step", epoch_steps.get(extra.get("epoch")))
+        if isinstance(step, int) and not isinstance(step, bool):
+            out.append((step, value, extra))
+    return out
+
+
+def _affinity_snapshots(outcome: RunOutcome, size: int) -> list[tuple[int, np.ndarray]]:
+    """One TAG run's affinity as :func:`run_affinity` makes it from its first epochs, after each epoch:
+    the median over the epochs so far (up to the run's best epoch once past it, so the last snapshot is
+    the run's own affinity)."""
+    records = _probe_steps(outcome, "affinity")
+    best_epoch = (outcome.result or {}).get("best_epoch")
+    snapshots = []
+    for index, (step, _, _) in enumerate(records):
+        matrix = run_affinity([(value, extra) for _, value, extra in records[:index + 1]], best_epoch, size)
+        if matrix is not None:
+            snapshots.append((step, matrix))
+    return snapshots
+
+
+def _forecast_study(runs: Sequence[PlannedRun], outcomes: Sequence[RunOutcome], tasks: Sequence[str],
+                    transfer_mean: Any, cosine_source: str | None, tag: bool) -> dict[str, Any] | None:
+    """``study["forecast"]`` (:func:`mtl_core.analysis.forecast.transfer_forecast`): per step of the
+    runs that measure the cheap signals, Spearman's ρ between the pair ranking of each signal as the
+    study would have computed it from the runs stopped at that step and the final transfer ranking.
+    TAG affinity per run as :func:`run_affinity` makes it from the epochs so far (the median over them,
+    up to the run's best epoch once past it); the cosine as the mean of the all-tasks runs' probes so
+    far. None when the study measures neither."""
+    size = len(tasks)
+    signals: dict[str, list[list[tuple[int, Any]]]] = {}
+    used: list[RunOutcome] = []
+    for run, outcome in zip(runs, outcomes, strict=True):
+        if outcome.status != "done":
+            continue
+        if tag and run.config.tag:
+            signals.setdefault("affinity", []).append(_affinity_snapshots(outcome, size))
+            used.append(outcome)
+        if cosine_source == "all" and run.role == "all":
+            records = [(step, value) for step, value, _ in _probe_steps(outcome, "cosine")
+                       if np.asarray(value).shape == (size, size)]
+            signals.setdefault("cosine", []).append(running_mean(records))
+            used.append(outcome)
+    signals = {name: per_run for name, per_run in signals.items() if any(per_run)}
+    if not signals or transfer_mean is None:
+        return None
+    total = max(int((outcome.result or {}).get("steps") or 0) for outcome in used)
+    return transfer_forecast(signals, transfer_mean, total)
+
+
 def grouping_sources(study: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The score matrices of a study a grouping can come from, as ``scores[a][b]`` = benefit of b
     to a: ``transfer`` (mean), ``affinity`` (transposed: Z_{b→a}) and ``cosine``, where present.
@@ -497,6 +559,11 @@ def _conventions(spec: StudySpec) -> dict[str, str]:
                     "over its lookahead steps, then the median over the epochs up to the run's best epoch; "
                     "then the mean over seeds.",
         "cosine": "cosine[i][j] = mean cosine of the gradients of tasks i and j on the shared parameters.",
+        "forecast": "forecast.signals[name][k] = Spearman ρ between the task pairs ranked by the cheap signal "
+                    "(TAG affinity, mean gradient cosine) as computed from the runs' records up to step "
+                    "forecast.steps[k] and ranked by the final transfer; a pair's score is the mean of its two "
+                    "directed cells; pairs with a missing cell are left out; None below 3 pairs. "
+                    "forecast.reached[name] = the first step with ρ ≥ forecast.threshold (None: never).",
         "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
                      "group mates' scores for it (0 when alone); score = mean over tasks.",
     }
@@ -603,6 +670,7 @@ def collect_study(
     }
     if spec.tag:
         study["affinity"] = nan_to_none(affinity) if affinity is not None else None
+    study["forecast"] = _forecast_study(runs, outcomes, tasks, study["transfer"].get("mean"), cosine_source, spec.tag)
     study["notes"] = _study_notes(spec, runs, outcomes, cosine, affinity)
     planted = _planted_groups(outcomes, tasks)
     if planted is not None:
