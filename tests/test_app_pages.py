@@ -690,4 +690,4 @@ def test_the_live_refresh_slows_down_as_more_sessions_watch(monkeypatch: pytest.
     # viewers who left (no refresh for 15 s and three of their periods) stop counting
     stale = {key: seen - 600 for key, seen in pacing._live_viewers.items() if key != "student-0"}
     pacing._live_viewers.update(stale)
-    assert live_refresh_for("student-0") == 1.0
+    assert live_refresh_for("student-0", fresh=True) == 1.0  # at its next full page run

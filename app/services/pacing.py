@@ -48,17 +48,20 @@ def live_refresh_seconds() -> float:
 
 
 #: Server CPU seconds one live-view refresh is assumed to cost before any has been measured (an
-#: incremental read + two figures: about 0.12 s; a side-by-side group costs more). Once live views
+#: incremental read + two figures: about 0.12 s; a side-by-side group up to 0.5 s). Once live views
 #: refresh, :func:`note_live_refresh` replaces it with a running mean of what they really cost.
-LIVE_SECONDS_PER_VIEWER = 0.15
+LIVE_SECONDS_PER_VIEWER = 0.25
 #: The share of one core that all live refreshes together may take: the Streamlit server is one Python
 #: process, and it must still open pages and answer clicks while a class watches live runs.
 LIVE_SERVER_SHARE = 0.6
-#: The periods a live view may take (seconds, beyond the configured one). A view changes its period
-#: only when the wanted one leaves a band of ±30 % around its current period, and each change costs
-#: the viewer one full page rerun, so small ups and downs in the load do not make every page rerun.
+#: The periods a live view may take (seconds, beyond the configured one). Changing the period of a view
+#: that is already polling costs that viewer one full page rerun, so such a view only slows down, and
+#: only when the wanted period is more than 1.5× its current one (it then takes 1.25× the wanted one,
+#: rounded up to a step, leaving room for more viewers). It speeds up again at its next full page run
+#: (``fresh``), which happens anyway: a reload, another run, a click.
 PERIOD_STEPS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0)
-_PERIOD_BAND = 1.3
+_SLOW_DOWN_BEYOND = 1.5
+_SLOW_DOWN_HEADROOM = 1.25
 #: A viewer counts as live until it has missed about three refreshes (and at least 15 s): under load a
 #: refresh can come later than its period, and a viewer that dropped out of the count and came back
 #: would move everyone's period each time.
@@ -112,23 +115,24 @@ def _step_up(seconds: float) -> float:
     return next((step for step in PERIOD_STEPS if step >= seconds - 1e-9), PERIOD_STEPS[-1])
 
 
-def live_refresh_for(viewer: str) -> float:
+def live_refresh_for(viewer: str, fresh: bool = False) -> float:
     """The refresh period of ``viewer``'s live view: ``$MTL_LAB_LIVE_REFRESH`` (default 1 s), stretched
     when many sessions watch at once so that all live refreshes together take at most
-    :data:`LIVE_SERVER_SHARE` of a core (viewers × cost of a refresh ÷ share; 30 viewers at 0.15 s:
-    8 s), rounded up to one of :data:`PERIOD_STEPS` and kept while the wanted period stays within
-    ±30 % of the viewer's current one."""
+    :data:`LIVE_SERVER_SHARE` of a core (viewers × cost of a refresh ÷ share; 30 viewers at 0.25 s:
+    12.5 s, taken as 20 s), with room for more viewers, rounded up to one of :data:`PERIOD_STEPS`. A
+    view that polls keeps its period until the wanted one exceeds 1.5× it; ``fresh`` (a full page run)
+    starts from the wanted period, faster or slower."""
     base = live_refresh_seconds()
     viewers = live_viewers(viewer)
     wanted = viewers * live_refresh_cost() / LIVE_SERVER_SHARE
     with _live_viewers_lock:
-        current = _live_periods.get(viewer)
-        if wanted <= base:
+        current = None if fresh else _live_periods.get(viewer)
+        if current is not None and wanted <= _SLOW_DOWN_BEYOND * current:
+            period = max(base, current)  # keep it: a change would cost this viewer a full rerun
+        elif wanted <= base:
             period = base
-        elif current is not None and current > base and current / _PERIOD_BAND <= wanted <= current * _PERIOD_BAND:
-            period = current
         else:
-            period = max(base, min(_step_up(wanted), 60.0))
+            period = max(base, min(_step_up(wanted * _SLOW_DOWN_HEADROOM), 60.0))
         if viewer in _live_viewers:
             _live_periods[viewer] = period
     return round(period, 1)

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 from services.catalog import StoreError, keep_workers_ready, store_path
 from services.downloads import figure_html, figure_png, png_export_available
-from services.pacing import live_refresh_seconds
+from services.pacing import live_refresh_seconds, live_viewers
 from services.runs import run_counts
 from state import StateKeys, acting, figure_download_key, option_key
 
@@ -20,6 +20,10 @@ __all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps"
 #: live run view; and while none is.
 SUMMARY_LIVE_SECONDS = 1.5
 SUMMARY_IDLE_SECONDS = 5.0
+#: With many sessions watching live runs, each one's sidebar refreshes at most this often per session
+#: (30 viewers: every 15 s): every refresh of every session is work for the one server process
+#: (measured with benchmarks/load.py: at 1.5 s, 30 sessions' sidebars were ~20 requests a second).
+SUMMARY_SECONDS_PER_VIEWER = 0.5
 
 _STATUS_ICONS = {
     "queued": ":material/schedule:",
@@ -125,11 +129,16 @@ def figure_downloads(fig: Any, name: str, key: str) -> None:
             )
 
 
+def _live(counts: Mapping[str, int]) -> bool:
+    return bool(counts["running"] or counts["queued"])
+
+
 def summary_period(counts: Mapping[str, int]) -> float:
-    """How often the sidebar's run counts refresh: faster while runs are queued or running."""
-    if counts["running"] or counts["queued"]:
-        return max(SUMMARY_LIVE_SECONDS, live_refresh_seconds())
-    return SUMMARY_IDLE_SECONDS
+    """How often the sidebar's run counts refresh: faster while runs are queued or running, slower as
+    more sessions watch live runs (:data:`SUMMARY_SECONDS_PER_VIEWER` each)."""
+    if _live(counts):
+        return max(SUMMARY_LIVE_SECONDS, live_refresh_seconds(), SUMMARY_SECONDS_PER_VIEWER * live_viewers())
+    return max(SUMMARY_IDLE_SECONDS, SUMMARY_SECONDS_PER_VIEWER * live_viewers())
 
 
 def summary_caption(counts: Mapping[str, int], where: str) -> str:
@@ -139,13 +148,13 @@ def summary_caption(counts: Mapping[str, int], where: str) -> str:
     return f"{total} run{'' if total == 1 else 's'}{where} · {counts['running']} running · {counts['queued']} queued"
 
 
-def _store_summary(period: float) -> None:
+def _store_summary(live: bool) -> None:
     try:
         keep_workers_ready()  # this page is still open: the pool keeps a worker ready
         counts = run_counts()
     except (StoreError, OSError):
         return  # the page says why
-    if summary_period(counts) != period:
+    if _live(counts) != live:
         st.rerun()  # runs started, or the last one ended: the whole page again, to refresh at the other pace
     # Where the store lives on the server is the presenter's business (and a single user's), not a participant's.
     where = f" in `{store_path()}`" if acting().manages_all else " on this server"
@@ -157,7 +166,7 @@ def store_summary() -> None:
     every :data:`SUMMARY_IDLE_SECONDS` otherwise (a fragment: only it reruns); each refresh also tells
     the worker pool that this page is still open."""
     try:
-        period = summary_period(run_counts())
+        counts = run_counts()
     except StoreError:
         return  # the page says why
-    st.fragment(_store_summary, run_every=period)(period)
+    st.fragment(_store_summary, run_every=summary_period(counts))(_live(counts))

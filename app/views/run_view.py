@@ -134,7 +134,7 @@ def _keeps_polling(current: RunSummary, members: list[RunSummary]) -> bool:
 watching = group if len(group) > 1 else [run]
 live_runs = _keeps_polling(run, watching)
 playing = bool(st.session_state.get(play_key))
-interval = 0.7 if playing else live_refresh_for(session_owner()) if live_runs else None
+interval = 0.7 if playing else live_refresh_for(session_owner(), fresh=True) if live_runs else None
 
 EXPLAIN_COSINE = (
     "Each cell is the cosine between two tasks' gradients on the shared weights: **blue (> 0)** the "
