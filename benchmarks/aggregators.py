@@ -168,9 +168,11 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
     try:
-        import torchjd
+        import importlib.metadata
 
-        torchjd_version = torchjd.__version__
+        import torchjd  # noqa: F401
+
+        torchjd_version = importlib.metadata.version("torchjd")
     except ImportError:
         torchjd_version = "not installed"
     print(
