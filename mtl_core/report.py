@@ -174,9 +174,9 @@ def _matrix(values: Any) -> list[list[float]] | None:
     return [[math.nan if v is None else float(v) for v in row] for row in values]
 
 
-def _order(study: Mapping[str, Any]) -> list[int] | None:
-    """The dashboard's task order: a clustering of the first matrix with an off-diagonal value
-    (transfer, else affinity, else cosine)."""
+def study_task_order(study: Mapping[str, Any]) -> list[int] | None:
+    """The dashboard's task order for a study's heatmaps: a clustering of the first matrix with an
+    off-diagonal value (transfer, else affinity, else cosine); None when there is none."""
     from mtl_core.figures import cluster_order
 
     size = len(study["tasks"])
@@ -500,7 +500,7 @@ def study_report(study: Mapping[str, Any], evaluations: Sequence[Mapping[str, An
 
     study = check_study(study, "the study")
     plots = _Figures()
-    order = _order(study)
+    order = study_task_order(study)
     config = (study.get("spec") or {}).get("config") or study.get("config") or {}
     when = (generated or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Transfer study — {config.get('suite', '?')}: {', '.join(study['tasks'])}"

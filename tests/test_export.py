@@ -334,3 +334,23 @@ def test_cli_png_without_kaleido_is_a_clear_error(tmp_path: Path, capsys: pytest
     study_path.write_text(json.dumps(make_study()))
     assert main(["export", "figure", "--study", str(study_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "install the optional `kaleido` package" in capsys.readouterr().err
+
+
+def test_cli_study_figures_order_the_tasks_as_the_relationships_page_does(tmp_path: Path) -> None:
+    from mtl_core.report import study_task_order
+
+    study = make_study()
+    study["tasks"] = ["t1", "t2", "t3"]
+    study_path = tmp_path / "study.json"
+    study_path.write_text(json.dumps(study))
+    order = study_task_order(study)
+    assert order is not None and sorted(order) == [0, 1, 2]
+    expected = [study["tasks"][i] for i in order]
+    for kind in ("transfer", "cosine", "affinity"):
+        out = tmp_path / f"{kind}.json"
+        assert main(["export", "figure", "--study", str(study_path), "--kind", kind, "--out", str(out)]) == 0
+        heatmap = json.loads(out.read_text())["data"][0]
+        assert list(heatmap["x"]) == expected, kind
+    cosine = json.loads((tmp_path / "cosine.json").read_text())["data"][0]
+    i, j = expected.index("t1"), expected.index("t3")
+    assert cosine["z"][i][j] == pytest.approx(-0.2)  # the cells move with their labels

@@ -214,18 +214,23 @@ def _build_figure(args: argparse.Namespace) -> Any:
         raise UsageError(f"`--kind` must be one of {', '.join(STUDY_FIGURES)} for a study, got {kind!r}")
     study = load_json_file(args.study, "study.json")
     study_cells(study)  # checks the study's shape
+    from mtl_core.report import study_task_order
+
     tasks = study["tasks"]
+    order = study_task_order(study)  # related tasks side by side, as on the Relationships page
     if kind == "transfer":
         transfer = study["transfer"]
         # p_adjusted is None for a study written before it was stored: the figure adjusts p_value then.
         return figures.transfer_heatmap(transfer["mean"], transfer.get("ci_low"), transfer.get("ci_high"),
-                                        transfer.get("p_value"), tasks, p_adjusted=transfer.get("p_adjusted"))
+                                        transfer.get("p_value"), tasks, p_adjusted=transfer.get("p_adjusted"),
+                                        order=order)
     if not study.get(kind):
         raise UsageError(f"this study has no {kind} matrix" + (" (run the study with --tag)" if kind == "affinity"
                                                                else ""))
     if kind == "cosine":
-        return figures.cosine_heatmap(study["cosine"], tasks)
-    return figures.affinity_heatmap(study["affinity"], tasks)
+        matrix = [[study["cosine"][i][j] for j in (order or range(len(tasks)))] for i in (order or range(len(tasks)))]
+        return figures.cosine_heatmap(matrix, [tasks[i] for i in (order or range(len(tasks)))])
+    return figures.affinity_heatmap(study["affinity"], tasks, order=order)
 
 
 def figure_command(args: argparse.Namespace) -> int:
