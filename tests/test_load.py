@@ -20,6 +20,8 @@ def test_few_participants_finish_every_page_and_lose_no_run(tmp_path: Path) -> N
     # at_least=1: on a busy machine the pages alone can take the whole 12 s; one live refresh is owed.
     result = run_load(participants=2, duration=12, ramp=0.5, think=0.3, home=tmp_path, at_least=1)
     assert not result.problems, result.problems
+    # a click that did not register is repeated once and counted (a rare race, issue 12): not every one
+    assert sum(p.clicks_repeated for p in result.participants) <= 1
     for participant in result.participants:
         assert set(STEPS) <= participant.finished_pages, participant.finished_pages
         assert participant.times["Live view refresh"], "the live run view was never refreshed"
