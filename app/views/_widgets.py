@@ -11,6 +11,7 @@ from services.downloads import figure_html, figure_png, png_export_available
 from services.pacing import live_refresh_seconds, live_viewers
 from services.runs import run_counts
 from state import StateKeys, acting, figure_download_key, option_key
+from views._reruns import rerun_page_from_fragment
 
 __all__ = ["option_inputs", "show_flash", "flash", "status_badge", "first_steps", "figure_downloads",
            "SUMMARY_LIVE_SECONDS", "SUMMARY_IDLE_SECONDS", "summary_period", "summary_caption", "store_summary"]
@@ -155,7 +156,7 @@ def _store_summary(live: bool) -> None:
     except (StoreError, OSError):
         return  # the page says why
     if _live(counts) != live:
-        st.rerun()  # runs started, or the last one ended: the whole page again, to refresh at the other pace
+        rerun_page_from_fragment()  # runs started, or the last one ended: the whole page again, to refresh at the other pace
     # Where the store lives on the server is the presenter's business (and a single user's), not a participant's.
     where = f" in `{store_path()}`" if acting().manages_all else " on this server"
     st.caption(summary_caption(counts, where))

@@ -21,6 +21,7 @@ from services.studies import (
 )
 from services.text import literal
 from state import StateKeys, group_edit_key, init_state, session_owner
+from views._reruns import rerun_page_from_fragment
 from views._store import store_fragment
 from views._widgets import figure_downloads, flash, show_flash
 
@@ -213,7 +214,7 @@ def evaluation_view() -> None:
     if info is None:
         return
     if info.finished != initial.finished:
-        st.rerun()
+        rerun_page_from_fragment()  # only from its own refresh: see views._reruns
     st.progress((info.done + info.failed) / max(info.total, 1), text=f"{info.done} of {info.total} runs done")
     outcome = grouping_result(info)
     if outcome is None:

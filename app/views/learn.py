@@ -10,13 +10,15 @@ from services.lessons import LESSON_PARAM, launch_lesson, lesson_catalog, lesson
 from services.limits import limits_summary
 from services.runs import MTLError, explain
 from state import StateKeys, acting, init_state
-from views._lessons import ACTIVE_LESSON, session_owner
+from views._lessons import ACTIVE_LESSON, pushed_banner, session_owner
+from views._reruns import rerun_page_from_fragment
 from views._store import store_fragment
 from views._widgets import flash, show_flash
 
 init_state()
 st.title("Learn")
 show_flash()
+pushed_id = pushed_banner()  # the lesson the presenter pushed to everyone, if any: shown first below
 st.markdown(
     "Each lesson is a small experiment with a question. **Run this lesson** queues its runs (they take "
     "well under a minute of computer time) and opens the run view with the question in the sidebar. Look "
@@ -119,7 +121,7 @@ def _polling_status(lesson: dict) -> None:
     """The latest unfinished launch, refreshed every few seconds until it finishes."""
     latest = _latest(lesson["id"])
     if latest is None or latest[0]["finished"]:
-        st.rerun()  # stop polling: the full page shows the finished launch and its check
+        rerun_page_from_fragment()  # stop polling: the full page shows the finished launch and its check
     _launch_status(lesson, *latest)
 
 
@@ -160,5 +162,5 @@ def _lesson_card(lesson: dict) -> None:
         lesson_status(lesson)
 
 
-for item in lessons:
+for item in sorted(lessons, key=lambda lesson: lesson["id"] != pushed_id):  # stable: the pushed one first
     _lesson_card(item)

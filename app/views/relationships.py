@@ -29,6 +29,7 @@ from services.studies import (
     study_size,
 )
 from state import StateKeys, init_state, session_owner
+from views._reruns import rerun_page_from_fragment
 from views._store import store_fragment
 from views._widgets import figure_downloads, flash, option_inputs, show_flash
 
@@ -261,7 +262,7 @@ def study_view() -> None:
     if info is None:
         return
     if info.finished != initial.finished:
-        st.rerun()
+        rerun_page_from_fragment()  # only from its own refresh: see views._reruns
     done = info.done + info.failed
     st.progress(done / max(info.total, 1),
                 text=f"{info.done} of {info.total} runs done" + (f", {info.failed} failed" if info.failed else ""))

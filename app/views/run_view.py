@@ -45,6 +45,7 @@ from services.runs import (
 from services.text import engine_message, literal
 from state import StateKeys, acting, init_state, run_key, session_owner
 from views._lessons import ACTIVE_LESSON
+from views._reruns import rerun_page_from_fragment
 from views._store import store_fragment
 from views._widgets import figure_downloads, first_steps, flash, show_flash, status_badge
 
@@ -561,11 +562,11 @@ def live_area() -> None:
     still_live = _keeps_polling(current, members)
     now_playing = bool(st.session_state.get(play_key))
     if still_live != live_runs or now_playing != playing:
-        st.rerun()  # switch the polling on or off
+        rerun_page_from_fragment()  # switch the polling on or off
     if interval is not None and not playing:
         wanted = live_refresh_for(session_owner())  # also keeps this viewer counted
         if wanted != interval:  # services.pacing changes a period only when the load moved well away
-            st.rerun()  # more (or fewer) sessions watch live runs now: refresh at the new pace
+            rerun_page_from_fragment()  # more (or fewer) sessions watch live runs now: refresh at the new pace
     live = live_run(cache, current.id, finished=current.finished)
     _header(current, live)
     tasks = _tasks(current, live)
