@@ -122,6 +122,8 @@ def _polling_status(lesson: dict) -> None:
     latest = _latest(lesson["id"])
     if latest is None or latest[0]["finished"]:
         rerun_page_from_fragment()  # stop polling: the full page shows the finished launch and its check
+        if latest is None:  # in a full page run (no rerun there): nothing to show
+            return
     _launch_status(lesson, *latest)
 
 
