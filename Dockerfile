@@ -13,11 +13,16 @@ WORKDIR /app
 # files it needs are copied before installing; the workshop lessons are package data inside mtl_core,
 # and nothing reads assets/, the README's screenshots). PyPI's Linux torch wheel is the multi-GB CUDA
 # build, so torch comes from PyTorch's CPU index first; the README's command then finds it satisfied.
-COPY --chown=mtl:mtl requirements.txt pyproject.toml README.md ./
+# `--build-arg WITH_RAY=1` also installs the optional Ray executor (requirements-ray.txt, pinned
+# ray[default]; see the README's "Running on a Ray cluster"): the image can then serve the app with
+# MTL_LAB_EXECUTOR=ray, or be started as a cluster node (`ray start --head` / `ray start --address …`).
+ARG WITH_RAY=0
+COPY --chown=mtl:mtl requirements.txt requirements-ray.txt pyproject.toml README.md ./
 COPY --chown=mtl:mtl mtl_core ./mtl_core
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && /opt/venv/bin/pip install -r requirements.txt
+ && /opt/venv/bin/pip install -r requirements.txt \
+ && if [ "$WITH_RAY" = "1" ]; then /opt/venv/bin/pip install -r requirements-ray.txt; fi
 ENV PATH="/opt/venv/bin:$PATH"
 
 COPY --chown=mtl:mtl app ./app

@@ -19,7 +19,7 @@ from services.catalog import (
     warm_up,
 )
 from services.pacing import record_render
-from state import StateKeys, init_state, participant_token
+from state import StateKeys, init_state, is_presenter, participant_token, single_user
 from views._access import identity_sidebar, refuse_unsafe_exposure
 from views._lessons import lesson_aside
 from views._widgets import store_summary
@@ -46,11 +46,15 @@ PAGES = {
     "learn": st.Page("views/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
     "playground": st.Page("views/playground.py", title="Playground", icon=":material/explore:", url_path="playground"),
     "data": st.Page("views/data.py", title="Your data", icon=":material/upload_file:", url_path="data"),
+    "class": st.Page("views/class_view.py", title="Class", icon=":material/groups:", url_path="class"),
 }
+# The Class page shows every participant's name and runs: only the presenter gets it (single-user, it
+# says how to set up a workshop).
+workshop = ["learn", "playground"] + (["class"] if is_presenter() or single_user() else [])
 page = st.navigation({
     "Experiment": [PAGES[k] for k in ("home", "train", "run", "relationships", "groupings", "compare", "runs")],
     "Data": [PAGES["data"]],
-    "Workshop": [PAGES["learn"], PAGES["playground"]],
+    "Workshop": [PAGES[k] for k in workshop],
 })
 if page is PAGES["home"]:  # ``/`` opens Train at ``/train``; a deep link to it (``/?run=7``) the run view
     st.switch_page(PAGES["run"] if "run" in st.query_params else PAGES["train"],

@@ -112,6 +112,12 @@ class StateKeys:
     ACTIVE_LESSON = "active_lesson"  # the lesson shown beside the plots (a lesson id, or None)
     # Lesson sidebar widget
     CLOSE_LESSON = "lesson_close"
+    PUSH_SEEN = "push_seen"  # when the pushed lesson this session last opened was pushed (not a widget)
+    NAME_RECORDED = "name_recorded"  # (owner, name) last written for the Class page (not a widget)
+    # Class page widgets (the presenter's)
+    CLASS_LESSON = "class_lesson"
+    CLASS_PUSH = "class_push"
+    CLASS_CLEAR = "class_clear"
 
 
 #: Defaults of the non-widget entries (widgets take their defaults from the page that draws them).

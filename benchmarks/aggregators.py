@@ -3,12 +3,13 @@
 Issue 14: each gradient method of ``mtl_core.balancing.combine`` against torchjd 0.18's aggregator
 of the same name on the same float32 matrix (8 × 200 000 and 16 × 1 000 000 by default), called
 alternately (paired: ours, theirs, ours, …) so that a change of machine load hits both; the median
-of each, their ratio, and the peak extra memory of one call of ours (torch's profiler on CPU,
+of each, their ratio, the floor (a bare ``G @ G.T`` plus ``w @ G``, the two passes over G every
+Gramian method needs, timed in the same rounds) with ours / floor and torchjd / floor, and the peak extra memory of one call of ours (torch's profiler on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA) in P-vectors (one P-vector = the direction itself).
 With ``--gramian-error`` it also measures the float32 Gramian's error against float64 on
 ill-conditioned matrices (the numbers ``_qp.gramian`` documents).
 
-    python benchmarks/aggregators.py [--shapes 8x200000 16x1000000] [--rounds 15] [--threads 1]
+    python benchmarks/aggregators.py [--shapes 8x200000 16x1000000] [--rounds 15] [--threads 1 2]
                                      [--device cpu|cuda] [--methods upgrad mgda ...] [--gramian-error]
 
 torchjd is optional (``pip install torchjd==0.18.* qpsolvers quadprog``; CAGrad and Nash-MTL need
@@ -98,8 +99,15 @@ def bench_shape(n_tasks: int, n_params: int, methods: list[str], rounds: int, de
     grads = torch.randn(n_tasks, n_params, generator=generator).to(device)
     vector_bytes = n_params * grads.element_size()
     print(f"\n{n_tasks} × {n_params} float32 on {device}: medians of {rounds} paired calls")
-    print("| method | ours (ms) | torchjd (ms) | ours / torchjd | peak extra memory of ours (P-vectors) |")
-    print("|---|---|---|---|---|")
+    weights = torch.rand(n_tasks, generator=generator).to(device)
+
+    def floor() -> object:
+        """The two passes over G that any Gramian method needs: G Gᵀ, then one weighted sum of rows."""
+        return grads @ grads.T, weights @ grads
+
+    print("| method | ours (ms) | torchjd (ms) | floor (ms) | ours / torchjd | ours / floor | torchjd / floor "
+          "| peak extra memory of ours (P-vectors) |")
+    print("|---|---|---|---|---|---|---|---|")
     for method in methods:
         seeded = torch.Generator(device=device).manual_seed(0)
 
@@ -113,17 +121,23 @@ def bench_shape(n_tasks: int, n_params: int, methods: list[str], rounds: int, de
                 theirs(grads)
             except Exception:  # e.g. a solver missing at call time
                 theirs = None
-        our_times, their_times = [], []
+        our_times, their_times, floor_times = [], [], []
         for _ in range(rounds):
             our_times.append(timed(ours, device))
+            floor_times.append(timed(floor, device))
             if theirs is not None:
                 their_times.append(timed(lambda theirs=theirs: theirs(grads), device))
         ours_ms = 1e3 * statistics.median(our_times)
         theirs_ms = 1e3 * statistics.median(their_times) if their_times else math.nan
         ratio = f"{ours_ms / theirs_ms:.2f}" if their_times else "n/a"
         theirs_text = f"{theirs_ms:.2f}" if their_times else "n/a"
+        floor_ms = 1e3 * statistics.median(floor_times)
+        their_floor = f"{theirs_ms / floor_ms:.2f}" if their_times else "n/a"
         memory = peak_extra_bytes(ours, device) / vector_bytes
-        print(f"| {method} | {ours_ms:.2f} | {theirs_text} | {ratio} | {memory:.2f} |")
+        print(
+            f"| {method} | {ours_ms:.2f} | {theirs_text} | {floor_ms:.2f} | {ratio} | {ours_ms / floor_ms:.2f} "
+            f"| {their_floor} | {memory:.2f} |"
+        )
 
 
 def gramian_error() -> None:
@@ -157,15 +171,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=["8x200000", "16x1000000"])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--methods", nargs="+", default=sorted(n for n, c in METHODS.items() if c.kind == "gradient")
     )
     parser.add_argument("--gramian-error", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
     try:
         import importlib.metadata
@@ -175,13 +187,16 @@ def main() -> None:
         torchjd_version = importlib.metadata.version("torchjd")
     except ImportError:
         torchjd_version = "not installed"
-    print(
-        f"torch {torch.__version__}, torchjd {torchjd_version}, {args.threads} thread(s), "
-        f"{device_name or platform.machine()}, {os.cpu_count()} CPUs, load {load:.2f}"
-    )
-    for shape in args.shapes:
-        n_tasks, n_params = (int(part) for part in shape.lower().split("x"))
-        bench_shape(n_tasks, n_params, args.methods, args.rounds, args.device)
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+        print(
+            f"\ntorch {torch.__version__}, torchjd {torchjd_version}, {threads} thread(s), "
+            f"{device_name or platform.machine()}, {os.cpu_count()} CPUs, load {load:.2f}"
+        )
+        for shape in args.shapes:
+            n_tasks, n_params = (int(part) for part in shape.lower().split("x"))
+            bench_shape(n_tasks, n_params, args.methods, args.rounds, args.device)
     if args.gramian_error:
         gramian_error()
 

@@ -64,7 +64,9 @@ def step_of_trainer(n_tasks: int, method: str, mode: str, device: str):
     return lambda: trainer._train_step(x, y, m, epoch=1)
 
 
-def interleaved_medians(steps: dict[str, object], rounds: int, block: int, device: str) -> dict[str, float]:
+def interleaved_medians(
+    steps: dict[str, object], rounds: int, block: int, device: str, clock=time.perf_counter
+) -> dict[str, float]:
     """Median ms per step of each contestant, timed in blocks of ``block`` steps, round-robin in a
     shuffled order every round, so drifts of a shared machine hit every contestant alike."""
     import random
@@ -80,25 +82,27 @@ def interleaved_medians(steps: dict[str, object], rounds: int, block: int, devic
         rng.shuffle(names)
         for name in names:
             step = steps[name]
-            start = time.perf_counter()
+            start = clock()
             for _ in range(block):
                 step()
             sync(device)
-            samples[name].append((time.perf_counter() - start) / block * 1000)
+            samples[name].append((clock() - start) / block * 1000)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def floor_step(n_tasks: int, device: str):
-    """Forward, T backward passes (task i's loss through the retained graph, accumulated into
-    ``.grad``: no T × P matrix, no combination), optimiser step."""
-    from mtl_core.training.trainer import task_losses
+    """Forward, T backward passes (task i's own loss scalar through its head and the retained
+    trunk, accumulated into ``.grad``: no T × P matrix, no combination), optimiser step. Each pass
+    starts from a separate scalar: from an entry of the stacked losses it would also run through
+    every other head (zeros), an inflated floor (≈ 20 % at T = 8, measured 2026-12-05)."""
+    from mtl_core.training.trainer import task_loss_list
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)
     x, y, m = batch(trainer)
 
     def step() -> None:
         trainer.optimizer.zero_grad(set_to_none=True)
-        losses = task_losses(trainer.model(x), y, m, trainer.tasks)
+        losses = task_loss_list(trainer.model(x), y, m, trainer.tasks)
         for i in range(n_tasks):
             losses[i].backward(retain_graph=i < n_tasks - 1)
         trainer.optimizer.step()
@@ -115,7 +119,7 @@ def torchjd_step(n_tasks: int, device: str):
         return None
     from torchjd.autojac import jac_to_grad, mtl_backward  # torchjd ≥ 0.18 API
 
-    from mtl_core.training.trainer import task_losses
+    from mtl_core.training.trainer import task_loss_list
 
     trainer = make_trainer(n_tasks, "ew", "loop", device)
     x, y, m = batch(trainer)
@@ -126,7 +130,7 @@ def torchjd_step(n_tasks: int, device: str):
         z = model.encode(x)
         outputs = model.decode(z)
         # one separate graph per task loss (a stacked tensor would share one node)
-        losses = [task_losses(outputs, y, m, [spec])[0] for spec in trainer.tasks]
+        losses = task_loss_list(outputs, y, m, trainer.tasks)
         mtl_backward(losses, features=z, shared_params=trainer.shared)
         jac_to_grad(trainer.shared, aggregator)
         trainer.optimizer.step()
@@ -142,6 +146,9 @@ def main() -> None:
     parser.add_argument("--tasks", default="2,4,8")
     parser.add_argument("--methods", default="upgrad,pcgrad")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts (workers use 1)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: perf_counter; cpu: the process's CPU time (steadier on a shared machine; "
+                             "at 1 thread only, on CPU: with more threads it adds up every thread)")
     args = parser.parse_args()
     try:
         import torchjd
@@ -150,7 +157,7 @@ def main() -> None:
     except ImportError:
         jd_version = "not installed (n/a)"
     print(f"device={args.device} torch={torch.__version__} torchjd={jd_version} rounds={args.rounds} block={args.block} "
-          f"cpus={os.cpu_count()} load={_load()}")
+          f"cpus={os.cpu_count()} load={_load()} clock={args.clock} (cpu at 1 thread only)")
     print("median ms per step; (×) = ratio to the fastest of our modes; over floor = auto / T-backward floor − 1")
     print()
     print("| threads | T | method | ew | floor | " + " | ".join(MODES) + " | auto picks | auto / fastest "
@@ -175,7 +182,8 @@ def row(threads: int, n_tasks: int, method: str, args: argparse.Namespace) -> st
     jd = torchjd_step(n_tasks, args.device) if method == "upgrad" else None
     if jd is not None:
         steps["torchjd"] = jd
-    timings = interleaved_medians(steps, args.rounds, args.block, args.device)
+    clock = time.process_time if args.clock == "cpu" and threads == 1 else time.perf_counter
+    timings = interleaved_medians(steps, args.rounds, args.block, args.device, clock)
     auto_mode = make_trainer(n_tasks, method, "auto", args.device).jacobian_mode
     fastest = min(timings[m] for m in MODES)
     auto = timings[auto_mode]

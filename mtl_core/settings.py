@@ -43,8 +43,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MTL_LAB_WORKERS", "worker processes of an automatically started pool", "number of cores", "`2`"),
     Variable("MTL_LAB_POOL_IDLE_EXIT", "seconds an automatically started pool waits for work before it exits "
              "(`0`: never)", "`60`", "`600`"),
-    Variable("MTL_LAB_EXECUTOR", "where queued runs are trained (a name of `mtl_core.runs.executors.EXECUTORS`)",
-             "`local`", "`local`"),
+    Variable("MTL_LAB_EXECUTOR", "where queued runs are trained: `local` (the worker pool), `serial` (in the "
+             "submitting process) or `ray` (a Ray cluster, see *Running on a Ray cluster*)",
+             "`local`", "`ray`"),
+    Variable("MTL_LAB_RAY_ADDRESS", "with `MTL_LAB_EXECUTOR=ray`: the Ray cluster, `auto` (the cluster this "
+             "machine joined), `HOST:PORT` (its head node) or `ray://HOST:PORT` (Ray Client); the CLI's "
+             "`--address` overrides it", "none: a local Ray with this machine's cores", "`auto`"),
     Variable("MTL_LAB_PLUGINS", "plugins to load: comma-separated module names or paths of `.py` files "
              "(besides the installed `mtl_lab.plugins` entry points)", "none",
              "`examples/mtl_lab_example_plugin.py`"),
@@ -129,8 +133,31 @@ class Settings:
 
     @property
     def executor(self) -> str:
-        """``$MTL_LAB_EXECUTOR``, else ``local`` (the name is checked by the executor registry)."""
-        return self.text("MTL_LAB_EXECUTOR") or "local"
+        """``$MTL_LAB_EXECUTOR``, else ``local``; a name the executor registry does not hold raises
+        :class:`SettingError` naming the allowed ones."""
+        name = self.text("MTL_LAB_EXECUTOR")
+        if name is None:
+            return "local"
+        # Imported here: the registry's module reads these settings (neither imports torch or Ray).
+        from mtl_core.runs.executors import EXECUTORS
+
+        if name not in EXECUTORS:
+            raise SettingError("MTL_LAB_EXECUTOR", f"one of {', '.join(sorted(EXECUTORS.names()))}", name)
+        return name
+
+    @property
+    def ray_address(self) -> str | None:
+        """``$MTL_LAB_RAY_ADDRESS`` normalised (:func:`mtl_core.runs.ray_support.parse_address`), else
+        None (a local Ray); a malformed one raises :class:`SettingError` naming what is allowed."""
+        text = self.text("MTL_LAB_RAY_ADDRESS")
+        if text is None:
+            return None
+        from mtl_core.runs.ray_support import ALLOWED_ADDRESSES, RaySetupError, parse_address
+
+        try:
+            return parse_address(text)
+        except RaySetupError as exc:
+            raise SettingError("MTL_LAB_RAY_ADDRESS", ALLOWED_ADDRESSES, text) from exc
 
     @property
     def plugins(self) -> tuple[str, ...]:

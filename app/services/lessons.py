@@ -33,6 +33,7 @@ __all__ = [
     "get_lesson",
     "launch_lesson",
     "lesson_launches",
+    "lesson_results",
     "lesson_verdict",
 ]
 
@@ -179,6 +180,18 @@ def _launch_results(runs: Sequence[Mapping[str, Any]]) -> list[RunResult]:
     return results
 
 
+def lesson_results(launch: Mapping[str, Any]) -> tuple[Lesson, LessonResults]:
+    """The lesson of a launch and what its finished runs (and its study, once analysed) measured, as
+    the lesson's checks read them."""
+    lesson = _lesson(launch["lesson"])
+    runs = _launch_results(launch.get("runs", []))
+    study = None
+    if launch.get("study_id"):
+        info = get_study(launch["study_id"])
+        study = study_result(info) if info is not None else None
+    return lesson, LessonResults(lesson.id, runs, study)
+
+
 def lesson_verdict(launch: Mapping[str, Any]) -> dict[str, Any] | None:
     """Whether the lesson's expected observation holds on the launch's own runs (``passed`` and
     ``explanation``, one line per check), once every run has finished; None before."""
@@ -188,13 +201,8 @@ def lesson_verdict(launch: Mapping[str, Any]) -> dict[str, Any] | None:
     group_id = progress["group_id"]
     if group_id in _verdict_cache:
         return _verdict_cache[group_id]
-    lesson = _lesson(progress["lesson"])
-    runs = _launch_results(progress.get("runs", []))
-    study = None
-    if progress.get("study_id"):
-        info = get_study(progress["study_id"])
-        study = study_result(info) if info is not None else None
-    passed, explanation = evaluate_check(lesson, LessonResults(lesson.id, runs, study))
+    lesson, results = lesson_results(progress)
+    passed, explanation = evaluate_check(lesson, results)
     verdict = {"passed": passed, "explanation": explanation, "failed_runs": progress["failed"]}
     _verdict_cache[group_id] = verdict
     return verdict

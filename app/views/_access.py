@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 import streamlit as st
+from services.classroom import record_name, recorded_name
 from services.limits import LIMIT_LABELS, current_limits, set_limits
 from services.runs import MTLError
 from state import StateKeys, acting, is_presenter, session_owner, single_user, unlock_presenter
@@ -53,6 +54,19 @@ def _keep_name() -> None:
         del st.query_params[NAME_PARAM]
 
 
+def _record_name() -> None:
+    """Keep the name with the participant's owner id (what their runs carry) for the presenter's Class
+    page: written when it changes, so it is on record before any run is queued from this session."""
+    entry = (session_owner(), str(st.session_state.get(StateKeys.DISPLAY_NAME) or "").strip())
+    if st.session_state.get(StateKeys.NAME_RECORDED) == entry:
+        return
+    try:
+        record_name(*entry)
+    except OSError:  # a read-only lab home: the Class page lists this participant by id
+        return
+    st.session_state[StateKeys.NAME_RECORDED] = entry
+
+
 def _unlock() -> None:
     given = st.session_state.get(StateKeys.PRESENTER_PASSCODE) or ""
     st.session_state[StateKeys.PRESENTER_PASSCODE] = ""  # never kept, never shown again
@@ -67,11 +81,18 @@ def _lock() -> None:
 def identity_sidebar() -> None:
     """Who you are (an optional name and your participant id) and, on a workshop server, the presenter box."""
     if StateKeys.DISPLAY_NAME not in st.session_state:
-        st.session_state[StateKeys.DISPLAY_NAME] = str(st.query_params.get(NAME_PARAM) or "")[:40]
+        # A page switch that sets the address anew drops ``?name=`` (and may drop the widget's state):
+        # the name this session last recorded stays.
+        # A new session (a link or bookmark without ``?name=``) takes the name this participant gave before.
+        kept = st.session_state.get(StateKeys.NAME_RECORDED) or ("", "")
+        remembered = kept[1] if kept[0] == session_owner() else recorded_name(session_owner())
+        st.session_state[StateKeys.DISPLAY_NAME] = str(st.query_params.get(NAME_PARAM) or remembered)[:40]
     st.text_input("Your name (optional)", key=StateKeys.DISPLAY_NAME, max_chars=40, on_change=_keep_name,
-                  help="Shown to you only; your runs are yours through the address (`?me=…`): bookmark it, "
-                       "and do not share it.")
+                  help="Shown to you and, on a workshop server, to the presenter on the Class page beside your "
+                       "runs (other participants never see it); your runs are yours through the address "
+                       "(`?me=…`): bookmark it, and do not share it.")
     _keep_name()
+    _record_name()
     st.caption(f"Participant `{session_owner()}`")
     if single_user():
         return

@@ -9,11 +9,12 @@ per script run (the entry script, before ``page.run()``, or any page).
 from __future__ import annotations
 
 import streamlit as st
+from services.classroom import pushed_lesson
 from services.lessons import LESSON_PARAM, get_lesson
 from services.text import literal
-from state import StateKeys, session_owner
+from state import StateKeys, is_presenter, session_owner
 
-__all__ = ["SESSION_OWNER", "ACTIVE_LESSON", "CLOSE_LESSON", "session_owner", "lesson_aside"]
+__all__ = ["SESSION_OWNER", "ACTIVE_LESSON", "CLOSE_LESSON", "session_owner", "lesson_aside", "pushed_banner"]
 
 SESSION_OWNER = StateKeys.SESSION_OWNER
 ACTIVE_LESSON = StateKeys.ACTIVE_LESSON
@@ -26,8 +27,40 @@ def _close() -> None:
         del st.query_params[LESSON_PARAM]
 
 
+def _follow_pushed_lesson() -> None:
+    """Open the lesson the presenter pushed, once per push: after that the participant may close it or
+    choose another."""
+    if is_presenter():
+        return
+    lesson, pushed_at, _ = pushed_lesson()
+    if lesson is None or st.session_state.get(StateKeys.PUSH_SEEN) == pushed_at:
+        return
+    st.session_state[StateKeys.PUSH_SEEN] = pushed_at
+    if not st.query_params.get(LESSON_PARAM):  # a lesson named in the address stays
+        st.session_state[ACTIVE_LESSON] = lesson["id"]
+
+
+def pushed_banner() -> str | None:
+    """On Learn: the banner naming the lesson the presenter pushed (or why the pushed one cannot be
+    opened); returns the pushed lesson's id, or None."""
+    lesson, _, problem = pushed_lesson()
+    if problem:
+        st.warning(problem, icon=":material/warning:")
+    if lesson is None:
+        return None
+    if is_presenter():
+        st.info(f"You pushed lesson **{lesson['order']}. {lesson['title']}** to every participant (withdraw it "
+                "on the Class page).", icon=":material/campaign:")
+        return lesson["id"]
+    st.info(f"Your presenter opened lesson **{lesson['order']}. {lesson['title']}**: it is the first one below, "
+            "with its question in the sidebar. You can still choose another lesson.", icon=":material/campaign:")
+    return lesson["id"]
+
+
 def lesson_aside() -> None:
-    """The active lesson's question in the sidebar (nothing when no lesson is active)."""
+    """The active lesson's question in the sidebar (nothing when no lesson is active); a lesson the
+    presenter pushed becomes the active one, once per push."""
+    _follow_pushed_lesson()
     lesson_id = st.query_params.get(LESSON_PARAM) or st.session_state.get(ACTIVE_LESSON)
     if not lesson_id:
         return

@@ -24,6 +24,8 @@ Solvers:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -38,7 +40,9 @@ __all__ = [
     "gramian",
     "min_norm_simplex",
     "nonnegative_qp",
+    "nonnegative_qp_many",
     "normalise_gramian",
+    "weights_and_direction",
 ]
 
 #: Largest positive gradient left on an inactive variable when :func:`nonnegative_qp` stops, on a
@@ -67,16 +71,17 @@ def gramian(grads: torch.Tensor) -> np.ndarray:
     rows = grads.detach()
     if rows.dtype not in (torch.float32, torch.float64):
         rows = rows.to(torch.float32)
-    matrix = (rows @ rows.T).to(torch.float64).cpu().numpy()
-    diagonal = np.diag(matrix)
-    if not np.all(np.isfinite(diagonal)):
+    matrix = np.asarray((rows @ rows.T).cpu().numpy(), dtype=np.float64)
+    diagonal = matrix.diagonal()
+    # A sum of T squared norms cannot overflow float64: it is finite exactly when every one is.
+    if not math.isfinite(float(diagonal.sum())):
         if not bool(torch.isfinite(rows).all()):
             raise ValueError(NON_FINITE_MESSAGE)
         if rows.dtype != torch.float64:
             matrix = _float64_gramian(rows)
     elif rows.dtype != torch.float64 and float(diagonal.max()) < _FLOAT32_FLOOR:
         matrix = _float64_gramian(rows)
-    matrix = (matrix + matrix.T) / 2.0
+    matrix = (matrix + matrix.T) * 0.5
     if rows.dtype != torch.float64:
         matrix = _nearest_semidefinite(matrix)
     return matrix
@@ -90,6 +95,11 @@ def _nearest_semidefinite(matrix: np.ndarray) -> np.ndarray:
     eigenvalues of the cosine matrix ``D^{-1/2} M D^{-1/2}`` are set to zero (on the cosine scale, so
     short rows keep their relative precision), and zero rows stay exactly zero.
     """
+    try:  # the common case, linearly independent rows: positive definite, nothing to repair
+        np.linalg.cholesky(matrix)
+        return matrix
+    except np.linalg.LinAlgError:
+        pass
     diagonal = np.diag(matrix)
     index = np.flatnonzero(diagonal > 0.0)
     if index.size < 2:
@@ -134,17 +144,99 @@ def combine_rows(weights: np.ndarray | torch.Tensor, grads: torch.Tensor) -> tor
     return w @ grads
 
 
+def weights_and_direction(weights: np.ndarray, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weights`` (T,) as a tensor in ``grads``' dtype and device (for ``BalancingMethod.weights``),
+    and ``weightsᵀ G`` (P,) computed with that same tensor: one conversion, one GEMV."""
+    tensor = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(dtype=grads.dtype, device=grads.device)
+    return tensor, tensor @ grads
+
+
 def as_weights(weights: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A detached (T,) tensor for ``BalancingMethod.weights``, in ``like``'s dtype and device."""
     return torch.as_tensor(np.asarray(weights, dtype=np.float64)).to(dtype=like.dtype, device=like.device)
 
 
-def nonnegative_qp(
+def nonnegative_qp(quadratic: np.ndarray, linear: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarray:
+    """Solve ``min ½xᵀQx − bᵀx`` subject to ``x ≥ 0`` (``Q`` symmetric positive semi-definite).
+
+    :func:`nonnegative_qp_many` for one right-hand side. Returns a minimiser (one of them if not
+    unique).
+    """
+    linear = np.asarray(linear, dtype=np.float64)
+    return nonnegative_qp_many(quadratic, linear[None, :], tol)[0]
+
+
+def nonnegative_qp_many(quadratic: np.ndarray, linear: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarray:
+    """Row ``k``: a minimiser of ``½xᵀQx − bₖᵀx`` subject to ``x ≥ 0``, for the rows ``bₖ`` of ``linear`` (K × n).
+
+    All K problems share ``Q`` (symmetric positive semi-definite, n × n) and are solved together by
+    block principal pivoting (Júdice & Pires 1994; Kim & Park, "Fast nonnegative matrix
+    factorization: an active-set-like method and comparisons", SIAM J. Sci. Comput. 2011): each
+    problem guesses its passive set, solves the equations ``Q_SS x_S = b_S`` (one batched
+    ``np.linalg.solve`` for the K problems, padded to n × n), and exchanges every variable that
+    breaks a KKT condition (``x_S ≤ 0``, or a gradient ``(b − Qx)ⱼ > tol`` off the set) at once,
+    or only the last one when full exchanges stop reducing their number. The first guess, the
+    variables whose gradient at 0 is positive, is usually the answer. A problem is accepted only
+    when every KKT condition holds: ``x_S > 0``, ``|(b − Qx)_S| ≤ tol`` and
+    ``(b − Qx)ⱼ ≤ tol`` elsewhere; the others (a singular ``Q_SS``, dependent rows of ``G``) are solved
+    by the Lawson–Hanson active-set method on least squares (:func:`_lawson_hanson`), which is exact
+    there too.
+    """
+    quadratic = np.asarray(quadratic, dtype=np.float64)
+    linear = np.asarray(linear, dtype=np.float64)
+    solution, settled = _block_pivoting(quadratic, linear, tol)
+    for k in np.flatnonzero(~settled):
+        solution[k] = _lawson_hanson(quadratic, linear[k], tol)
+    return solution
+
+
+def _block_pivoting(quadratic: np.ndarray, linear: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """The K problems of :func:`nonnegative_qp_many` by block principal pivoting: the solutions and
+    whether each one satisfies every KKT condition (the others are left to the caller)."""
+    count, size = linear.shape
+    # Off the passive set a padded system is the identity (row and column), so LU gives exactly 0
+    # there; a singular Q_SS gives an exception or non-finite values, refused below.
+    identity = np.eye(size)
+    passive = linear > tol
+    solution, gradient = np.zeros((count, size)), linear
+    infeasible = passive & False
+    fewest, backups, rows = np.full(count, size + 1), np.full(count, 3), np.arange(count)
+    for _ in range(5 * size + 10):
+        if passive.any():
+            systems = np.where(passive[:, :, None] & passive[:, None, :], quadratic, identity)
+            try:
+                solution = np.linalg.solve(systems, (linear * passive)[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:  # an exactly singular Q_SS somewhere: least squares for all
+                return solution, np.zeros(count, dtype=bool)
+            gradient = linear - solution @ quadratic
+        else:
+            solution, gradient = np.zeros((count, size)), linear
+        infeasible = np.where(passive, solution <= 0.0, gradient > tol)
+        if not infeasible.any():
+            break
+        # Júdice & Pires' rule: exchange every infeasible variable while that lowers their number
+        # (with three more tries), otherwise only the last one, which ends in finitely many steps.
+        counts = infeasible.sum(axis=1)
+        fewer = counts < fewest
+        fewest = np.where(fewer, counts, fewest)
+        backups = np.where(fewer, 3, backups - 1)
+        last = size - 1 - np.argmax(infeasible[:, ::-1], axis=1)
+        single = np.zeros_like(infeasible)
+        single[rows, last] = True
+        passive ^= np.where((backups >= 0)[:, None], infeasible, single & infeasible)
+    # Rows still exchanging after the last pass (cycling on a singular Q) are not settled; the
+    # others kept the passive set their solution was computed on. A non-finite solution makes
+    # every gradient NaN or inf, so the residual test refuses it too.
+    settled = ~infeasible.any(axis=1) & (np.abs(gradient * passive).max(axis=1) <= tol)
+    return solution, settled
+
+
+def _lawson_hanson(
     quadratic: np.ndarray, linear: np.ndarray, tol: float = KKT_TOLERANCE, max_iter: int | None = None
 ) -> np.ndarray:
     """Solve ``min ½xᵀQx − bᵀx`` subject to ``x ≥ 0`` (``Q`` symmetric positive semi-definite).
 
-    Active-set method of Lawson & Hanson on the normal equations (Bro & De Jong 1997): a variable
+    The fallback of :func:`nonnegative_qp` for the problems block pivoting does not settle. Active-set method of Lawson & Hanson on the normal equations (Bro & De Jong 1997): a variable
     enters the passive set when its gradient ``(b − Qx)ⱼ`` exceeds ``tol``; the unconstrained
     solution on the passive set is taken by least squares (so a singular ``Q`` is fine), stepping
     back to the feasible region when it leaves it. On a step back the variable that blocks the
@@ -152,8 +244,6 @@ def nonnegative_qp(
     which can stay a positive 1e-65 and keep it passive forever). Returns a minimiser (one of them
     if not unique).
     """
-    quadratic = np.asarray(quadratic, dtype=np.float64)
-    linear = np.asarray(linear, dtype=np.float64)
     n = linear.shape[0]
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)
@@ -247,9 +337,6 @@ def dual_cone_projection_weights(matrix: np.ndarray, tol: float = KKT_TOLERANCE)
     weights = np.eye(size)
     if scale == 0.0:
         return weights
-    for i in range(size):
-        column = normalised[:, i]
-        if np.all(column >= 0.0):  # gᵢ already lies in the dual cone
-            continue
-        weights[i] += nonnegative_qp(normalised, -column, tol)
-    return weights
+    # Row i of ``-normalised`` is the linear term of problem i (the Gramian is symmetric); a row
+    # that conflicts with nobody has no positive entry there, so its λᵢ starts, and stays, at 0.
+    return weights + nonnegative_qp_many(normalised, -normalised, tol)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["AlignedMTL", "alignment_matrix", "eigenvalue_tolerance"]
@@ -74,5 +74,5 @@ class AlignedMTL(BalancingMethod):
         matrix = gramian(grads)
         basis = alignment_matrix(matrix, eigenvalue_tolerance(matrix.shape[0], grads.dtype))
         alpha = basis @ np.ones(matrix.shape[0])
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import brentq
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, closest_in_hull, combine_rows, gramian, normalise_gramian
+from mtl_core.balancing._qp import closest_in_hull, gramian, normalise_gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 from mtl_core.options import Option
 
@@ -96,5 +96,5 @@ class CAGrad(BalancingMethod):
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         c = float(self.settings["c"])
         alpha = conflict_averse_weights(gramian(grads), c) / (1.0 + c * c)
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 from mtl_core.balancing.pcgrad import partner_order
 from mtl_core.options import Option
@@ -84,5 +84,5 @@ class GradVac(BalancingMethod):
                     )
                 targets[i, j] = (1.0 - beta) * targets[i, j] + beta * rho
         alpha = coefficients.sum(axis=0)
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

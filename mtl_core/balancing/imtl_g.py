@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["IMTLG", "impartial_weights"]
@@ -82,5 +82,5 @@ class IMTLG(BalancingMethod):
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = impartial_weights(gramian(grads))
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

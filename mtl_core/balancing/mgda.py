@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian, min_norm_simplex
+from mtl_core.balancing._qp import gramian, min_norm_simplex, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["MGDA"]
@@ -48,5 +48,5 @@ class MGDA(BalancingMethod):
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = min_norm_simplex(gramian(grads))
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["PCGrad", "partner_order"]
@@ -70,5 +70,5 @@ class PCGrad(BalancingMethod):
                 if dot < 0.0 and squared_norms[j] > 0.0:
                     coefficients[i, j] -= dot / squared_norms[j]
         alpha = coefficients.sum(axis=0)
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

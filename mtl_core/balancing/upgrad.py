@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, dual_cone_projection_weights, gramian
+from mtl_core.balancing._qp import dual_cone_projection_weights, gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["UPGrad"]
@@ -45,5 +45,5 @@ class UPGrad(BalancingMethod):
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
         alpha = dual_cone_projection_weights(gramian(grads)).mean(axis=0)
-        self.weights = as_weights(alpha, grads)
-        return combine_rows(alpha, grads)
+        self.weights, direction = weights_and_direction(alpha, grads)
+        return direction

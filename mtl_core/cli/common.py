@@ -1,4 +1,5 @@
-"""Shared argument handling for commands that take a training configuration (train, study)."""
+"""Shared argument handling: commands that take a training configuration (train, study) and
+commands that train queued runs somewhere (``--executor`` / ``--address``: study, group --train)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ from typing import Any
 from mtl_core.cli import UsageError
 from mtl_core.config import OPTIMIZERS, TrainConfig, load_config_file
 
-__all__ = ["add_config_arguments", "config_from_args", "method_help", "parse_key_values", "strategy_help", "tag_help"]
+__all__ = [
+    "EXECUTOR_CHOICES",
+    "add_config_arguments",
+    "add_executor_arguments",
+    "config_from_args",
+    "executor_choice",
+    "make_cli_executor",
+    "method_help",
+    "parse_key_values",
+    "ray_address",
+    "strategy_help",
+    "tag_help",
+]
 
 
 # Help texts read from the registries' classes. They are passed to argparse as functions and
@@ -119,3 +132,65 @@ def config_from_args(
     if defaults is not None:
         data = defaults(data)
     return TrainConfig.from_dict(data).validated()
+
+
+#: The ``--executor`` choices: the executor each names (:mod:`mtl_core.runs.executors`).
+EXECUTOR_CHOICES = {"pool": "local", "serial": "serial", "ray": "ray"}
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """``--executor`` (default: ``$MTL_LAB_EXECUTOR``) and ``--address`` (the Ray cluster). ``when``
+    prefixes the helps (``"with --train: "``)."""
+    parser.add_argument("--executor", choices=tuple(EXECUTOR_CHOICES), default=None,
+                        help=f"{when}pool: the background worker pool; serial: in this process; ray: Ray tasks "
+                             "on a local Ray or the cluster of --address (default: $MTL_LAB_EXECUTOR, else pool)")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help=f"{when}with --executor ray: the Ray cluster, auto, HOST:PORT or ray://HOST:PORT "
+                             "(default: $MTL_LAB_RAY_ADDRESS, else a local Ray with this machine's cores)")
+
+
+def executor_choice(choice: str | None) -> str:
+    """The ``--executor`` choice, or the one ``$MTL_LAB_EXECUTOR`` names (``local`` is ``pool``); an
+    unknown name in the variable raises :class:`~mtl_core.settings.SettingError` naming the allowed ones."""
+    if choice is not None:
+        return choice
+    from mtl_core.settings import settings
+
+    name = settings().executor
+    return {engine: flag for flag, engine in EXECUTOR_CHOICES.items()}.get(name, "pool")
+
+
+def ray_address(address: str | None) -> str | None:
+    """The normalised ``--address`` (None: not given, then ``$MTL_LAB_RAY_ADDRESS``; None from both: a
+    local Ray). A malformed one raises :class:`~mtl_core.runs.ray_support.RaySetupError` naming it."""
+    from mtl_core.runs.ray_support import parse_address
+    from mtl_core.settings import settings
+
+    if address is not None:
+        return parse_address(address, setting="`--address`")
+    return settings().ray_address
+
+
+def make_cli_executor(choice: str | None, workers: int | None, address: str | None) -> Any:
+    """The executor of ``--executor`` / ``--workers`` / ``--address``, checked before anything is queued:
+    for ``ray`` the address is parsed, Ray's version checked and this process connected to the
+    cluster (or a local Ray started), so bad input or an unreachable cluster is one line (exit status
+    2) and no run is queued. The runs are recorded in the run store of ``$MTL_LAB_HOME``."""
+    from mtl_core.runs.executors import make_executor
+
+    choice = executor_choice(choice)
+    if address is not None and choice != "ray":
+        raise UsageError(f"`--address` applies to --executor ray only, got --executor {choice} with "
+                         f"--address {address!r}")
+    if workers is not None and workers < 1:
+        raise UsageError(f"`--workers` must be an integer ≥ 1, got {workers}")
+    if choice == "ray":
+        from mtl_core.runs.ray_support import connect, require_ray
+
+        cluster = ray_address(address)
+        require_ray()
+        connect(cluster)
+        # "" (not None): a local Ray even when $MTL_LAB_RAY_ADDRESS names a cluster but --address "" was given.
+        return make_executor("ray", address=cluster or "", max_parallel=workers)
+    options = {"max_workers": workers} if choice == "pool" else {}
+    return make_executor(EXECUTOR_CHOICES[choice], **options)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.cli import UsageError
+from mtl_core.cli.common import add_executor_arguments
 
 __all__ = ["register", "load_study"]
 
@@ -33,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", choices=SOURCES, default="transfer", help="score matrix (default transfer)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--train", action="store_true", help="train the grouping and report measured vs predicted")
-    parser.add_argument("--executor", choices=("pool", "serial"), default="pool", help="with --train: where to train")
-    parser.add_argument("--workers", type=int, metavar="N", help="with --train: worker processes if the pool is started now")
+    add_executor_arguments(parser, when="with --train: ")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --train: worker processes if the pool is started now (ray: runs at once)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -81,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from mtl_core.analysis.grouping import best_grouping
     from mtl_core.studies.study import evaluate_grouping, grouping_sources, score_unit
 
+    if not args.train and (args.executor is not None or args.address is not None or args.workers is not None):
+        given = "--executor" if args.executor is not None else "--address" if args.address is not None else "--workers"
+        raise UsageError(f"`{given}` applies with --train only, got {given} without --train")
     study = load_study(args.study)
     tasks = study["tasks"]
     sources = grouping_sources(study)
@@ -97,11 +102,10 @@ def run(args: argparse.Namespace) -> int:
     if args.train:
         from mtl_core.cli.study import RunProgress, study_executor
 
+        executor = study_executor(args.executor, args.workers, args.address)  # checked before anything is queued
         progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty(), description="grouping")
         try:
-            output["evaluation"] = evaluate_grouping(
-                study, grouping.groups, args.source, study_executor(args.executor, args.workers), progress
-            )
+            output["evaluation"] = evaluate_grouping(study, grouping.groups, args.source, executor, progress)
         finally:
             progress.close()
     if args.json:

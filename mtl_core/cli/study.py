@@ -2,7 +2,7 @@
 
 Every chosen task alone, every pair together (``--all``: all tasks together too) for ``--seeds``
 seeds, as one group of runs on the background worker pool (``--executor serial``: in this
-process). Every run follows one protocol: up to ``--max-epochs`` epochs, stopping once the sum of
+process; ``--executor ray [--address …]``: as Ray tasks on a local Ray or a cluster). Every run follows one protocol: up to ``--max-epochs`` epochs, stopping once the sum of
 its validation losses has not improved for ``--patience`` epochs. The study is recorded in the run
 store of ``$MTL_LAB_HOME`` like one launched from the dashboard (:mod:`mtl_core.studies.records`), so the
 Relationships page lists it. Prints a summary; ``--out`` gets the full study (see :mod:`mtl_core.studies.study`).
@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.cli import UsageError
-from mtl_core.cli.common import add_config_arguments, config_from_args, method_help
+from mtl_core.cli.common import (
+    EXECUTOR_CHOICES,
+    add_config_arguments,
+    add_executor_arguments,
+    config_from_args,
+    make_cli_executor,
+    method_help,
+)
 
 __all__ = ["register", "RunProgress", "format_matrix", "study_executor", "EXECUTOR_CHOICES"]
 
@@ -46,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all", dest="include_all", action="store_true", help="also train all tasks together")
     parser.add_argument("--metric", choices=("best", "final"), default="best",
                         help="validation metric: best epoch (default) or last epoch")
-    parser.add_argument("--executor", choices=tuple(EXECUTOR_CHOICES), default="pool",
-                        help="pool: the background worker pool (default); serial: in this process")
-    parser.add_argument("--workers", type=int, metavar="N", help="worker processes if the pool is started now")
+    add_executor_arguments(parser)
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes if the pool is started now (with --executor ray: runs at once)")
     parser.add_argument("--out", metavar="FILE", help="write study.json here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -92,17 +99,11 @@ def format_matrix(tasks: list[str], matrix: list[list[float | None]], percent: b
     return "\n".join(lines)
 
 
-#: The ``--executor`` choices: the executor each names (:mod:`mtl_core.runs.executors`).
-EXECUTOR_CHOICES = {"pool": "local", "serial": "serial"}
-
-
-def study_executor(choice: str, workers: int | None) -> Any:
-    """The executor of ``--executor`` (``--workers``: the pool's size if it is started now); the
-    runs are recorded in the run store of ``$MTL_LAB_HOME``."""
-    from mtl_core.runs.executors import make_executor
-
-    options = {"max_workers": workers} if choice == "pool" else {}
-    return make_executor(EXECUTOR_CHOICES[choice], **options)
+def study_executor(choice: str | None, workers: int | None, address: str | None = None) -> Any:
+    """The executor of ``--executor`` (default ``$MTL_LAB_EXECUTOR``; ``--workers``: the pool's size if
+    it is started now, or the Ray runs at once; ``--address``: the Ray cluster), checked and connected
+    before anything is queued (:func:`mtl_core.cli.common.make_cli_executor`)."""
+    return make_cli_executor(choice, workers, address)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise UsageError(f"`--seeds` must be an integer ≥ 1, got {args.seeds}")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"`--workers` must be an integer ≥ 1, got {args.workers}")
     if args.epochs is not None:
         raise UsageError(f"`--epochs` does not apply to a study (every run trains up to --max-epochs, "
                          f"{args.max_epochs}, with --patience {args.study_patience}), got {args.epochs}")
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         if exc.field in ("patience", "max_epochs"):  # name the option the user typed
             raise UsageError(f"`--{exc.field.replace('_', '-')}` must be {exc.expected}, got {exc.got!r}") from None
         raise
-    executor = study_executor(args.executor, args.workers)
+    executor = study_executor(args.executor, args.workers, args.address)
     progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         study = run_study(spec, executor, progress=progress)

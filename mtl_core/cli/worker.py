@@ -1,14 +1,19 @@
 """``python -m mtl_core worker``: run the background worker pool as a long-lived server.
 
 ``--status`` and ``--stop`` inspect or stop the pool of an MTL Lab home (whether started here or
-automatically by a submitter; see :mod:`mtl_core.runs.workers`).
+automatically by a submitter; see :mod:`mtl_core.runs.workers`). ``--executor ray [--address …]``
+runs the Ray bridge instead (:func:`mtl_core.runs.ray_executor.run_bridge`): the queued runs train as
+Ray tasks on a local Ray or a cluster, and the run store stays on this host.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from mtl_core.cli import UsageError
+from mtl_core.cli.common import executor_choice, ray_address
 from mtl_core.runs.store import lab_home
 from mtl_core.runs.workers import (
     EXIT_ALREADY_RUNNING,
@@ -36,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
                         help="exit after this long with nothing queued or running (default: never)")
     parser.add_argument("--home", help="MTL Lab home folder (default: $MTL_LAB_HOME or ~/.mtl_lab)")
+    parser.add_argument("--executor", choices=("pool", "ray"), default=None,
+                        help="pool: worker processes on this machine; ray: the Ray bridge, which trains the queued "
+                             "runs as Ray tasks (--workers: runs at once; default: the cluster's CPUs) "
+                             "(default: ray if $MTL_LAB_EXECUTOR is ray, else pool)")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="with --executor ray: the Ray cluster, auto, HOST:PORT or ray://HOST:PORT "
+                             "(default: $MTL_LAB_RAY_ADDRESS, else a local Ray with this machine's cores)")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show the running pool, if any")
     action.add_argument("--stop", action="store_true", help="stop the running pool (running runs become failed)")
@@ -69,10 +81,34 @@ def run(args: argparse.Namespace) -> int:
         raise PoolError(f"`--workers` must be at least 1, got {args.workers}")
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise PoolError(f"`--idle-exit` must be a positive number of seconds, got {args.idle_exit}")
+    choice = "ray" if executor_choice(args.executor) == "ray" else "pool"
+    if args.address is not None and choice != "ray":
+        raise UsageError(f"`--address` applies to --executor ray only, got --executor {choice} with "
+                         f"--address {args.address!r}")
+    if choice == "ray":
+        return _run_bridge(home, args)
     workers = args.workers or default_max_workers()
     setup_logging()
     supervisor = PoolSupervisor(home, max_workers=workers, min_workers=workers, idle_exit=args.idle_exit)
     status = supervisor.run()
+    if status == EXIT_ALREADY_RUNNING:
+        info = pool_status(home) or {}
+        raise PoolError(f"a worker pool is already running for {home} (pid {info.get('pid')}); "
+                        "stop it with `python -m mtl_core worker --stop`")
+    return status
+
+
+def _run_bridge(home: Path, args: argparse.Namespace) -> int:
+    """``worker --executor ray``: the Ray bridge serves the queue of ``home`` until Ctrl-C. A malformed
+    address, Ray missing or at another version, or a cluster that does not answer is one line (exit
+    status 2), and the queued runs stay queued."""
+    from mtl_core.runs.ray_executor import run_bridge
+    from mtl_core.runs.ray_support import require_ray
+
+    cluster = ray_address(args.address)
+    require_ray()
+    setup_logging()
+    status = run_bridge(home, address=cluster or "", idle_exit=args.idle_exit, max_parallel=args.workers)
     if status == EXIT_ALREADY_RUNNING:
         info = pool_status(home) or {}
         raise PoolError(f"a worker pool is already running for {home} (pid {info.get('pid')}); "

@@ -10,8 +10,11 @@ trains them with :func:`mtl_core.runs.workers.execute_run`:
 * :class:`SerialExecutor` (``serial``): this process, one run after the other; :meth:`~Executor.start`
   returns when the runs have finished (headless use, tests, debugging).
 
-A Ray backend implements :meth:`Executor.start` (and :meth:`~Executor.status` / :meth:`~Executor.stop`)
-the same way. Whatever trains the runs, their outcomes are read back from the store
+* :class:`~mtl_core.runs.ray_executor.RayExecutor` (``ray``, needs ``requirements-ray.txt``): Ray tasks on
+  this machine or a cluster, driven from this process (:meth:`~Executor.train`) or, for runs queued
+  from the dashboard, from the Ray bridge that replaces the local pool (:meth:`~Executor.start`).
+
+Whatever trains the runs, their outcomes are read back from the store
 (:func:`run_outcomes`): a study collected from a pool, from this process or later from the app's
 store is the same study.
 
@@ -222,7 +225,7 @@ class LocalProcessExecutor(Executor):
     def start(self, run_ids: Sequence[int]) -> None:
         from mtl_core.runs.workers import ensure_pool
 
-        ensure_pool(self.home, max_workers=self.max_workers, idle_exit=self.idle_exit)
+        ensure_pool(self.home, max_workers=self.max_workers, idle_exit=self.idle_exit, executor=self.name)
 
     def status(self) -> dict[str, Any] | None:
         from mtl_core.runs.workers import pool_status
@@ -272,3 +275,7 @@ def make_executor(name: str | None = None, home: str | os.PathLike[str] | None =
     """The executor ``name`` (default ``$MTL_LAB_EXECUTOR`` or ``local``) for ``home``, with the
     implementation's ``options`` (e.g. ``max_workers`` of ``local``, ``timeout``)."""
     return EXECUTORS.get(name or settings().executor, "executor")(home, **options)
+
+
+# Registers ``ray`` (the module imports Ray only when a Ray executor is used).
+from mtl_core.runs import ray_executor as _ray_executor  # noqa: E402, F401

@@ -101,6 +101,7 @@ __all__ = [
     "make_executor",
     "StoreRecorder",
     "execute_run",
+    "record_end",
     "run_worker",
     "limit_threads",
     "PoolSupervisor",
@@ -609,17 +610,37 @@ def execute_run(
             log.error("run %s: could not write its last metrics: %s", run.id, exc)
     if status == "cancelled" and recorder.stop_reason == "shutdown":
         status, error = "failed", _SHUTDOWN_ERROR
+    record_end(store, run.id, status, result=result, error=error, trace=trace, pid=pid)
+    return status
+
+
+def record_end(
+    store: RunStore,
+    run_id: int,
+    status: str,
+    *,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    trace: str | None = None,
+    pid: int | None = None,
+) -> bool:
+    """Record how a run that worker ``pid`` (default: this process) trained ended: its record
+    (``result``, if any) and its final status, each write retried with back-off while the store refuses
+    it. False if the run was no longer this worker's, or the store never accepted the write (the pool
+    then marks it failed once the worker is gone)."""
+    pid = os.getpid() if pid is None else pid
     try:
         if result is not None:
-            _write_with_retry(store, lambda: store.set_result(run.id, result), f"run {run.id}")
+            _write_with_retry(store, lambda: store.set_result(run_id, result), f"run {run_id}")
         finished = _write_with_retry(
-            store, lambda: store.finish_run(run.id, status, error=error, traceback=trace, pid=pid), f"run {run.id}"
+            store, lambda: store.finish_run(run_id, status, error=error, traceback=trace, pid=pid), f"run {run_id}"
         )
         if not finished:
-            log.warning("run %s was taken away from worker %s before it finished", run.id, pid)
+            log.warning("run %s was taken away from worker %s before it finished", run_id, pid)
+        return bool(finished)
     except StoreError as exc:  # given up: the pool marks it failed once this worker is gone
-        log.error("run %s: could not record its end (%s): %s", run.id, status, exc)
-    return status
+        log.error("run %s: could not record its end (%s): %s", run_id, status, exc)
+        return False
 
 
 def limit_threads() -> None:
@@ -858,16 +879,28 @@ def ensure_pool(
     *,
     max_workers: int | None = None,
     idle_exit: float | None = None,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> int | None:
     """Start a pool supervisor for ``home`` unless one runs; returns the new supervisor's pid
     (None if one was running). It exits by itself after ``idle_exit`` seconds without work and
     without an open page (:func:`note_page_open`; default ``$MTL_LAB_POOL_IDLE_EXIT`` or 60). Its
-    log: ``<home>/logs/pool.log``."""
+    log: ``<home>/logs/pool.log``.
+
+    With ``executor="ray"`` (default: ``$MTL_LAB_EXECUTOR``; any other name starts the local pool)
+    the pool is the Ray bridge (:func:`mtl_core.runs.ray_executor.run_bridge`) for the cluster at
+    ``address`` (default ``$MTL_LAB_RAY_ADDRESS``; none: a local Ray): a malformed address or Ray
+    missing raises :class:`~mtl_core.runs.ray_support.RaySetupError` here, before anything starts; a
+    cluster that does not answer is written to the pool log by the bridge, which exits (exit status
+    2) and leaves the queued runs queued."""
     home = lab_home(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
     if pool_running(home):
         return None
-    command = [*_ENTRY, "supervise", "--home", str(home)]
+    if (executor or settings().executor) == "ray":
+        command = [*_ENTRY, "bridge", "--home", str(home), *_bridge_options(address)]
+    else:
+        command = [*_ENTRY, "supervise", "--home", str(home)]
     if max_workers is not None:
         command += ["--workers", str(int(max_workers))]
     if idle_exit is not None:
@@ -888,6 +921,20 @@ def ensure_pool(
     threading.Thread(target=process.wait, name="mtl-pool-reaper", daemon=True).start()
     log.info("started a worker pool for %s (pid %s)", home, process.pid)
     return process.pid
+
+
+def _bridge_options(address: str | None) -> list[str]:
+    """The bridge's ``--address`` option, after checking what can be checked without importing Ray
+    (the address; Ray installed): a page that starts the pool gets the reason at once."""
+    import importlib.util
+
+    from mtl_core.runs.ray_support import RAY_INSTALL_HINT, RAY_PIN, RaySetupError, parse_address
+
+    cluster = parse_address(address if address is not None else settings().ray_address)
+    if importlib.util.find_spec("ray") is None:
+        raise RaySetupError(f"the `ray` executor needs Ray {RAY_PIN}, which is not installed: "
+                            f"run `{RAY_INSTALL_HINT}`")
+    return ["--address", cluster] if cluster else []
 
 
 def stop_pool(home: str | os.PathLike[str] | None = None, timeout: float = SHUTDOWN_GRACE + 5) -> bool:
@@ -957,6 +1004,47 @@ def _describe_exit(code: int, out_of_memory: bool = False) -> str:
     return f"exited with status {code}"
 
 
+def _idle_since(home: Path, idle_since: float, idle_exit: float | None, busy: bool) -> float:
+    """When a pool (or Ray bridge) became idle, on the monotonic clock: now while it is busy or never
+    exits idle; an open page (:func:`note_page_open`) counts as work until its grace has passed."""
+    if busy or idle_exit is None:
+        return time.monotonic()
+    page_ago = _page_seen_ago(home)
+    if page_ago is not None:  # an open page keeps the pool (and a worker)
+        idle_since = max(idle_since, time.monotonic() - page_ago + min(PAGE_GRACE_SECONDS, idle_exit))
+    return idle_since
+
+
+def _release_if_idle(lock: _PoolLock, store: RunStore) -> bool:
+    """An idle pool about to exit: release the lock, then look at the queue once more (a run submitted
+    just before the release saw the lock held and started no pool, so this pool must take it). True
+    if the pool may exit; False if it holds the lock again and must serve."""
+    lock.release()
+    if store.count_runs("queued") == 0:
+        return True
+    if lock.acquire(wait=2.0):
+        return False
+    return True  # another supervisor took over
+
+
+def _write_info_file(home: Path, info: Mapping[str, Any]) -> None:
+    """Replace ``pool.json`` (what :func:`pool_status` reads) at once, never half written."""
+    path = home / INFO_FILE
+    temporary = path.with_name(f".{INFO_FILE}.{os.getpid()}")
+    temporary.write_text(json.dumps(dict(info), indent=2), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _remove_info(home: Path) -> None:
+    """Remove ``pool.json`` if this process wrote it."""
+    path = home / INFO_FILE
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 class PoolSupervisor:
     """Keeps worker processes running for one MTL Lab home (see the module docstring).
 
@@ -1018,7 +1106,7 @@ class PoolSupervisor:
             self._serve(store)
         finally:
             self._shutdown(store)
-            self._remove_info()
+            _remove_info(self.home)
             self._lock.release()
             if store is not None:
                 store.close()
@@ -1052,25 +1140,11 @@ class PoolSupervisor:
             except (StoreError, OSError) as exc:  # e.g. a locked store, or too many processes
                 log.warning("pool: %s", exc)
                 continue
-            page_ago = _page_seen_ago(self.home)
-            if page_ago is not None and self.idle_exit is not None:  # an open page keeps the pool (and a worker)
-                grace = min(PAGE_GRACE_SECONDS, self.idle_exit)
-                idle_since = max(idle_since, time.monotonic() - page_ago + grace)
-            if queued or busy or self.idle_exit is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > self.idle_exit and self._may_exit_idle(store):
+            idle_since = _idle_since(self.home, idle_since, self.idle_exit, busy=bool(queued or busy))
+            if (self.idle_exit is not None and time.monotonic() - idle_since > self.idle_exit
+                    and _release_if_idle(self._lock, store)):
                 log.info("pool %s idle for %.0f s; exiting", os.getpid(), self.idle_exit)
                 return
-
-    def _may_exit_idle(self, store: RunStore) -> bool:
-        """Release the lock, then look at the queue once more: a run submitted just before the
-        release saw the lock held and started no pool, so this pool must take it."""
-        self._lock.release()
-        if store.count_runs("queued") == 0:
-            return True
-        if self._lock.acquire(wait=2.0):
-            return False
-        return True  # another supervisor took over
 
     def _reap(self, store: RunStore) -> None:
         for pid, worker in list(self.workers.items()):
@@ -1169,18 +1243,7 @@ class PoolSupervisor:
         if info == self._last_info:
             return
         self._last_info = info
-        path = self.home / INFO_FILE
-        temporary = path.with_name(f".{INFO_FILE}.{os.getpid()}")
-        temporary.write_text(json.dumps(info, indent=2), encoding="utf-8")
-        os.replace(temporary, path)
-
-    def _remove_info(self) -> None:
-        path = self.home / INFO_FILE
-        try:
-            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
-                path.unlink()
-        except (OSError, ValueError):
-            pass
+        _write_info_file(self.home, info)
 
     def _shutdown(self, store: RunStore | None) -> None:
         for worker in self.workers.values():
@@ -1255,17 +1318,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="mtl_core.runs.workers", description=main.__doc__)
-    parser.add_argument("role", choices=("supervise", "work"))
+    parser.add_argument("role", choices=("supervise", "work", "bridge"))
     parser.add_argument("--home", required=True)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--idle-exit", type=float)
     parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--address")
     args = parser.parse_args(argv)
-    setup_logging(_log_path(Path(args.home)) if args.role == "supervise" else None)
+    setup_logging(_log_path(Path(args.home)) if args.role != "work" else None)
     try:
         if args.role == "work":
             return run_worker(args.home, parent_pid=args.parent_pid, idle_exit=args.idle_exit or None)
         idle = args.idle_exit if args.idle_exit is not None else settings().pool_idle_exit
+        if args.role == "bridge":
+            from mtl_core.runs.ray_executor import run_bridge
+
+            # An empty address here is a local Ray even if $MTL_LAB_RAY_ADDRESS names a cluster.
+            status = run_bridge(args.home, address=args.address or "", idle_exit=idle or None,
+                                max_parallel=args.workers, retry_connect=True)
+            return 0 if status == EXIT_ALREADY_RUNNING else status
         supervisor = PoolSupervisor(args.home, max_workers=args.workers or default_max_workers(), min_workers=0,
                                     idle_exit=idle, worker_idle_exit=idle)
         status = supervisor.run()

@@ -64,13 +64,16 @@ def unflatten_into_grads(vector: torch.Tensor, params: Sequence[torch.nn.Paramet
 
 
 def task_jacobian(
-    losses: torch.Tensor,
+    losses: torch.Tensor | Sequence[torch.Tensor],
     shared: Sequence[torch.nn.Parameter],
     own: Sequence[Sequence[torch.nn.Parameter]],
     mode: str = "loop",
     retain_graph: bool = False,
 ) -> TaskGradients:
     """Gradients of each ``losses[i]`` w.r.t. ``shared`` (stacked as rows) and ``own[i]``.
+
+    ``losses`` is a (T,) tensor or T scalars; separate scalars save the loop mode a backward through
+    every other task's head per pass (see :func:`mtl_core.training.trainer.task_loss_list`).
 
     ``own[i]`` are task i's parameters (only its loss depends on them). Parameters a loss does not
     reach get zero gradients. ``retain_graph`` keeps the graph after the last pass.
@@ -79,7 +82,8 @@ def task_jacobian(
         raise ValueError(f"`mode` must be loop or batched, got {mode!r}")
     shared = list(shared)
     if mode == "batched" and shared:
-        return _batched_jacobian(losses, shared, own, retain_graph)
+        stacked = losses if isinstance(losses, torch.Tensor) else torch.stack(list(losses))
+        return _batched_jacobian(stacked, shared, own, retain_graph)
     return _loop_jacobian(losses, shared, own, retain_graph)
 
 
@@ -130,17 +134,17 @@ def _batched_jacobian(
 
 
 def _loop_jacobian(
-    losses: torch.Tensor,
+    losses: torch.Tensor | Sequence[torch.Tensor],
     shared: list[torch.nn.Parameter],
     own: Sequence[Sequence[torch.nn.Parameter]],
     retain_graph: bool,
 ) -> TaskGradients:
     """One backward per task through the retained graph (shared and own parameters together); each
     task's row is written in place into one T × P matrix (no per-task vector, no final stack)."""
-    n_tasks = int(losses.shape[0])
+    n_tasks = len(losses)
     n_shared = len(shared)
     # Every row is written below (a skipped task's row explicitly zeroed): no zero fill of T × P.
-    matrix = torch.empty(n_tasks, sum(p.numel() for p in shared), device=losses.device, dtype=losses.dtype)
+    matrix = torch.empty(n_tasks, sum(p.numel() for p in shared), device=losses[0].device, dtype=losses[0].dtype)
     own_grads: list[list[torch.Tensor]] = []
     for i in range(n_tasks):
         inputs = shared + list(own[i])

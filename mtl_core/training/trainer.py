@@ -31,7 +31,7 @@ from mtl_core.training.events import Callback, EpochEvent, ProbeEvent, StepEvent
 from mtl_core.training.jacobian import resolve_mode, task_jacobian, unflatten_into_grads
 from mtl_core.training.probes import ProbeContext, build_probes
 
-__all__ = ["train", "Trainer", "TrainingError", "task_losses", "evaluate", "load_data"]
+__all__ = ["train", "Trainer", "TrainingError", "task_losses", "task_loss_list", "evaluate", "load_data"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,21 @@ def task_losses(
 ) -> torch.Tensor:
     """Per-task losses (T,): cross-entropy for classification, MSE for regression, over the rows
     whose label is present. A task with no labelled row in the batch contributes a zero loss."""
+    return torch.stack(task_loss_list(outputs, targets, masks, tasks))
+
+
+def task_loss_list(
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor],
+    tasks: Sequence[TaskSpec],
+) -> list[torch.Tensor]:
+    """:func:`task_losses` as T separate scalars, each with its own graph node.
+
+    A backward from one of them runs through its task's head only; from an entry of the stacked
+    tensor it would run through every head (the stack's backward hands zeros to the others), which
+    cost the T-pass step T(T − 1) useless head backward passes (≈ 10 % of the step at T = 8).
+    """
     values = []
     for spec in tasks:
         out, y, mask = outputs[spec.name], targets[spec.name], masks[spec.name]
@@ -69,7 +84,7 @@ def task_losses(
             values.append(F.cross_entropy(out, y))
         else:
             values.append(F.mse_loss(out, y.reshape(out.shape)))
-    return torch.stack(values)
+    return values
 
 
 def _metric(spec: TaskSpec, out: torch.Tensor, y: torch.Tensor) -> float:
@@ -166,7 +181,8 @@ class Trainer:
     def _train_step(self, x: torch.Tensor, y: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], epoch: int) -> _StepState:
         self.optimizer.zero_grad(set_to_none=True)
         outputs, z = self._forward(x)
-        losses = task_losses(outputs, y, masks, self.tasks)
+        loss_list = task_loss_list(outputs, y, masks, self.tasks)
+        losses = torch.stack(loss_list)
         if not bool(torch.isfinite(losses).all()):
             bad = [n for n, v in zip(self.task_names, losses.tolist(), strict=True) if not math.isfinite(v)]
             raise TrainingError(f"the loss of task(s) {', '.join(bad)} became NaN/inf at step {self.step} "
@@ -196,7 +212,7 @@ class Trainer:
             no_own: list[list[torch.nn.Parameter]] = [[] for _ in self.tasks]
             # One vmapped pass: measured ~2× faster than T loop passes for probe steps on CPU too.
             mode = "loop" if self.config.jacobian_mode == "loop" else "batched"
-            probe_grads = task_jacobian(losses, self.shared, no_own, mode=mode, retain_graph=True).shared.detach()
+            probe_grads = task_jacobian(loss_list, self.shared, no_own, mode=mode, retain_graph=True).shared.detach()
         reg = self.model.regularization()
         state = _StepState(losses=losses.detach())
         if self.method.kind == "loss":
@@ -205,11 +221,11 @@ class Trainer:
                 objective = objective + reg
             objective.backward()
         elif representation_path:
-            state.grads = self._representation_step(losses, z, reg, ctx)
+            state.grads = self._representation_step(losses, loss_list, z, reg, ctx)
             if self.method.level != "representation":
                 probe_grads = state.grads
         else:
-            state.grads = self._parameter_step(losses, reg, ctx)
+            state.grads = self._parameter_step(losses, loss_list, reg, ctx)
             probe_grads = state.grads
         events = []
         for probe in due:
@@ -221,8 +237,16 @@ class Trainer:
         state.extra["probe_events"] = events
         return state
 
-    def _parameter_step(self, losses: torch.Tensor, reg: torch.Tensor | None, ctx: StepContext) -> torch.Tensor:
+    def _objective_losses(self, losses: torch.Tensor, loss_list: list[torch.Tensor]) -> Sequence[torch.Tensor]:
+        """The losses whose gradients form ``G``: the separate per-task scalars unless the method
+        transforms them (DB-MTL's log), whose entries then come from one stacked tensor."""
         objective_losses = self.method.transform_losses(losses)
+        return loss_list if objective_losses is losses else objective_losses
+
+    def _parameter_step(
+        self, losses: torch.Tensor, loss_list: list[torch.Tensor], reg: torch.Tensor | None, ctx: StepContext
+    ) -> torch.Tensor:
+        objective_losses = self._objective_losses(losses, loss_list)
         grads = task_jacobian(objective_losses, self.shared, self.own, mode=self.jacobian_mode, retain_graph=reg is not None)
         if self.shared:
             self._apply_direction(self.method(grads.shared, ctx), grads.shared)
@@ -244,14 +268,19 @@ class Trainer:
                 p.grad = g
 
     def _representation_step(
-        self, losses: torch.Tensor, z: torch.Tensor | None, reg: torch.Tensor | None, ctx: StepContext
+        self,
+        losses: torch.Tensor,
+        loss_list: list[torch.Tensor],
+        z: torch.Tensor | None,
+        reg: torch.Tensor | None,
+        ctx: StepContext,
     ) -> torch.Tensor:
         """Aggregate at the shared representation z (MGDA-UB, GradDrop, or the shortcut mode):
         gradients of each loss w.r.t. z and the task's own parameters (one backward per task, through
         its head only), then one backward of the combined cotangent through the trunk for
         representation-level methods, or one VJP per task for parameter-level ones."""
         assert z is not None
-        objective_losses = self.method.transform_losses(losses)
+        objective_losses = self._objective_losses(losses, loss_list)
         n_tasks = len(self.task_names)
         z_matrix = torch.empty(n_tasks, z.numel(), dtype=z.dtype, device=z.device)
         own_grads: list[list[torch.Tensor]] = []
