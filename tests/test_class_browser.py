@@ -16,26 +16,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from mtl_core.runs import workers
+from browser_support import CHROMIUM, FLAGS, require_browser, served_app
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSCODE = "a long presenter phrase"
 TOKENS = {"Ada Lovelace": "a" * 8 + "A" * 8 + "-aaaaaaa", "Bodhi Quill": "b" * 8 + "B" * 8 + "_bbbbbbb"}
 PRESENTER_TOKEN = "p" * 8 + "P" * 8 + "-ppppppp"
@@ -82,20 +73,11 @@ class Server:
         return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     """The app served from this checkout as a workshop server, with two tiny lessons; stopped (with its
     pool) afterwards."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("MTL_LAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and MTL_LAB_REQUIRE_BROWSER=1 (install Debian's chromium)")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    require_browser()
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("MTL_LAB_HOME", str(home))
@@ -109,39 +91,11 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     extra_shots = Path(extra) if extra else None
     if extra_shots is not None:
         extra_shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    env = dict(os.environ, MTL_LAB_HOME=str(home), MTL_LAB_WORKERS="2", MTL_LAB_POOL_IDLE_EXIT="30",
-               MTL_LAB_LESSONS=str(lessons), MTL_LAB_PRESENTER_PASSCODE=PASSCODE, PYTHONUNBUFFERED="1")
+    env = {"MTL_LAB_WORKERS": "2", "MTL_LAB_LESSONS": str(lessons), "MTL_LAB_PRESENTER_PASSCODE": PASSCODE}
     log_path = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "app/server.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}")
-            time.sleep(0.3)
+    with served_app(home, log_path, env) as url:
         yield Server(url=url, home=home, shots=shots, extra_shots=extra_shots)
         assert PASSCODE not in log_path.read_text(encoding="utf-8", errors="replace")  # never logged
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        workers.stop_pool(home)
 
 
 def _settle(page, timeout_s: float = 30) -> None:

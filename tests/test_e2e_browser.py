@@ -11,16 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, FLAGS, require_browser, served_app
 
 from mtl_core.runs import workers
 from mtl_core.runs.store import RunStore, lab_home
@@ -28,66 +24,20 @@ from mtl_core.runs.store import RunStore, lab_home
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 SCREENSHOTS = ROOT / "assets" / "screenshots"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: Generous: on a busy machine a fresh worker needs tens of seconds to import PyTorch.
 SLOW = 240_000
-
-
-def _require_browser() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.environ.get("MTL_LAB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and MTL_LAB_REQUIRE_BROWSER=1 (install Debian's chromium)")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def server() -> Iterator[str]:
     """The app, served from this checkout for the test's MTL_LAB_HOME; stopped with its worker pool."""
-    _require_browser()
+    require_browser()
     home = lab_home()
-    port = _free_port()
-    env = dict(os.environ, MTL_LAB_HOME=str(home), MTL_LAB_POOL_IDLE_EXIT="30", PYTHONUNBUFFERED="1")
-    log_path = ARTIFACTS / "streamlit.log"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "streamlit", "run", "app/server.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}")
-            time.sleep(0.3)
+    with served_app(home, ARTIFACTS / "streamlit.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        workers.stop_pool(home)
 
 
 @pytest.fixture

@@ -29,17 +29,13 @@ import io
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, FLAGS, require_browser, served_app
 
 from mtl_core.runs import workers
 from mtl_core.runs.store import RunStore
@@ -47,9 +43,6 @@ from mtl_core.runs.store import RunStore
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS_VARIABLE = "MTL_LAB_WALKTHROUGH_SHOTS"
 #: Generous: on a busy machine a fresh worker needs tens of seconds to import PyTorch.
 SLOW = 240_000
@@ -120,20 +113,6 @@ class UI:
 
 # --- the browser and the server ---------------------------------------------------------------------------------
 
-def _require_browser() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    if os.environ.get("MTL_LAB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and MTL_LAB_REQUIRE_BROWSER=1 (install Debian's chromium)")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _shots_variable() -> str | None:
     """``$MTL_LAB_WALKTHROUGH_SHOTS`` (kept by ``conftest.py`` as a test switch)."""
     return os.environ.get(SHOTS_VARIABLE) or None
@@ -173,7 +152,7 @@ class Walk:
 def walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
     """The app served from this checkout on a free port, for an empty store in ``tmp_path/home``,
     with a pool of two workers; stopped (with the pool) afterwards."""
-    _require_browser()
+    require_browser()
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("MTL_LAB_HOME", str(home))
@@ -183,38 +162,8 @@ def walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Walk]:
     extra_shots = Path(extra) if extra else None
     if extra_shots is not None:
         extra_shots.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    env = dict(os.environ, MTL_LAB_HOME=str(home), MTL_LAB_WORKERS="2", MTL_LAB_POOL_IDLE_EXIT="30",
-               PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "app/server.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}")
-            time.sleep(0.3)
+    with served_app(home, tmp_path / "streamlit.log", {"MTL_LAB_WORKERS": "2"}) as url:
         yield Walk(url=url, home=home, shots=shots, extra_shots=extra_shots)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        workers.stop_pool(home)
 
 
 @pytest.fixture
