@@ -32,6 +32,15 @@ def open_page(page: str, **query: str) -> AppTest:
     return at.run()
 
 
+#: The element kinds whose text a page shows a person (what :func:`page_texts` reads by default).
+TEXT_KINDS = ("error", "warning", "info", "success", "markdown", "caption")
+
+
+def page_texts(at: AppTest, kinds: tuple[str, ...] = TEXT_KINDS) -> str:
+    """The text of every element of ``kinds`` on the page, one per line (what assertions search)."""
+    return "\n".join(str(element.value) for kind in kinds for element in getattr(at, kind))
+
+
 def train_queued(store: RunStore) -> None:
     """Train every queued run of ``store`` here, one after the other (what a worker would do)."""
     while (run := store.claim_next()) is not None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_support import MAIN
+from app_support import MAIN, page_texts
 from services.catalog import AUTOSTART_ENV  # noqa: E402  (app/ is on sys.path through app_support)
 from services.limits import set_limits  # noqa: E402
 from services.runs import cancel_run, delete_run, queue_runs  # noqa: E402
@@ -72,9 +72,7 @@ def _open(page: str, token: str | None, **query: str) -> AppTest:
     return at
 
 
-def _texts(at: AppTest) -> str:
-    kinds = ("error", "warning", "info", "success", "markdown", "caption")
-    return "\n".join(str(element.value) for kind in kinds for element in getattr(at, kind))
+_texts = page_texts
 
 
 def _run_ids(at: AppTest) -> set[int]:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_support import APP
+from app_support import APP, page_texts
 from app_support import open_page as _open
 from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
@@ -100,9 +100,7 @@ def _errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
-def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+_texts = page_texts
 
 
 def _saved_suites() -> list[str]:

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from app_support import open_page, train_queued
+from app_support import open_page, page_texts, train_queued
 from services import studies  # app_support puts app/ on the path
 from services.catalog import AUTOSTART_ENV
 from streamlit.testing.v1 import AppTest
@@ -54,8 +54,7 @@ def _editors(at: AppTest) -> list[list[str]]:
 
 
 def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+    return page_texts(at, ("error", "warning", "info", "markdown", "caption"))
 
 
 def _charts(at: AppTest) -> dict[str, dict]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from app_support import TEXT_KINDS, page_texts
 from streamlit.testing.v1 import AppTest
 
 from mtl_core.runs import workers
@@ -96,8 +97,8 @@ def _open(harness: Path, page: str, **query: str) -> AppTest:
     return at.run()
 
 
-def _texts(at: AppTest, kinds: tuple[str, ...] = ("error", "warning", "info", "success", "markdown", "caption")) -> str:
-    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+def _texts(at: AppTest, kinds: tuple[str, ...] = TEXT_KINDS) -> str:
+    return page_texts(at, kinds)
 
 
 def _sidebar(at: AppTest) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import APP, MAIN
+from app_support import APP, MAIN, page_texts
 from app_support import open_page as _open
 from app_support import train_queued as _train_queued
 from streamlit.testing.v1 import AppTest
@@ -119,9 +119,7 @@ def _tiny_steps(seed: int = 0) -> int:
     return math.ceil(rows / TINY["batch_size"]) * TINY["epochs"]
 
 
-def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+_texts = page_texts
 
 
 # --- every page renders ------------------------------------------------------------------------------------------

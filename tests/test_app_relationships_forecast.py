@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from app_support import open_page, train_queued
+from app_support import open_page, page_texts, train_queued
 from services import studies
 from services.catalog import AUTOSTART_ENV
 from services.studies import TAG_CHECKBOX, StudyForm, launch_study, list_studies, study_result
@@ -44,7 +44,7 @@ def _forecast_charts(at: AppTest) -> list[dict]:
 
 
 def _texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("info", "markdown", "caption", "subheader") for e in getattr(at, kind))
+    return page_texts(at, ("info", "markdown", "caption", "subheader"))
 
 
 def test_a_study_with_tag_and_probes_shows_the_forecast_under_the_heatmaps(home: Path) -> None:

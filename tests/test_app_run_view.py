@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from app_support import open_page, train_queued
+from app_support import open_page, page_texts, train_queued
 from services.catalog import AUTOSTART_ENV  # noqa: E402  (app_support put app/ on the path)
 from services.live import LiveRun, shared_task_order  # noqa: E402
 from services.runs import get_run, panel_choices, pending_baseline  # noqa: E402
@@ -43,9 +43,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> RunStore:
     opened.close()
 
 
-def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+_texts = page_texts
 
 
 def _charts(at: AppTest) -> list[dict]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from app_support import open_page as _open
+from app_support import page_texts
 from services.catalog import AUTOSTART_ENV  # noqa: E402  (app_support put app/ on the path)
-from streamlit.testing.v1 import AppTest
 
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
@@ -40,9 +40,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
     refresh_user_suites(tmp_path_factory.mktemp("no_suites"))
 
 
-def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+_texts = page_texts
 
 
 # --- the presets as data ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from app_support import MAIN, train_queued
+from app_support import MAIN, page_texts, train_queued
 from services.catalog import AUTOSTART_ENV  # noqa: E402  (app/ is on sys.path through app_support)
 from services.classroom import class_view  # noqa: E402
 from state import ME_PARAM  # noqa: E402
@@ -82,9 +82,7 @@ def _open(page: str, token: str, **query: str) -> AppTest:
     return at
 
 
-def _texts(at: AppTest) -> str:
-    kinds = ("error", "warning", "info", "success", "markdown", "caption")
-    return "\n".join(str(element.value) for kind in kinds for element in getattr(at, kind))
+_texts = page_texts
 
 
 def _unlock(at: AppTest, passcode: str = PASSCODE) -> AppTest:
