@@ -33,9 +33,7 @@ from mtl_core.balancing.base import NON_FINITE_MESSAGE
 
 __all__ = [
     "KKT_TOLERANCE",
-    "as_weights",
     "closest_in_hull",
-    "combine_rows",
     "dual_cone_projection_weights",
     "gramian",
     "min_norm_simplex",
@@ -138,22 +136,11 @@ def normalise_gramian(matrix: np.ndarray) -> tuple[np.ndarray, float]:
     return matrix / scale, scale
 
 
-def combine_rows(weights: np.ndarray | torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """``weightsᵀ G`` (P,), computed in ``grads``' dtype on ``grads``' device."""
-    w = torch.as_tensor(weights, dtype=grads.dtype, device=grads.device)
-    return w @ grads
-
-
 def weights_and_direction(weights: np.ndarray, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``weights`` (T,) as a tensor in ``grads``' dtype and device (for ``BalancingMethod.weights``),
     and ``weightsᵀ G`` (P,) computed with that same tensor: one conversion, one GEMV."""
     tensor = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(dtype=grads.dtype, device=grads.device)
     return tensor, tensor @ grads
-
-
-def as_weights(weights: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A detached (T,) tensor for ``BalancingMethod.weights``, in ``like``'s dtype and device."""
-    return torch.as_tensor(np.asarray(weights, dtype=np.float64)).to(dtype=like.dtype, device=like.device)
 
 
 def nonnegative_qp(quadratic: np.ndarray, linear: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import as_weights, combine_rows, gramian
+from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext, check_finite
 from mtl_core.options import Option
 
@@ -121,8 +121,7 @@ class NashMTL(BalancingMethod):
         else:  # the Gramian is what finds NaN or inf (reads_gramian): without it, look at G
             check_finite(grads)
         self._calls += 1
-        self.weights = as_weights(self._alpha, grads)
-        direction = combine_rows(self._alpha, grads)
+        self.weights, direction = weights_and_direction(self._alpha, grads)
         max_norm = float(self.settings["max_norm"])
         if max_norm > 0.0:
             norm = float(torch.linalg.vector_norm(direction))
