@@ -14,6 +14,7 @@ __all__ = [
     "EXECUTOR_CHOICES",
     "add_config_arguments",
     "add_executor_arguments",
+    "check_address_use",
     "config_from_args",
     "executor_choice",
     "make_cli_executor",
@@ -171,6 +172,13 @@ def ray_address(address: str | None) -> str | None:
     return settings().ray_address
 
 
+def check_address_use(choice: str, address: str | None) -> None:
+    """``--address`` names a Ray cluster: refused (:class:`UsageError`) with any executor but ``ray``."""
+    if address is not None and choice != "ray":
+        raise UsageError(f"`--address` applies to --executor ray only, got --executor {choice} with "
+                         f"--address {address!r}")
+
+
 def make_cli_executor(choice: str | None, workers: int | None, address: str | None) -> Any:
     """The executor of ``--executor`` / ``--workers`` / ``--address``, checked before anything is queued:
     for ``ray`` the address is parsed, Ray's version checked and this process connected to the
@@ -179,9 +187,7 @@ def make_cli_executor(choice: str | None, workers: int | None, address: str | No
     from mtl_core.runs.executors import make_executor
 
     choice = executor_choice(choice)
-    if address is not None and choice != "ray":
-        raise UsageError(f"`--address` applies to --executor ray only, got --executor {choice} with "
-                         f"--address {address!r}")
+    check_address_use(choice, address)
     if workers is not None and workers < 1:
         raise UsageError(f"`--workers` must be an integer ≥ 1, got {workers}")
     if choice == "ray":

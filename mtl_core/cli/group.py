@@ -100,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
         _print_alone_note(sources[args.source], tasks, args.source)
     output: dict[str, Any] = {"source": args.source, "unit": score_unit(args.source).to_dict(), **grouping.to_dict()}
     if args.train:
-        from mtl_core.cli.study import RunProgress, study_executor
+        from mtl_core.cli.common import make_cli_executor
+        from mtl_core.cli.study import RunProgress
 
-        executor = study_executor(args.executor, args.workers, args.address)  # checked before anything is queued
+        executor = make_cli_executor(args.executor, args.workers, args.address)  # checked before anything is queued
         progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty(), description="grouping")
         try:
             output["evaluation"] = evaluate_grouping(study, grouping.groups, args.source, executor, progress)

@@ -18,7 +18,6 @@ from typing import Any
 
 from mtl_core.cli import UsageError
 from mtl_core.cli.common import (
-    EXECUTOR_CHOICES,
     add_config_arguments,
     add_executor_arguments,
     config_from_args,
@@ -26,7 +25,7 @@ from mtl_core.cli.common import (
     method_help,
 )
 
-__all__ = ["register", "RunProgress", "format_matrix", "study_executor", "EXECUTOR_CHOICES"]
+__all__ = ["register", "RunProgress", "format_matrix"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,13 +98,6 @@ def format_matrix(tasks: list[str], matrix: list[list[float | None]], percent: b
     return "\n".join(lines)
 
 
-def study_executor(choice: str | None, workers: int | None, address: str | None = None) -> Any:
-    """The executor of ``--executor`` (default ``$MTL_LAB_EXECUTOR``; ``--workers``: the pool's size if
-    it is started now, or the Ray runs at once; ``--address``: the Ray cluster), checked and connected
-    before anything is queued (:func:`mtl_core.cli.common.make_cli_executor`)."""
-    return make_cli_executor(choice, workers, address)
-
-
 def run(args: argparse.Namespace) -> int:
     from mtl_core.errors import ConfigError
     from mtl_core.studies.study import (
@@ -137,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if exc.field in ("patience", "max_epochs"):  # name the option the user typed
             raise UsageError(f"`--{exc.field.replace('_', '-')}` must be {exc.expected}, got {exc.got!r}") from None
         raise
-    executor = study_executor(args.executor, args.workers, args.address)
+    executor = make_cli_executor(args.executor, args.workers, args.address)
     progress = RunProgress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         study = run_study(spec, executor, progress=progress)

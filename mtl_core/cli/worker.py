@@ -12,8 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mtl_core.cli import UsageError
-from mtl_core.cli.common import executor_choice, ray_address
+from mtl_core.cli.common import check_address_use, executor_choice, ray_address
 from mtl_core.runs.store import lab_home
 from mtl_core.runs.workers import (
     EXIT_ALREADY_RUNNING,
@@ -82,20 +81,14 @@ def run(args: argparse.Namespace) -> int:
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise PoolError(f"`--idle-exit` must be a positive number of seconds, got {args.idle_exit}")
     choice = "ray" if executor_choice(args.executor) == "ray" else "pool"
-    if args.address is not None and choice != "ray":
-        raise UsageError(f"`--address` applies to --executor ray only, got --executor {choice} with "
-                         f"--address {args.address!r}")
+    check_address_use(choice, args.address)
     if choice == "ray":
         return _run_bridge(home, args)
     workers = args.workers or default_max_workers()
     setup_logging()
     supervisor = PoolSupervisor(home, max_workers=workers, min_workers=workers, idle_exit=args.idle_exit)
     status = supervisor.run()
-    if status == EXIT_ALREADY_RUNNING:
-        info = pool_status(home) or {}
-        raise PoolError(f"a worker pool is already running for {home} (pid {info.get('pid')}); "
-                        "stop it with `python -m mtl_core worker --stop`")
-    return status
+    return _unless_already_running(status, home)
 
 
 def _run_bridge(home: Path, args: argparse.Namespace) -> int:
@@ -109,6 +102,11 @@ def _run_bridge(home: Path, args: argparse.Namespace) -> int:
     require_ray()
     setup_logging()
     status = run_bridge(home, address=cluster or "", idle_exit=args.idle_exit, max_parallel=args.workers)
+    return _unless_already_running(status, home)
+
+
+def _unless_already_running(status: int, home: Path) -> int:
+    """The exit status of a pool or bridge; :class:`PoolError` if another one already served ``home``."""
     if status == EXIT_ALREADY_RUNNING:
         info = pool_status(home) or {}
         raise PoolError(f"a worker pool is already running for {home} (pid {info.get('pid')}); "
