@@ -175,30 +175,21 @@ def _train_task(run_id: int, config: dict[str, Any], mailbox: Any, environ: dict
     """The body of a run's Ray task: train ``config`` as a local worker would, forwarding the events.
     Returns ``{"status", "result", "error", "traceback"}`` (a failure of the run is an outcome, not
     an exception: only the death of the worker reaches the driver as one)."""
-    import traceback
-
     import ray
 
     from mtl_core.plugins import load_plugins
-    from mtl_core.runs.workers import _one_line, limit_threads, validate_config
+    from mtl_core.runs.workers import limit_threads, train_outcome
 
     limit_threads()
     load_plugins(environ)
     where = {"name": "ray", "node": ray.util.get_node_ip_address(), "worker_pid": os.getpid()}
-    outcome: dict[str, Any] = {"status": "failed", "result": None, "error": None, "traceback": None}
-    with _Forwarder(run_id, mailbox, where) as forwarder:
-        try:
-            parsed = validate_config(config)
-            if parsed.device.startswith("cuda"):  # Ray shows the task only the GPU it was given
-                parsed = parsed.replace(device="cuda")
-            from mtl_core.training.trainer import train
 
-            result = train(parsed, [forwarder])
-            outcome["result"] = result
-            outcome["status"] = "cancelled" if result.get("status") == "cancelled" else "done"
-        except Exception as exc:  # one run's failure is recorded by the driver
-            outcome["error"], outcome["traceback"] = _one_line(exc), traceback.format_exc()
-    return outcome
+    def on_this_worker(parsed: Any) -> Any:  # Ray shows the task only the GPU it was given
+        return parsed.replace(device="cuda") if parsed.device.startswith("cuda") else parsed
+
+    with _Forwarder(run_id, mailbox, where) as forwarder:
+        status, result, error, trace = train_outcome(config, [forwarder], adjust=on_this_worker)
+    return {"status": status, "result": result, "error": error, "traceback": trace}
 
 
 # --- the driver: claims, submits, relays, finishes -----------------------------------------------------

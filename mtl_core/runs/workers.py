@@ -101,6 +101,7 @@ __all__ = [
     "make_executor",
     "StoreRecorder",
     "execute_run",
+    "train_outcome",
     "record_end",
     "run_worker",
     "limit_threads",
@@ -561,6 +562,27 @@ def _one_line(exc: BaseException) -> str:
 _SHUTDOWN_ERROR = "interrupted: the worker pool was stopped"
 
 
+def train_outcome(
+    config: Mapping[str, Any],
+    callbacks: Sequence[Callback],
+    adjust: Callable[[TrainConfig], TrainConfig] | None = None,
+) -> tuple[str, dict[str, Any] | None, str | None, str | None]:
+    """Validate ``config`` (then ``adjust`` it, if given) and train it with ``callbacks``: ``(status,
+    result, error, traceback)``, the status ``done`` or ``cancelled`` (the trainer stopped on a
+    callback's request), or ``failed`` with a one-line error and the traceback for any exception —
+    one run's failure is an outcome to record, not an exception (a local worker and a Ray task alike)."""
+    try:
+        parsed = validate_config(config)
+        if adjust is not None:
+            parsed = adjust(parsed)
+        from mtl_core.training.trainer import train
+
+        result = train(parsed, list(callbacks))
+    except Exception as exc:
+        return "failed", None, _one_line(exc), traceback.format_exc()
+    return ("cancelled" if result.get("status") == "cancelled" else "done"), result, None, None
+
+
 def execute_run(
     store: RunStore,
     run: RunRecord,
@@ -591,18 +613,11 @@ def execute_run(
         force_stop_after=FORCE_STOP_AFTER if force_exit else None,
         on_force_stop=force_stop if force_exit else None,
     )
-    status, error, trace = "failed", None, None
-    result: dict[str, Any] | None = None
     recorder.start()
     try:
-        config = validate_config(run.config)
-        from mtl_core.training.trainer import train
-
-        result = train(config, [recorder])
-        status = "cancelled" if result.get("status") == "cancelled" else "done"
-    except Exception as exc:  # any failure of one run is recorded, the worker carries on
-        error, trace = _one_line(exc), traceback.format_exc()
-        log.warning("run %s failed: %s", run.id, error)
+        status, result, error, trace = train_outcome(run.config, [recorder])
+        if status == "failed":
+            log.warning("run %s failed: %s", run.id, error)
     finally:
         try:
             recorder.close()
