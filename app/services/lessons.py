@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtl_core._files import replace_text
 from mtl_core.errors import MTLError
 from mtl_core.runs.store import DEFAULT_OWNER, RunNotFoundError, lab_home
 from mtl_core.workshop import lessons as engine_lessons
@@ -116,11 +116,7 @@ def launch_lesson(lesson_id: str, owner: str | None = None) -> dict[str, Any]:
         "study_id": queued["study_id"],
         "first_run": run_ids[0] if run_ids else None,
     }
-    folder = _lessons_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".{launch['group_id']}.json.tmp"
-    temporary.write_text(json.dumps(launch, indent=2), encoding="utf-8")
-    os.replace(temporary, folder / f"{launch['group_id']}.json")
+    replace_text(_lessons_dir() / f"{launch['group_id']}.json", json.dumps(launch, indent=2))
     return launch
 
 

@@ -68,6 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl_core._files import replace_text
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.plugins import resolve_plugin_paths
@@ -1044,10 +1045,7 @@ def _release_if_idle(lock: _PoolLock, store: RunStore) -> bool:
 
 def _write_info_file(home: Path, info: Mapping[str, Any]) -> None:
     """Replace ``pool.json`` (what :func:`pool_status` reads) at once, never half written."""
-    path = home / INFO_FILE
-    temporary = path.with_name(f".{INFO_FILE}.{os.getpid()}")
-    temporary.write_text(json.dumps(dict(info), indent=2), encoding="utf-8")
-    os.replace(temporary, path)
+    replace_text(home / INFO_FILE, json.dumps(dict(info), indent=2))
 
 
 def _remove_info(home: Path) -> None:

@@ -20,7 +20,6 @@ per series, for the class summary.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -29,8 +28,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mtl_core._files import replace_text
 from mtl_core.errors import ConfigError
 from mtl_core.settings import settings
+from mtl_core.workshop.lessons import _seed_mean, mean_pairwise_cosine
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -65,10 +66,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
+    replace_text(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def clean_name(name: object) -> str:
@@ -166,18 +164,12 @@ def _delta_m(results: Any, label: str, baseline: str, task: str | None) -> float
             except Exception:  # noqa: BLE001 — a metric a run lacks leaves this seed out
                 continue
             changes.append(float(relative_change(value, reference, higher)))
-        finite = [c for c in changes if math.isfinite(c)]
-        if finite:
-            per_seed.append(100.0 * sum(finite) / len(finite))
-    return sum(per_seed) / len(per_seed) if per_seed else math.nan
+        per_seed.append(100.0 * _seed_mean(changes))
+    return _seed_mean(per_seed)
 
 
 def _mean_cosine(results: Any, label: str, first_probes: int | None) -> float:
-    from mtl_core.workshop.lessons import mean_pairwise_cosine
-
-    values = [mean_pairwise_cosine(run, first_probes) for run in results.runs if run.label == label]
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+    return _seed_mean(mean_pairwise_cosine(run, first_probes) for run in results.runs if run.label == label)
 
 
 def _test_metric(results: Any, label: str, task: str) -> float:
@@ -189,8 +181,7 @@ def _test_metric(results: Any, label: str, task: str) -> float:
             values.append(run.test_metric(task)[0])
         except Exception:  # noqa: BLE001 — the run has no metric for it: left out
             continue
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+    return _seed_mean(values)
 
 
 def checked_quantity(lesson: Any, results: Any) -> tuple[str, dict[str, float]]:

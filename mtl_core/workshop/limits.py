@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl_core._files import replace_text
 from mtl_core.config import TrainConfig, parse_yaml
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.settings import settings
@@ -168,10 +169,7 @@ def save_limits(values: Mapping[str, int | None], home: str | os.PathLike[str] |
     clean = _checked_caps(values, target)
     text = "# Presenter limits (see the README, Workshops); null = no cap.\n" + yaml.safe_dump(
         {key: clean.get(key) for key in _FIELDS}, sort_keys=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, target)
+    replace_text(target, text)
     return load_limits(target)
 
 
