@@ -95,6 +95,7 @@ def test_train_two_methods_and_watch_the_live_charts(server: str, page) -> None:
     expect(page.get_by_role("combobox", name="Task suite")).to_have_value("planted", timeout=SLOW)
     _pick(page, "Balancing methods (one run each, shown side by side)", "pcgrad")
     _set_number(page, "Epochs", 60)
+    expect(page.get_by_text(re.compile(r"× 60 epochs")).first).to_be_visible()
     expect(page.get_by_text("Ready: 2 runs").first).to_be_visible()
     page.get_by_role("button", name="Start training").click()
 
