@@ -17,8 +17,8 @@ from services.classroom import class_view  # noqa: E402
 from state import ME_PARAM  # noqa: E402
 from streamlit.testing.v1 import AppTest
 
+from mtl_core import figures
 from mtl_core.errors import ConfigError
-from mtl_core.figures import classroom as figures
 from mtl_core.runs.store import RunStore, lab_home
 from mtl_core.workshop import classroom
 from mtl_core.workshop.access import owner_of_token
@@ -180,23 +180,7 @@ def test_class_summary_shows_every_participant_and_the_class_mean_with_its_ci() 
         figures.class_summary(points, "")
 
 
-HOSTILE_CASES = {
-    "class_panels": lambda names: figures.class_panels(
-        [{"participant": names[0], "status": "passed", "curves": {names[1]: {"epochs": [1, 2], "loss": [1.0, 0.5]}}},
-         {"participant": names[2], "status": "running", "note": names[3], "curves": {}}]),
-    "class_summary": lambda names: figures.class_summary(
-        [{"participant": names[0], "values": {names[1]: 1.0, names[2]: -1.0}},
-         {"participant": names[3], "values": {names[1]: 2.0, names[2]: 0.5}}], names[8]),
-}
-
-
-@pytest.mark.parametrize("case", list(HOSTILE_CASES))
-def test_participant_names_are_drawn_as_literal_text(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check of tests/test_figure_text.py (every text reads the same to plotly.js with hostile names)."""
-    import test_figure_text
-
-    monkeypatch.setitem(test_figure_text.CASES, case, HOSTILE_CASES[case])
-    test_figure_text.test_names_read_as_literal_text(case)
+# Participant names drawn as literal text: tests/test_figure_text.py builds both class figures with hostile names.
 
 
 # --- the page --------------------------------------------------------------------------------------------

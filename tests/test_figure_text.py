@@ -212,6 +212,12 @@ CASES: dict[str, Callable[[list[str]], go.Figure]] = {
     "gate_heatmap": lambda names: figures.gate_heatmap(
         dict.fromkeys(names[:2], _GATES), expert_labels=names[5:8]
     ),
+    "class_panels": lambda names: figures.class_panels(
+        [{"participant": names[0], "status": "passed", "curves": {names[1]: {"epochs": [1, 2], "loss": [1.0, 0.5]}}},
+         {"participant": names[2], "status": "running", "note": names[3], "curves": {}}]),
+    "class_summary": lambda names: figures.class_summary(
+        [{"participant": names[0], "values": {names[1]: 1.0, names[2]: -1.0}},
+         {"participant": names[3], "values": {names[1]: 2.0, names[2]: 0.5}}], names[8]),
     "forecast_figure": lambda names: figures.forecast_figure(
         {"steps": [10, 20, 30], "signals": {"affinity": [0.2, 0.9, 0.95], names[0]: [None, 0.1, 0.3]},
          "reached": {"affinity": 20, names[0]: None}, "threshold": 0.8, "total_steps": 40}

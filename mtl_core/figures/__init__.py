@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from mtl_core.figures._common import EMPTY_MESSAGE, empty_figure, plot_text, series_colors, task_colors
 from mtl_core.figures.architectures import gate_heatmap
+from mtl_core.figures.classroom import class_panels, class_summary
 from mtl_core.figures.gradients import (
     cosine_heatmap,
     cosine_timeseries,
@@ -63,4 +64,6 @@ __all__ = [
     "forecast_figure",
     "gradient_arrows",
     "gate_heatmap",
+    "class_panels",
+    "class_summary",
 ]
