@@ -13,13 +13,14 @@ import streamlit as st
 from services.catalog import (
     StoreError,
     check_store,
+    executor_warning,
     keep_workers_ready,
     plugin_problems,
     store_problem,
     warm_up,
 )
 from services.pacing import record_render
-from state import StateKeys, init_state, is_presenter, participant_token, single_user
+from state import StateKeys, acting, init_state, is_presenter, participant_token, single_user
 from views._access import identity_sidebar, refuse_unsafe_exposure
 from views._lessons import lesson_aside
 from views._widgets import store_summary
@@ -80,6 +81,12 @@ try:
 except StoreError as exc:  # a store that opens but fails on reading (damaged pages): one sentence
     st.error(store_problem(exc))
     st.stop()
+executor_trouble = executor_warning()
+if executor_trouble is not None:
+    # The settings and the cluster's address are the presenter's business (and a single user's).
+    st.warning(executor_trouble if acting().manages_all else
+               "Queued runs cannot start yet: the server's executor settings need the presenter's attention. "
+               "Your runs stay queued.", icon=":material/cloud_off:")
 
 
 with st.sidebar:

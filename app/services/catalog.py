@@ -18,6 +18,7 @@ from typing import Any
 
 from mtl_core.plugins import load_plugins
 from mtl_core.runs import workers
+from mtl_core.runs.ray_support import RaySetupError, executor_problem
 from mtl_core.runs.store import RunStore, StoreDamagedError, StoreError, default_store_path, lab_home
 from mtl_core.settings import SettingError, settings
 
@@ -37,6 +38,7 @@ __all__ = [
     "suite_tasks",
     "ensure_workers",
     "keep_workers_ready",
+    "executor_warning",
     "pool_info",
 ]
 
@@ -230,7 +232,25 @@ def keep_workers_ready() -> bool:
     if not autostart():
         return False
     workers.note_page_open(lab_home())
-    return ensure_workers(always=True)
+    try:
+        return ensure_workers(always=True)
+    except (SettingError, RaySetupError):
+        return False  # executor settings that cannot work: the page says so (executor_warning)
+
+
+def executor_warning() -> str | None:
+    """One sentence when queued runs cannot start because of the executor: settings that cannot work
+    (``MTL_LAB_EXECUTOR`` unknown; with ``ray``, ``MTL_LAB_RAY_ADDRESS`` malformed or Ray not installed),
+    or a Ray cluster the pool cannot reach (the pool keeps trying and says why in ``pool.json``). None
+    when nothing is wrong. Cheap: no Ray import, no network."""
+    problem = executor_problem()
+    if problem is not None:
+        return problem
+    error = (workers.pool_status(lab_home()) or {}).get("error")
+    if error:
+        return (f"Queued runs wait: the worker pool {error}. It tries again every few seconds; "
+                "nothing queued is lost.")
+    return None
 
 
 def pool_info() -> dict[str, Any] | None:
