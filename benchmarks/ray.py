@@ -27,19 +27,25 @@ Needs Ray (``pip install -r requirements-ray.txt``). Prints a Markdown table; th
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path, where this file would be found as `ray`:
+# Ray itself must be imported instead (here and by mtl_core's Ray executor).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
 
 MODES = ("pool", "ray-local", "ray-cluster")
 
@@ -61,7 +67,7 @@ def _start_cluster(nodes: int, cpus: int) -> tuple[str, Path]:
     """``nodes`` Ray nodes on this machine (a head, then workers joining it); returns the address."""
     port = _free_port()
     temp = Path(tempfile.mkdtemp(prefix="mtl_ray_bench_"))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}  # ray start --head's default
     common = ["--num-cpus", str(cpus), "--num-gpus", "0", "--disable-usage-stats"]
     subprocess.run([_ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
                     "--include-dashboard", "false", "--temp-dir", str(temp), *common],
@@ -135,9 +141,14 @@ def _one(mode: str, workers: int, address: str | None) -> dict[str, Any]:
 
 def _child(mode: str, workers: int, address: str | None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, "--workers", str(workers)]
+    env = dict(os.environ)
     if address:
         command += ["--address", address]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
+        env["RAY_AUTH_MODE"] = "token"  # the cluster's token is this machine's ~/.ray/auth_token
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmarks/ray.py: the {mode} study failed (exit {out.returncode}):\n"
+                         + "\n".join(out.stderr.strip().splitlines()[-15:]))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -277,3 +277,14 @@ def test_study_and_group_train_through_ray(ray_session: None, tmp_path: Path,
     assert main(["group", "--from", str(out), "--k", "1", "--train", "--executor", "ray", "--json"]) == 0
     evaluation = json.loads(capsys.readouterr().out)["evaluation"]
     assert set(evaluation["tasks"]) == {"t1", "t2"}
+
+
+def test_a_refused_connection_names_rays_token_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray 2.60's ``ray start --head`` turns token authentication on; a driver without it is refused
+    with only "failed to connect", so the line says what to set (unless the token mode is already on)."""
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    hint = ray_support._token_hint("10.0.0.5:6379")
+    assert "RAY_AUTH_MODE=token" in hint and "~/.ray/auth_token" in hint and "\n" not in hint
+    assert ray_support._token_hint(None) == ""  # a local Ray started here needs nothing
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert ray_support._token_hint("10.0.0.5:6379") == ""

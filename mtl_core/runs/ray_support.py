@@ -250,7 +250,17 @@ def connect(address: str | None, num_cpus: int | None = None, *, timeout: float 
         _reset(ray)
         where = "start a local Ray" if address is None else f"reach the Ray cluster at {address}"
         hint = "" if address is None else f" (set by {ADDRESS_SETTING})"
-        raise RaySetupError(f"cannot {where}{hint}: {_one_line(exc)}") from None
+        raise RaySetupError(f"cannot {where}{hint}: {_one_line(exc)}{_token_hint(address)}") from None
+
+
+def _token_hint(address: str | None) -> str:
+    """What to try when a cluster refused this process: since Ray 2.5x ``ray start --head`` turns on
+    token authentication, and a driver without ``RAY_AUTH_MODE=token`` (and the head's token) is refused
+    with nothing but "failed to connect" in the exception."""
+    if address is None or os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token":
+        return ""
+    return ("; if the cluster was started with `ray start --head`, it wants its token: set RAY_AUTH_MODE=token "
+            "and copy the head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN)")
 
 
 def executor_problem(environ: Mapping[str, str] | None = None) -> str | None:
