@@ -10,6 +10,7 @@ import pytest
 
 from mtl_core.analysis.forecast import (
     forecast_sentence,
+    groups_ceiling,
     pair_scores,
     pair_spearman,
     running_mean,
@@ -108,7 +109,8 @@ def test_a_study_with_tag_and_probes_forecasts_and_ends_at_its_final_matrices() 
                       SerialExecutor())
     assert study["n_failed"] == 0
     forecast = study["forecast"]
-    assert set(forecast) == {"steps", "signals", "reached", "threshold", "total_steps"}
+    assert set(forecast) == {"steps", "signals", "reached", "threshold", "total_steps", "planted_ceiling"}
+    assert forecast["planted_ceiling"] == groups_ceiling(study["planted_groups"], study["tasks"], study["transfer"]["mean"])
     assert set(forecast["signals"]) == set(forecast["reached"]) == {"affinity", "cosine"}
     steps = forecast["steps"]
     assert steps == sorted(set(steps)) and 2 <= len(steps) <= 50
@@ -164,3 +166,29 @@ def test_forecast_sentence_names_each_signal_s_first_step_or_never_and_its_last_
         "mean gradient cosine never reaches ρ ≥ 0.8, ρ = +0.40 at the end.")
     early = {**forecast, "signals": {"cosine": [None] * 4}, "reached": {"cosine": None}}
     assert "mean gradient cosine has too few task pairs measured for a ρ yet" in forecast_sentence(early)
+
+
+def test_the_planted_groups_ceiling_is_the_rho_of_the_groups_themselves() -> None:
+    """Two groups {a, b}, {c, d}; transfer ranks the pairs ab > cd > ac > ad > bc > bd. The groups score
+    1, 1, 0, 0, 0, 0 (ranks 5.5, 5.5, 2.5 ×4) against ranks 6 … 1: ρ = 12 / √(12 · 17.5)."""
+    score = {("a", "b"): 0.3, ("c", "d"): 0.2, ("a", "c"): -0.1, ("a", "d"): -0.2, ("b", "c"): -0.3, ("b", "d"): -0.4}
+    tasks = ["a", "b", "c", "d"]
+    transfer = [[None if x == y else score.get((x, y), score.get((y, x))) for y in tasks] for x in tasks]
+    assert groups_ceiling([["a", "b"], ["c", "d"]], tasks, transfer) == pytest.approx(12 / math.sqrt(210))
+    assert groups_ceiling([["a", "b", "c", "d"]], tasks, transfer) is None  # one group: a constant ranking
+    with pytest.raises(ValueError, match="`groups` must place every task, got none for d"):
+        groups_ceiling([["a", "b"], ["c"]], tasks, transfer)
+
+
+def test_the_sentence_and_the_figure_show_the_planted_groups_ceiling() -> None:
+    from mtl_core import figures
+
+    forecast = {"steps": [30, 60], "signals": {"affinity": [0.5, 0.7]}, "reached": {"affinity": None},
+                "threshold": 0.8, "total_steps": 60, "planted_ceiling": 0.75}
+    assert forecast_sentence(forecast).endswith(
+        "The planted groups themselves rank the pairs with ρ = +0.75: inside and across the groups the measured "
+        "transfer orders its pairs by noise, so that is about the most a signal that finds the groups can reach "
+        "— ρ ≥ 0.8 is out of its reach here.")
+    assert forecast_sentence({**forecast, "planted_ceiling": 0.9}).endswith("can reach.")
+    threshold, ceiling = figures.forecast_figure(forecast).layout.shapes
+    assert ceiling.y0 == ceiling.y1 == 0.75 and ceiling.line.dash == "dot"

@@ -8,6 +8,7 @@ from mtl_core.analysis.forecast import (
     FORECAST_SIGNALS,
     FORECAST_THRESHOLD,
     forecast_sentence,
+    groups_ceiling,
     pair_spearman,
     transfer_forecast,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "FORECAST_SIGNALS",
     "FORECAST_THRESHOLD",
     "forecast_sentence",
+    "groups_ceiling",
     "pair_spearman",
     "transfer_forecast",
     "EXHAUSTIVE_LIMIT",

@@ -19,7 +19,12 @@ Conventions:
 * **the signal at step s** is what each run had accumulated by s (its latest snapshot at or before
   s; a run that stopped earlier counts with its last one), averaged over the runs (NaN cells ignored),
   the way the study averages its seeds; a signal no run has measured by s has ρ = None there;
-* **reached** is the first step of the grid at which ρ ≥ ``threshold`` (None when never).
+* **reached** is the first step of the grid at which ρ ≥ ``threshold`` (None when never);
+* **the planted groups' ceiling** (a world with planted groups, :func:`groups_ceiling`): the ρ of the
+  groups themselves, a pair scoring 1 inside a group and 0 across. A signal that finds the groups but
+  ranks the pairs inside (and across) them no better than chance cannot do much better, since the
+  measured transfer orders those pairs by noise; on the validity benchmark's plantings it is 0.61–0.86,
+  often below the threshold of 0.8 (benchmarks/VALIDITY.md).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "step_grid",
     "transfer_forecast",
     "forecast_sentence",
+    "groups_ceiling",
 ]
 
 #: The ρ at which a cheap signal is said to forecast the transfer ranking.
@@ -177,6 +183,17 @@ def transfer_forecast(
             "total_steps": int(total_steps)}
 
 
+def groups_ceiling(groups: Sequence[Sequence[str]], tasks: Sequence[str], transfer: Matrix) -> float | None:
+    """Spearman's ρ between the pair ranking of ``groups`` (1 for two tasks of one group, 0 otherwise)
+    and that of the final ``transfer`` over ``tasks`` (its order); None as for :func:`pair_spearman`."""
+    group_of = {task: index for index, group in enumerate(groups) for task in group}
+    missing = [task for task in tasks if task not in group_of]
+    if missing:
+        raise ValueError(f"`groups` must place every task, got none for {', '.join(map(str, missing))}")
+    same = [[1.0 if group_of[a] == group_of[b] else 0.0 for b in tasks] for a in tasks]
+    return pair_spearman(same, transfer)
+
+
 def forecast_sentence(forecast: Mapping[str, Any]) -> str:
     """A forecast (:func:`transfer_forecast`) in one sentence: for each signal, the first step (and
     share of training) at which it ranks the pairs as the final transfer does with ρ ≥ threshold, or
@@ -202,4 +219,11 @@ def forecast_sentence(forecast: Mapping[str, Any]) -> str:
             part = f"{name} never reaches ρ ≥ {threshold:g}"
         parts.append(f"{part}, ρ = {known[-1]:+.2f} at the end")
     of_steps = f" over {total} training steps" if total > 0 else ""
-    return f"Ranking the task pairs as the final pairwise transfer does (Spearman ρ){of_steps}: {'; '.join(parts)}."
+    sentence = f"Ranking the task pairs as the final pairwise transfer does (Spearman ρ){of_steps}: {'; '.join(parts)}."
+    ceiling = forecast.get("planted_ceiling")
+    if ceiling is not None:
+        sentence += (f" The planted groups themselves rank the pairs with ρ = {float(ceiling):+.2f}: inside and "
+                     "across the groups the measured transfer orders its pairs by noise, so that is about the most "
+                     "a signal that finds the groups can reach")
+        sentence += f" — ρ ≥ {threshold:g} is out of its reach here." if float(ceiling) < threshold else "."
+    return sentence

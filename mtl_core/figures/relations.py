@@ -483,7 +483,7 @@ def forecast_figure(
     ``forecast``): per cheap signal, Spearman's ρ between its pair ranking accumulated up to each step
     and the final pairwise transfer ranking, over the training steps; a dashed line at the threshold, and
     each signal's first step reaching it marked and named in the legend ("never reached" when it does
-    not). Undefined ρ (fewer than 3 pairs, a constant ranking) leaves a gap."""
+    not); on a world with planted groups a dotted line at the groups' own ρ (``planted_ceiling``). Undefined ρ (fewer than 3 pairs, a constant ranking) leaves a gap."""
     if forecast is not None and not isinstance(forecast, Mapping):
         raise ValueError(f"`forecast` must be a dict, got {type(forecast).__name__}")
     if not forecast or not forecast.get("steps") or not forecast.get("signals"):
@@ -501,6 +501,11 @@ def forecast_figure(
     fig = go.Figure()
     fig.add_hline(y=threshold, line={"color": "#888888", "dash": "dash"},
                   annotation_text=f"ρ = {threshold:g}", annotation_position="bottom right")
+    ceiling = forecast.get("planted_ceiling")
+    if ceiling is not None:
+        ceiling = as_number(ceiling, "forecast['planted_ceiling']")
+        fig.add_hline(y=ceiling, line={"color": "#555555", "dash": "dot"},
+                      annotation_text=f"planted groups: ρ = {ceiling:.2f}", annotation_position="top left")
     for key, values in signals.items():
         if not isinstance(values, Sequence) or len(values) != len(steps):
             raise ValueError(f"`forecast['signals']['{key}']` must have one value per step ({len(steps)}), "

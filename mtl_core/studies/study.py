@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from mtl_core.analysis.affinity import run_affinity
-from mtl_core.analysis.forecast import running_mean, transfer_forecast
+from mtl_core.analysis.forecast import groups_ceiling, running_mean, transfer_forecast
 from mtl_core.analysis.grouping import best_groupings, rank_agreement
 from mtl_core.analysis.transfer import delta_m, nan_to_none, relative_change, summarize_seeds, transfer_matrix
 from mtl_core.config import TrainConfig
@@ -563,7 +563,10 @@ def _conventions(spec: StudySpec) -> dict[str, str]:
                     "(TAG affinity, mean gradient cosine) as computed from the runs' records up to step "
                     "forecast.steps[k] and ranked by the final transfer; a pair's score is the mean of its two "
                     "directed cells; pairs with a missing cell are left out; None below 3 pairs. "
-                    "forecast.reached[name] = the first step with ρ ≥ forecast.threshold (None: never).",
+                    "forecast.reached[name] = the first step with ρ ≥ forecast.threshold (None: never). "
+                    "forecast.planted_ceiling (a suite with planted groups) = the ρ of the planted groups "
+                    "themselves (1 inside a group, 0 across): about the most a signal that finds the groups "
+                    "can reach, since transfer ranks the pairs inside and across the groups by noise.",
         "groupings": "partitions into at most k groups; a task's predicted score is the mean of its "
                      "group mates' scores for it (0 when alone); score = mean over tasks.",
     }
@@ -675,6 +678,8 @@ def collect_study(
     planted = _planted_groups(outcomes, tasks)
     if planted is not None:
         study["planted_groups"] = planted
+        if study["forecast"] is not None:  # how far a signal that finds the groups can get (forecast.py)
+            study["forecast"]["planted_ceiling"] = groups_ceiling(planted, tasks, study["transfer"].get("mean"))
     study["groupings"] = {
         source: [grouping.to_dict() for grouping in best_groupings(scores, tasks)]
         for source, scores in grouping_sources(study).items()
