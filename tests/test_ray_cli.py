@@ -288,3 +288,18 @@ def test_a_refused_connection_names_rays_token_authentication(monkeypatch: pytes
     assert ray_support._token_hint(None) == ""  # a local Ray started here needs nothing
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     assert ray_support._token_hint("10.0.0.5:6379") == ""
+
+
+def test_a_study_on_a_local_ray_prints_nothing_of_rays_own_on_stderr(tmp_path: Path) -> None:
+    """The local Ray that the CLI starts for itself: Ray 2.60 announces on stderr that it turned token
+    authentication on; that stray line is dropped (the study's own "wrote …" stays)."""
+    import os
+    import subprocess
+
+    out = tmp_path / "study.json"
+    env = {**os.environ, "MTL_LAB_HOME": str(tmp_path / "home")}
+    env.pop("RAY_AUTH_MODE", None)
+    done = subprocess.run([sys.executable, "-m", "mtl_core", *TINY_STUDY, "--executor", "ray", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [f"wrote {out}"], done.stderr

@@ -21,6 +21,7 @@ so an MTL Lab home of any length cannot hold them); a cluster keeps its logs on 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -240,6 +241,7 @@ def connect(address: str | None, num_cpus: int | None = None, *, timeout: float 
         _check_reachable(address, timeout)
     try:
         if address is None:
+            _quiet_default_token_notice()
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         else:
@@ -251,6 +253,21 @@ def connect(address: str | None, num_cpus: int | None = None, *, timeout: float 
         where = "start a local Ray" if address is None else f"reach the Ray cluster at {address}"
         hint = "" if address is None else f" (set by {ADDRESS_SETTING})"
         raise RaySetupError(f"cannot {where}{hint}: {_one_line(exc)}{_token_hint(address)}") from None
+
+
+class _DropDefaultTokenNotice(logging.Filter):
+    """Drops Ray 2.60's notice that a new local Ray turned token authentication on by default: the Ray
+    that MTL Lab starts for itself is its own business, and the notice was a stray line on the CLI's
+    stderr. Any other message (the warning that authentication is *off*, say) passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_default_token_notice() -> None:
+    auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropDefaultTokenNotice) for f in auth_log.filters):
+        auth_log.addFilter(_DropDefaultTokenNotice())
 
 
 def _token_hint(address: str | None) -> str:
