@@ -500,12 +500,12 @@ def forecast_figure(
     colors = series_colors(list(names.values()))
     fig = go.Figure()
     fig.add_hline(y=threshold, line={"color": "#888888", "dash": "dash"},
-                  annotation_text=f"ρ = {threshold:g}", annotation_position="bottom right")
+                  annotation_text=f"ρ = {threshold:g}", annotation_position="top right")
     ceiling = forecast.get("planted_ceiling")
     if ceiling is not None:
         ceiling = as_number(ceiling, "forecast['planted_ceiling']")
         fig.add_hline(y=ceiling, line={"color": "#555555", "dash": "dot"},
-                      annotation_text=f"planted groups: ρ = {ceiling:.2f}", annotation_position="top left")
+                      annotation_text=f"planted groups: ρ = {ceiling:.2f}", annotation_position="bottom left")
     for key, values in signals.items():
         if not isinstance(values, Sequence) or len(values) != len(steps):
             raise ValueError(f"`forecast['signals']['{key}']` must have one value per step ({len(steps)}), "
