@@ -337,7 +337,9 @@ def _gradients(current: RunSummary, live: LiveRun, colors: dict) -> None:
     if play:
         position = steps.index(chosen) + 1 if chosen in steps else 0
         st.session_state[step_key] = steps[position % len(steps)]
-    elif follow or chosen not in steps:
+    elif (follow or chosen not in steps) and chosen != steps[-1]:
+        # Only a real change is assigned: an assignment re-sends the value to the browser, and one from
+        # a refresh already in flight would undo a slider the user has just moved.
         st.session_state[step_key] = steps[-1]
     if len(steps) > 1:
         step = controls[3].select_slider("Window ends at step", options=steps, key=step_key,
