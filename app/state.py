@@ -187,6 +187,16 @@ def acting() -> Actor:
     return Actor(session_owner(), manages_all=is_presenter() or single_user())
 
 
+def set_widget_value(key: str, value: Any) -> None:
+    """Give the widget ``key`` the value ``value`` from the page's code, only if it holds another one.
+
+    An assignment re-sends the value to the browser even when it is the same. A page run that started
+    before the user changed that widget would then overwrite the user's value with the old one. The
+    next click would send the old value too: a run trained 43 epochs where 60 had been typed."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
 def option_key(family: str, owner: str, option: str) -> str:
     """Widget key of a declared option, e.g. ``opt_suite_planted_n_tasks``."""
     return f"opt_{family}_{owner}_{option}"

@@ -43,7 +43,7 @@ from services.runs import (
     run_labels,
 )
 from services.text import engine_message, literal
-from state import StateKeys, acting, init_state, run_key, session_owner
+from state import StateKeys, acting, init_state, run_key, session_owner, set_widget_value
 from views._lessons import ACTIVE_LESSON
 from views._reruns import rerun_page_from_fragment
 from views._store import store_fragment
@@ -84,7 +84,7 @@ labels = picker_labels(recent)  # suite, strategy, method, seed and what else di
 if run is not None:
     if run.id not in labels:
         labels.update(picker_labels([run]))
-    st.session_state[StateKeys.RUN_PICK] = run.id
+    set_widget_value(StateKeys.RUN_PICK, run.id)
 elif st.session_state.get(StateKeys.RUN_PICK) not in options:
     st.session_state[StateKeys.RUN_PICK] = options[0]
 
@@ -337,10 +337,8 @@ def _gradients(current: RunSummary, live: LiveRun, colors: dict) -> None:
     if play:
         position = steps.index(chosen) + 1 if chosen in steps else 0
         st.session_state[step_key] = steps[position % len(steps)]
-    elif (follow or chosen not in steps) and chosen != steps[-1]:
-        # Only a real change is assigned: an assignment re-sends the value to the browser, and one from
-        # a refresh already in flight would undo a slider the user has just moved.
-        st.session_state[step_key] = steps[-1]
+    elif follow or chosen not in steps:
+        set_widget_value(step_key, steps[-1])
     if len(steps) > 1:
         step = controls[3].select_slider("Window ends at step", options=steps, key=step_key,
                                          on_change=_stop_following, args=(follow_key, play_key),

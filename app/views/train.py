@@ -10,7 +10,7 @@ from services.catalog import catalog, suite_tasks
 from services.limits import current_limits
 from services.runs import MTLError, TrainForm, build_configs, check_configs, explain, queue_runs, run_counts
 from services.text import literal
-from state import StateKeys, init_state, option_key, session_owner
+from state import StateKeys, init_state, option_key, session_owner, set_widget_value
 from views._widgets import flash, option_inputs, show_flash
 
 from mtl_core.config import TrainConfig
@@ -249,12 +249,9 @@ epochs_cap = min(MAX_PAGE_EPOCHS, current_limits().get("max_epochs") or MAX_PAGE
 suggested = epochs_for_steps(rows, int(batch_now), DEFAULT_STEPS, epochs_cap) if rows else None
 if StateKeys.EPOCHS not in st.session_state:
     st.session_state[StateKeys.EPOCHS] = suggested or TrainConfig.epochs
-elif (suggested is not None and st.session_state[StateKeys.EPOCHS] == st.session_state.get(EPOCHS_SUGGESTED)
-      and st.session_state[StateKeys.EPOCHS] != suggested):
-    # The user has not set the epochs since they were last suggested: follow the data. Only a real change
-    # is assigned: an assignment re-sends the value to the browser, and one from a page run that started
-    # before the user typed a number there would overwrite it (the run would then train the old epochs).
-    st.session_state[StateKeys.EPOCHS] = suggested
+elif suggested is not None and st.session_state[StateKeys.EPOCHS] == st.session_state.get(EPOCHS_SUGGESTED):
+    # The user has not set the epochs since they were last suggested: follow the data.
+    set_widget_value(StateKeys.EPOCHS, suggested)
 if suggested is not None:
     st.session_state[EPOCHS_SUGGESTED] = suggested
 
