@@ -13,8 +13,6 @@ from app_support import open_page, page_texts
 from mtl_core.runs import workers
 from mtl_core.runs.store import RunStore, lab_home
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture
 def autostart(monkeypatch: pytest.MonkeyPatch):

@@ -483,7 +483,8 @@ def forecast_figure(
     ``forecast``): per cheap signal, Spearman's ρ between its pair ranking accumulated up to each step
     and the final pairwise transfer ranking, over the training steps; a dashed line at the threshold, and
     each signal's first step reaching it marked and named in the legend ("never reached" when it does
-    not); on a world with planted groups a dotted line at the groups' own ρ (``planted_ceiling``). Undefined ρ (fewer than 3 pairs, a constant ranking) leaves a gap."""
+    not); on a world with planted groups a dotted line at the groups' own ρ (``planted_ceiling``).
+    Undefined ρ (fewer than 3 pairs, a constant ranking) leaves a gap."""
     if forecast is not None and not isinstance(forecast, Mapping):
         raise ValueError(f"`forecast` must be a dict, got {type(forecast).__name__}")
     if not forecast or not forecast.get("steps") or not forecast.get("signals"):

@@ -271,7 +271,7 @@ def _quiet_default_token_notice() -> None:
 
 
 def _token_hint(address: str | None) -> str:
-    """What to try when a cluster refused this process: since Ray 2.5x ``ray start --head`` turns on
+    """What to try when a cluster refused this process: Ray 2.60's ``ray start --head`` turns on
     token authentication, and a driver without ``RAY_AUTH_MODE=token`` (and the head's token) is refused
     with nothing but "failed to connect" in the exception."""
     if address is None or os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token":
