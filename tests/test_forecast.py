@@ -192,3 +192,8 @@ def test_the_sentence_and_the_figure_show_the_planted_groups_ceiling() -> None:
     assert forecast_sentence({**forecast, "planted_ceiling": 0.9}).endswith("can reach.")
     threshold, ceiling = figures.forecast_figure(forecast).layout.shapes
     assert ceiling.y0 == ceiling.y1 == 0.75 and ceiling.line.dash == "dot"
+    # each label on its line's outer side, so that two close lines never cross each other's label
+    for value, (threshold_side, ceiling_side) in ((0.75, ("bottom", "top")), (0.83, ("top", "bottom"))):
+        labels = figures.forecast_figure({**forecast, "planted_ceiling": value}).layout.annotations
+        assert [(a.text, a.yanchor) for a in labels] == [("ρ = 0.8", threshold_side),
+                                                         (f"planted groups: ρ = {value:.2f}", ceiling_side)]

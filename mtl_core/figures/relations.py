@@ -500,13 +500,17 @@ def forecast_figure(
     names = {key: FORECAST_SIGNALS.get(str(key), plot_text(str(key))) for key in signals}
     colors = series_colors(list(names.values()))
     fig = go.Figure()
-    fig.add_hline(y=threshold, line={"color": "#888888", "dash": "dash"},
-                  annotation_text=f"ρ = {threshold:g}", annotation_position="top right")
     ceiling = forecast.get("planted_ceiling")
+    ceiling = None if ceiling is None else as_number(ceiling, "forecast['planted_ceiling']")
+    # Each line's label on its outer side (the upper line's above it, the lower one's below), so that two
+    # close lines never cross each other's label.
+    ceiling_above = ceiling is not None and ceiling > threshold
+    fig.add_hline(y=threshold, line={"color": "#888888", "dash": "dash"}, annotation_text=f"ρ = {threshold:g}",
+                  annotation_position="bottom right" if ceiling_above else "top right")
     if ceiling is not None:
-        ceiling = as_number(ceiling, "forecast['planted_ceiling']")
         fig.add_hline(y=ceiling, line={"color": "#555555", "dash": "dot"},
-                      annotation_text=f"planted groups: ρ = {ceiling:.2f}", annotation_position="bottom left")
+                      annotation_text=f"planted groups: ρ = {ceiling:.2f}",
+                      annotation_position="top left" if ceiling_above else "bottom left")
     for key, values in signals.items():
         if not isinstance(values, Sequence) or len(values) != len(steps):
             raise ValueError(f"`forecast['signals']['{key}']` must have one value per step ({len(steps)}), "
