@@ -35,6 +35,7 @@ __all__ = [
     "KKT_TOLERANCE",
     "closest_in_hull",
     "dual_cone_projection_weights",
+    "mean_projection_weights",
     "gramian",
     "min_norm_simplex",
     "nonnegative_qp",
@@ -69,17 +70,25 @@ def gramian(grads: torch.Tensor) -> np.ndarray:
     rows = grads.detach()
     if rows.dtype not in (torch.float32, torch.float64):
         rows = rows.to(torch.float32)
-    matrix = np.asarray((rows @ rows.T).cpu().numpy(), dtype=np.float64)
-    diagonal = matrix.diagonal()
-    # A sum of T squared norms cannot overflow float64: it is finite exactly when every one is.
-    if not math.isfinite(float(diagonal.sum())):
-        if not bool(torch.isfinite(rows).all()):
-            raise ValueError(NON_FINITE_MESSAGE)
-        if rows.dtype != torch.float64:
+    product = rows @ rows.T
+    if product.device.type != "cpu":
+        product = product.cpu()
+    matrix = product.numpy().astype(np.float64)
+    # The common case costs one comparison: the largest squared norm is finite (a NaN compares
+    # false, an inf is not below inf) and large enough for float32 (see _FLOAT32_FLOOR).
+    largest = matrix.diagonal().max()
+    floor = _FLOAT32_FLOOR if rows.dtype != torch.float64 else 0.0
+    if not floor <= largest < math.inf:
+        if not math.isfinite(largest):
+            # Squared norms are finite exactly when every entry is finite and no square overflowed.
+            if not bool(torch.isfinite(rows).all()):
+                raise ValueError(NON_FINITE_MESSAGE)
+            if rows.dtype != torch.float64:
+                matrix = _float64_gramian(rows)
+        elif rows.dtype != torch.float64:
             matrix = _float64_gramian(rows)
-    elif rows.dtype != torch.float64 and float(diagonal.max()) < _FLOAT32_FLOOR:
-        matrix = _float64_gramian(rows)
-    matrix = (matrix + matrix.T) * 0.5
+    matrix = matrix + matrix.T
+    matrix *= 0.5
     if rows.dtype != torch.float64:
         matrix = _nearest_semidefinite(matrix)
     return matrix
@@ -139,7 +148,7 @@ def normalise_gramian(matrix: np.ndarray) -> tuple[np.ndarray, float]:
 def weights_and_direction(weights: np.ndarray, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``weights`` (T,) as a tensor in ``grads``' dtype and device (for ``BalancingMethod.weights``),
     and ``weightsᵀ G`` (P,) computed with that same tensor: one conversion, one GEMV."""
-    tensor = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(dtype=grads.dtype, device=grads.device)
+    tensor = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64)).to(grads.device, grads.dtype)
     return tensor, tensor @ grads
 
 
@@ -172,8 +181,9 @@ def nonnegative_qp_many(quadratic: np.ndarray, linear: np.ndarray, tol: float = 
     quadratic = np.asarray(quadratic, dtype=np.float64)
     linear = np.asarray(linear, dtype=np.float64)
     solution, settled = _block_pivoting(quadratic, linear, tol)
-    for k in np.flatnonzero(~settled):
-        solution[k] = _lawson_hanson(quadratic, linear[k], tol)
+    if not settled.all():
+        for k in np.flatnonzero(~settled):
+            solution[k] = _lawson_hanson(quadratic, linear[k], tol)
     return solution
 
 
@@ -181,28 +191,27 @@ def _block_pivoting(quadratic: np.ndarray, linear: np.ndarray, tol: float) -> tu
     """The K problems of :func:`nonnegative_qp_many` by block principal pivoting: the solutions and
     whether each one satisfies every KKT condition (the others are left to the caller)."""
     count, size = linear.shape
+    passive = linear > tol
+    if not passive.any():  # every gradient at 0 is ≤ tol: x = 0 is optimal for all K problems
+        return np.zeros((count, size)), np.ones(count, dtype=bool)
     # Off the passive set a padded system is the identity (row and column), so LU gives exactly 0
     # there; a singular Q_SS gives an exception or non-finite values, refused below.
-    identity = np.eye(size)
-    passive = linear > tol
-    solution, gradient = np.zeros((count, size)), linear
-    infeasible = passive & False
-    fewest, backups, rows = np.full(count, size + 1), np.full(count, 3), np.arange(count)
+    identity = _identity(size)
+    fewest = backups = rows = None
     for _ in range(5 * size + 10):
-        if passive.any():
-            systems = np.where(passive[:, :, None] & passive[:, None, :], quadratic, identity)
-            try:
-                solution = np.linalg.solve(systems, (linear * passive)[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:  # an exactly singular Q_SS somewhere: least squares for all
-                return solution, np.zeros(count, dtype=bool)
-            gradient = linear - solution @ quadratic
-        else:
-            solution, gradient = np.zeros((count, size)), linear
+        systems = np.where(passive[:, :, None] & passive[:, None, :], quadratic, identity)
+        try:
+            solution = np.linalg.solve(systems, (linear * passive)[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:  # an exactly singular Q_SS somewhere: least squares for all
+            return np.zeros((count, size)), np.zeros(count, dtype=bool)
+        gradient = linear - solution @ quadratic
         infeasible = np.where(passive, solution <= 0.0, gradient > tol)
         if not infeasible.any():
             break
         # Júdice & Pires' rule: exchange every infeasible variable while that lowers their number
         # (with three more tries), otherwise only the last one, which ends in finitely many steps.
+        if fewest is None:
+            fewest, backups, rows = np.full(count, size + 1), np.full(count, 3), np.arange(count)
         counts = infeasible.sum(axis=1)
         fewer = counts < fewest
         fewest = np.where(fewer, counts, fewest)
@@ -214,8 +223,23 @@ def _block_pivoting(quadratic: np.ndarray, linear: np.ndarray, tol: float) -> tu
     # Rows still exchanging after the last pass (cycling on a singular Q) are not settled; the
     # others kept the passive set their solution was computed on. A non-finite solution makes
     # every gradient NaN or inf, so the residual test refuses it too.
-    settled = ~infeasible.any(axis=1) & (np.abs(gradient * passive).max(axis=1) <= tol)
+    settled = np.abs(gradient * passive).max(axis=1) <= tol
+    if infeasible.any():
+        settled &= ~infeasible.any(axis=1)
     return solution, settled
+
+
+_IDENTITIES: dict[int, np.ndarray] = {}
+
+
+def _identity(size: int) -> np.ndarray:
+    """A read-only ``size`` × ``size`` identity, made once per size."""
+    identity = _IDENTITIES.get(size)
+    if identity is None:
+        identity = np.eye(size)
+        identity.flags.writeable = False
+        _IDENTITIES[size] = identity
+    return identity
 
 
 def _lawson_hanson(
@@ -327,3 +351,16 @@ def dual_cone_projection_weights(matrix: np.ndarray, tol: float = KKT_TOLERANCE)
     # Row i of ``-normalised`` is the linear term of problem i (the Gramian is symmetric); a row
     # that conflicts with nobody has no positive entry there, so its λᵢ starts, and stays, at 0.
     return weights + nonnegative_qp_many(normalised, -normalised, tol)
+
+
+def mean_projection_weights(matrix: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarray:
+    """The mean of the rows of :func:`dual_cone_projection_weights` (UPGrad's ``α``), directly:
+    ``(1 + Σᵢ λᵢ) / T``."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    size = matrix.shape[0]
+    scale = matrix.diagonal().max()
+    if not 0.0 < scale < math.inf:
+        return np.full(size, 1.0 / size)
+    normalised = matrix / scale
+    multipliers = nonnegative_qp_many(normalised, -normalised, tol)
+    return (multipliers.sum(axis=0) + 1.0) / size

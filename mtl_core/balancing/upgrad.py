@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import dual_cone_projection_weights, gramian, weights_and_direction
+from mtl_core.balancing._qp import gramian, mean_projection_weights, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["UPGrad"]
@@ -44,6 +44,6 @@ class UPGrad(BalancingMethod):
     playground_lead = "UPGrad projected each gradient onto the cone of directions that harm no task, then averaged"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
-        alpha = dual_cone_projection_weights(gramian(grads)).mean(axis=0)
+        alpha = mean_projection_weights(gramian(grads))
         self.weights, direction = weights_and_direction(alpha, grads)
         return direction
