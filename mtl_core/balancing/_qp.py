@@ -50,7 +50,7 @@ __all__ = [
 KKT_TOLERANCE = 1e-12
 
 
-def gramian(grads: torch.Tensor) -> np.ndarray:
+def gramian(grads: torch.Tensor, semidefinite: bool = True) -> np.ndarray:
     """The T × T Gramian ``GGᵀ`` of the rows of ``grads``, as an exactly symmetric float64 array.
 
     One GEMM in ``grads``' own dtype on its device (float32 stays float32: no float64 copy of the
@@ -59,7 +59,8 @@ def gramian(grads: torch.Tensor) -> np.ndarray:
     be useless (that is a float32 copy). In float32 the entries carry the GEMM's round-off, about
     ``√P · eps`` relative to ``‖gᵢ‖‖gⱼ‖`` (see ``benchmarks/aggregators.py`` for measurements), which
     can make the Gramian of nearly dependent rows slightly indefinite: its negative eigenvalues are
-    then set to zero.
+    then set to zero (``semidefinite=False`` leaves that to a caller that drops small eigenvalues
+    itself).
 
     It is also the finiteness check of :attr:`BalancingMethod.reads_gramian`: a NaN or inf entry of
     row ``i`` makes ``(GGᵀ)ᵢᵢ`` NaN or inf, and only then are the entries searched; if they are all
@@ -89,7 +90,7 @@ def gramian(grads: torch.Tensor) -> np.ndarray:
             matrix = _float64_gramian(rows)
     matrix = matrix + matrix.T
     matrix *= 0.5
-    if rows.dtype != torch.float64:
+    if semidefinite and rows.dtype != torch.float64:
         matrix = _nearest_semidefinite(matrix)
     return matrix
 

@@ -13,7 +13,7 @@ from mtl_core.balancing import METHODS
 from mtl_core.balancing._qp import gramian, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
-__all__ = ["AlignedMTL", "alignment_matrix", "eigenvalue_tolerance"]
+__all__ = ["AlignedMTL", "alignment_matrix", "alignment_weights", "eigenvalue_tolerance"]
 
 
 def eigenvalue_tolerance(n_tasks: int, dtype: torch.dtype) -> float:
@@ -41,6 +41,19 @@ def alignment_matrix(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray
     keep = eigenvalues > tolerance * largest
     kept_values, kept_vectors = eigenvalues[keep], vectors[:, keep]
     return np.sqrt(kept_values.min()) * (kept_vectors / np.sqrt(kept_values)) @ kept_vectors.T
+
+
+def alignment_weights(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray:
+    """``α = B·1`` for :func:`alignment_matrix`'s ``B``, without forming ``B``:
+    ``√λ_min V_k Λ_k^{-1/2} V_kᵀ 1``. All-zero ``M`` → ``α = 0``."""
+    eigenvalues, vectors = np.linalg.eigh(np.asarray(matrix, dtype=np.float64))
+    largest = eigenvalues[-1] if eigenvalues.size else 0.0  # eigh sorts them in ascending order
+    if not largest > 0.0:
+        return np.zeros(eigenvalues.size)
+    keep = eigenvalues > tolerance * largest
+    kept_values, kept_vectors = eigenvalues[keep], vectors[:, keep]
+    roots = np.sqrt(kept_values)
+    return kept_vectors @ (kept_vectors.sum(axis=0) * (roots[0] / roots))
 
 
 @METHODS.register("aligned_mtl")
@@ -71,8 +84,9 @@ class AlignedMTL(BalancingMethod):
     playground_lead = "Aligned-MTL rescaled the principal components of the gradients to equal strength"
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext | None = None) -> torch.Tensor:
-        matrix = gramian(grads)
-        basis = alignment_matrix(matrix, eigenvalue_tolerance(matrix.shape[0], grads.dtype))
-        alpha = basis @ np.ones(matrix.shape[0])
+        # The eigendecomposition drops what a float32 Gramian's round-off makes negative, so the
+        # Gramian's semi-definite repair is left out.
+        matrix = gramian(grads, semidefinite=False)
+        alpha = alignment_weights(matrix, eigenvalue_tolerance(matrix.shape[0], grads.dtype))
         self.weights, direction = weights_and_direction(alpha, grads)
         return direction
