@@ -17,8 +17,14 @@ from _asserts import assert_close, assert_parallel, assert_shape_and_finite, cos
 from scipy.optimize import minimize, nnls
 
 from mtl_core.balancing import METHODS, combine, make_method
-from mtl_core.balancing._qp import gramian, min_norm_simplex, nonnegative_qp
-from mtl_core.balancing.aligned_mtl import alignment_matrix
+from mtl_core.balancing._qp import (
+    dual_cone_projection_weights,
+    gramian,
+    mean_projection_weights,
+    min_norm_simplex,
+    nonnegative_qp,
+)
+from mtl_core.balancing.aligned_mtl import alignment_matrix, alignment_weights
 from mtl_core.errors import ConfigError
 
 # Each property runs on every registered gradient method whose class declares it.
@@ -472,6 +478,32 @@ def test_aligned_mtl_drops_null_directions_on_rank_deficient_gradients() -> None
         basis @ matrix @ basis, lambda_min * kept @ kept.T, atol=1e-9 * eigenvalues.max()
     )
     assert_shape_and_finite(combine("aligned_mtl", grads), grads)
+
+
+@pytest.mark.parametrize("case", ["full rank", "rank deficient", "zero row", "all zero"])
+def test_aligned_mtl_weights_are_the_alignment_matrix_times_ones(case: str) -> None:
+    """The method's shortcut ``α = √λ_min V Λ^{-1/2} Vᵀ 1`` equals ``B·1`` with B formed."""
+    grads = random_grads(4, 9, 7)
+    if case == "rank deficient":
+        grads[3] = grads[0] + 2.0 * grads[1]
+    elif case == "zero row":
+        grads[2] = 0.0
+    elif case == "all zero":
+        grads = torch.zeros(4, 9, dtype=torch.float64)
+    matrix = gramian(grads)
+    np.testing.assert_allclose(
+        alignment_weights(matrix, 1e-12), alignment_matrix(matrix, 1e-12).sum(axis=1), rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_upgrad_mean_weights_are_the_mean_of_the_projection_weights(seed: int) -> None:
+    grads = random_grads(6, 5, seed)  # more tasks than dimensions: conflicts and a degenerate cone
+    matrix = gramian(grads)
+    np.testing.assert_allclose(
+        mean_projection_weights(matrix), dual_cone_projection_weights(matrix).mean(axis=0), rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_array_equal(mean_projection_weights(np.zeros((3, 3))), np.full(3, 1.0 / 3.0))
 
 
 # --- Nash-MTL --------------------------------------------------------------------------------------

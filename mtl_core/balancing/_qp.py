@@ -313,12 +313,14 @@ def min_norm_simplex(matrix: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarr
     ``αᵀG`` is the min-norm point of the convex hull of the rows of ``G``. The point is unique; the
     weights are unique when the rows are affinely independent. All-zero ``M`` → uniform weights.
     """
-    normalised, scale = normalise_gramian(np.asarray(matrix, dtype=np.float64))
-    size = normalised.shape[0]
-    if scale == 0.0 or size == 1:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    size = matrix.shape[0]
+    scale = matrix.diagonal().max() if size else 0.0
+    if size == 1 or not 0.0 < scale < math.inf:
         return np.full(size, 1.0 / size)
-    ones = np.ones(size)
-    beta = nonnegative_qp(normalised + np.outer(ones, ones), ones, tol)
+    quadratic = matrix / scale
+    quadratic += 1.0  # + 11ᵀ
+    beta = nonnegative_qp_many(quadratic, np.ones((1, size)), tol)[0]
     total = float(beta.sum())
     if not np.isfinite(total) or total <= 0.0:  # cannot happen for a PSD input; stay finite anyway
         return np.full(size, 1.0 / size)
