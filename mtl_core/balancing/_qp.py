@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import lapack
 
 from mtl_core.balancing.base import NON_FINITE_MESSAGE
 
@@ -103,11 +104,11 @@ def _nearest_semidefinite(matrix: np.ndarray) -> np.ndarray:
     eigenvalues of the cosine matrix ``D^{-1/2} M D^{-1/2}`` are set to zero (on the cosine scale, so
     short rows keep their relative precision), and zero rows stay exactly zero.
     """
-    try:  # the common case, linearly independent rows: positive definite, nothing to repair
-        np.linalg.cholesky(matrix)
+    # The common case, linearly independent rows: positive definite (a Cholesky factorisation
+    # exists), nothing to repair. LAPACK directly: np.linalg's wrapper costs more than the 8 × 8
+    # factorisation on the caches a large GEMM has just flushed.
+    if lapack.dpotrf(matrix, lower=True, clean=False)[1] == 0:
         return matrix
-    except np.linalg.LinAlgError:
-        pass
     diagonal = np.diag(matrix)
     index = np.flatnonzero(diagonal > 0.0)
     if index.size < 2:
@@ -201,9 +202,8 @@ def _block_pivoting(quadratic: np.ndarray, linear: np.ndarray, tol: float) -> tu
     fewest = backups = rows = None
     for _ in range(5 * size + 10):
         systems = np.where(passive[:, :, None] & passive[:, None, :], quadratic, identity)
-        try:
-            solution = np.linalg.solve(systems, (linear * passive)[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:  # an exactly singular Q_SS somewhere: least squares for all
+        solution = _solve(systems, linear * passive)
+        if solution is None:  # an exactly singular Q_SS somewhere: least squares for all
             return np.zeros((count, size)), np.zeros(count, dtype=bool)
         gradient = linear - solution @ quadratic
         infeasible = np.where(passive, solution <= 0.0, gradient > tol)
@@ -228,6 +228,20 @@ def _block_pivoting(quadratic: np.ndarray, linear: np.ndarray, tol: float) -> tu
     if infeasible.any():
         settled &= ~infeasible.any(axis=1)
     return solution, settled
+
+
+def _solve(systems: np.ndarray, right: np.ndarray) -> np.ndarray | None:
+    """Row ``k``: the solution of ``systems[k] x = right[k]``; None if a system is exactly singular.
+
+    One system (MGDA's and CAGrad's single problem) goes to LAPACK's ``dgesv`` directly, several to
+    one batched ``np.linalg.solve``."""
+    if systems.shape[0] == 1:
+        solution, info = lapack.dgesv(systems[0], right[0])[2:]
+        return solution[None, :] if info == 0 else None
+    try:
+        return np.linalg.solve(systems, right[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        return None
 
 
 _IDENTITIES: dict[int, np.ndarray] = {}

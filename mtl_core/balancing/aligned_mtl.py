@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.linalg import lapack
 
 from mtl_core.balancing import METHODS
 from mtl_core.balancing._qp import gramian, weights_and_direction
@@ -46,8 +47,14 @@ def alignment_matrix(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray
 def alignment_weights(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray:
     """``α = B·1`` for :func:`alignment_matrix`'s ``B``, without forming ``B``:
     ``√λ_min V_k Λ_k^{-1/2} V_kᵀ 1``. All-zero ``M`` → ``α = 0``."""
-    eigenvalues, vectors = np.linalg.eigh(np.asarray(matrix, dtype=np.float64))
-    largest = eigenvalues[-1] if eigenvalues.size else 0.0  # eigh sorts them in ascending order
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if not matrix.size:
+        return np.zeros(0)
+    # LAPACK's dsyevd directly (ascending eigenvalues, as np.linalg.eigh, with less wrapping).
+    eigenvalues, vectors, info = lapack.dsyevd(matrix, lower=1)
+    if info != 0:
+        eigenvalues, vectors = np.linalg.eigh(matrix)
+    largest = eigenvalues[-1]
     if not largest > 0.0:
         return np.zeros(eigenvalues.size)
     keep = eigenvalues > tolerance * largest

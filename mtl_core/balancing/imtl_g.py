@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.linalg import lapack
 
 from mtl_core.balancing import METHODS
 from mtl_core.balancing._qp import gramian, weights_and_direction
@@ -19,6 +20,20 @@ __all__ = ["IMTLG", "impartial_weights"]
 _ZERO_ROW = 1e-12
 # Singular values of the cosine matrix below this fraction of the largest are ignored.
 _RCOND = 1e-10
+
+
+def _minimum_norm_solution(cosines: np.ndarray) -> np.ndarray:
+    """The least-squares solution of minimum norm of ``Cβ = 1`` for a symmetric ``C``, singular
+    values below ``_RCOND`` × the largest ignored: ``np.linalg.lstsq(C, 1, rcond=_RCOND)``, through
+    the eigendecomposition (for a symmetric matrix the singular values are ``|λ|``), which LAPACK's
+    ``dsyevd`` gives at a fraction of the SVD's cost on small matrices."""
+    values, vectors, info = lapack.dsyevd(cosines, lower=1)
+    if info != 0:
+        return np.linalg.lstsq(cosines, np.ones(cosines.shape[0]), rcond=_RCOND)[0]
+    magnitudes = np.abs(values)
+    keep = magnitudes > _RCOND * magnitudes.max()
+    kept = vectors[:, keep]
+    return kept @ (kept.sum(axis=0) / values[keep])
 
 
 def impartial_weights(matrix: np.ndarray) -> np.ndarray:
@@ -40,7 +55,7 @@ def impartial_weights(matrix: np.ndarray) -> np.ndarray:
     index = np.flatnonzero(active)
     sub_norms = norms[index]
     cosines = matrix[np.ix_(index, index)] / np.outer(sub_norms, sub_norms)
-    unit_weights = np.linalg.lstsq(cosines, np.ones(index.size), rcond=_RCOND)[0]
+    unit_weights = _minimum_norm_solution(cosines)
     gamma = unit_weights / sub_norms
     total, absolute = float(gamma.sum()), float(np.abs(gamma).sum())
     alpha = np.zeros(n_tasks)
