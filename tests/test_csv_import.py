@@ -390,7 +390,7 @@ def test_a_file_over_the_row_limit_is_refused_before_it_is_all_read(
         handles.append(CountingUpload(Path(file).read_bytes()))
         return handles[-1]
 
-    monkeypatch.setattr("mtl_core.userdata.csv_import.open", counting_open, raising=False)
+    monkeypatch.setattr("mtl_core.userdata.csv_read.open", counting_open, raising=False)
     with pytest.raises(CsvError, match=message):
         import_csv(path, "many", targets="b,c")
     assert handles and handles[0].bytes_read < 1_000_000
