@@ -44,6 +44,7 @@ __all__ = [
     "nonnegative_qp",
     "nonnegative_qp_many",
     "normalise_gramian",
+    "symmetric_eigen",
     "weights_and_direction",
 ]
 
@@ -83,13 +84,10 @@ def gramian(grads: torch.Tensor, semidefinite: bool = True) -> np.ndarray:
     largest = matrix.diagonal().max()
     floor = _FLOAT32_FLOOR if rows.dtype != torch.float64 else 0.0
     if not floor <= largest < math.inf:
-        if not math.isfinite(largest):
-            # Squared norms are finite exactly when every entry is finite and no square overflowed.
-            if not bool(torch.isfinite(rows).all()):
-                raise ValueError(NON_FINITE_MESSAGE)
-            if rows.dtype != torch.float64:
-                matrix = _float64_gramian(rows)
-        elif rows.dtype != torch.float64:
+        # Squared norms are finite exactly when every entry is finite and no square overflowed.
+        if not math.isfinite(largest) and not bool(torch.isfinite(rows).all()):
+            raise ValueError(NON_FINITE_MESSAGE)
+        if rows.dtype != torch.float64:  # an overflowed or too small float32 Gramian
             matrix = _float64_gramian(rows)
     matrix = matrix + matrix.T
     matrix *= 0.5
@@ -359,28 +357,43 @@ def dual_cone_projection_weights(matrix: np.ndarray, tol: float = KKT_TOLERANCE)
     """Row ``i``: weights ``wᵢ = eᵢ + λᵢ`` with ``wᵢᵀG`` the projection of ``gᵢ`` onto ``{x : Gx ≥ 0}``.
 
     The projection ``min ½‖x − gᵢ‖²`` subject to ``Gx ≥ 0`` has the Lagrangian dual
-    ``λᵢ = argmin_{λ ≥ 0} ½λᵀMλ + λᵀMeᵢ`` and ``x = Gᵀ(eᵢ + λᵢ)``; ``λᵢ`` is scale-free, so the
-    problem is solved on the normalised Gramian. Rows that conflict with nobody keep ``λᵢ = 0``.
+    ``λᵢ = argmin_{λ ≥ 0} ½λᵀMλ + λᵀMeᵢ`` and ``x = Gᵀ(eᵢ + λᵢ)`` (:func:`_projection_multipliers`).
+    Rows that conflict with nobody keep ``λᵢ = 0``.
     """
-    normalised, scale = normalise_gramian(np.asarray(matrix, dtype=np.float64))
-    size = normalised.shape[0]
-    weights = np.eye(size)
-    if scale == 0.0:
-        return weights
-    # Row i of ``-normalised`` is the linear term of problem i (the Gramian is symmetric); a row
-    # that conflicts with nobody has no positive entry there, so its λᵢ starts, and stays, at 0.
-    return weights + nonnegative_qp_many(normalised, -normalised, tol)
+    weights = np.eye(len(matrix))
+    multipliers = _projection_multipliers(matrix, tol)
+    return weights if multipliers is None else weights + multipliers
 
 
 def mean_projection_weights(matrix: np.ndarray, tol: float = KKT_TOLERANCE) -> np.ndarray:
     """The mean of the rows of :func:`dual_cone_projection_weights` (UPGrad's ``α``), directly:
     ``(1 + Σᵢ λᵢ) / T``."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    size = matrix.shape[0]
-    scale = matrix.diagonal().max()
-    if not 0.0 < scale < math.inf:
+    size = len(matrix)
+    multipliers = _projection_multipliers(matrix, tol)
+    if multipliers is None:
         return np.full(size, 1.0 / size)
-    # The multipliers are scale-free: the problems on M itself with the tolerance scaled by the
-    # largest diagonal entry are the problems on the normalised Gramian (one division less).
-    multipliers = nonnegative_qp_many(matrix, -matrix, tol * scale)
     return (multipliers.sum(axis=0) + 1.0) / size
+
+
+def _projection_multipliers(matrix: np.ndarray, tol: float) -> np.ndarray | None:
+    """Row ``i``: the dual multipliers ``λᵢ`` of the projection of ``gᵢ`` onto the dual cone; None for
+    an all-zero Gramian (every ``λᵢ = 0``).
+
+    ``λᵢ`` is scale-free, so the problems are solved on ``M`` itself with the tolerance scaled by its
+    largest diagonal entry: the problems on the normalised Gramian, without dividing it. Row i of
+    ``−M`` is the linear term of problem i (``M`` is symmetric); a row that conflicts with nobody has
+    no positive entry there, so its ``λᵢ`` starts, and stays, at 0.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = matrix.diagonal().max() if matrix.size else 0.0
+    if not 0.0 < scale < math.inf:
+        return None
+    return nonnegative_qp_many(matrix, -matrix, tol * scale)
+
+
+def symmetric_eigen(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix, from its lower
+    triangle, by LAPACK's ``dsyevd`` called directly (``np.linalg.eigh``'s algorithm with less
+    wrapping, see the module's docstring); None if it does not converge."""
+    values, vectors, info = lapack.dsyevd(matrix, lower=1)
+    return (values, vectors) if info == 0 else None

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.linalg import lapack
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import gramian, weights_and_direction
+from mtl_core.balancing._qp import gramian, symmetric_eigen, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["AlignedMTL", "alignment_matrix", "alignment_weights", "eigenvalue_tolerance"]
@@ -34,33 +33,37 @@ def alignment_matrix(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray
     ``(BG)(BG)ᵀ = B M B = λ_min · V_k V_kᵀ``: ``λ_min`` times the identity when ``G`` has full row
     rank, times the projector onto the row space of ``M`` otherwise. All-zero ``M`` → ``B = 0``.
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    eigenvalues, vectors = np.linalg.eigh(matrix)
-    largest = float(eigenvalues.max()) if eigenvalues.size else 0.0
-    if largest <= 0.0:
-        return np.zeros_like(matrix)
-    keep = eigenvalues > tolerance * largest
-    kept_values, kept_vectors = eigenvalues[keep], vectors[:, keep]
-    return np.sqrt(kept_values.min()) * (kept_vectors / np.sqrt(kept_values)) @ kept_vectors.T
+    kept = _kept_spectrum(matrix, tolerance)
+    if kept is None:
+        return np.zeros((len(matrix), len(matrix)))
+    values, vectors = kept
+    return np.sqrt(values[0]) * (vectors / np.sqrt(values)) @ vectors.T
 
 
 def alignment_weights(matrix: np.ndarray, tolerance: float = 1e-12) -> np.ndarray:
     """``α = B·1`` for :func:`alignment_matrix`'s ``B``, without forming ``B``:
     ``√λ_min V_k Λ_k^{-1/2} V_kᵀ 1``. All-zero ``M`` → ``α = 0``."""
+    kept = _kept_spectrum(matrix, tolerance)
+    if kept is None:
+        return np.zeros(len(matrix))
+    values, vectors = kept
+    roots = np.sqrt(values)
+    return vectors @ (vectors.sum(axis=0) * (roots[0] / roots))
+
+
+def _kept_spectrum(matrix: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The eigenvalues above ``tolerance`` × the largest (ascending, so the first is ``λ_min``) and
+    their eigenvectors; None when there are none (an empty or all-zero ``M``)."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if not matrix.size:
-        return np.zeros(0)
-    # LAPACK's dsyevd directly (ascending eigenvalues, as np.linalg.eigh, with less wrapping).
-    eigenvalues, vectors, info = lapack.dsyevd(matrix, lower=1)
-    if info != 0:
-        eigenvalues, vectors = np.linalg.eigh(matrix)
-    largest = eigenvalues[-1]
+        return None
+    spectrum = symmetric_eigen(matrix)
+    values, vectors = spectrum if spectrum is not None else np.linalg.eigh(matrix)
+    largest = values[-1]
     if not largest > 0.0:
-        return np.zeros(eigenvalues.size)
-    keep = eigenvalues > tolerance * largest
-    kept_values, kept_vectors = eigenvalues[keep], vectors[:, keep]
-    roots = np.sqrt(kept_values)
-    return kept_vectors @ (kept_vectors.sum(axis=0) * (roots[0] / roots))
+        return None
+    keep = values > tolerance * largest
+    return values[keep], vectors[:, keep]
 
 
 @METHODS.register("aligned_mtl")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.linalg import lapack
 
 from mtl_core.balancing import METHODS
-from mtl_core.balancing._qp import gramian, weights_and_direction
+from mtl_core.balancing._qp import gramian, symmetric_eigen, weights_and_direction
 from mtl_core.balancing.base import BalancingMethod, StepContext
 
 __all__ = ["IMTLG", "impartial_weights"]
@@ -27,9 +26,10 @@ def _minimum_norm_solution(cosines: np.ndarray) -> np.ndarray:
     values below ``_RCOND`` × the largest ignored: ``np.linalg.lstsq(C, 1, rcond=_RCOND)``, through
     the eigendecomposition (for a symmetric matrix the singular values are ``|λ|``), which LAPACK's
     ``dsyevd`` gives at a fraction of the SVD's cost on small matrices."""
-    values, vectors, info = lapack.dsyevd(cosines, lower=1)
-    if info != 0:
+    spectrum = symmetric_eigen(cosines)
+    if spectrum is None:
         return np.linalg.lstsq(cosines, np.ones(cosines.shape[0]), rcond=_RCOND)[0]
+    values, vectors = spectrum
     magnitudes = np.abs(values)
     keep = magnitudes > _RCOND * magnitudes.max()
     kept = vectors[:, keep]
