@@ -20,7 +20,6 @@ the column or setting, what was expected and what came.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import Counter
@@ -77,7 +76,6 @@ __all__ = [
     "load_suite_arrays",
 ]
 
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ColumnInfo:
