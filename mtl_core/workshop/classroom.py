@@ -31,7 +31,7 @@ from typing import Any
 from mtl_core._files import replace_text
 from mtl_core.errors import ConfigError
 from mtl_core.settings import settings
-from mtl_core.workshop.lessons import _seed_mean, mean_pairwise_cosine
+from mtl_core.workshop.lesson_checks import _seed_mean, mean_pairwise_cosine
 
 __all__ = [
     "MAX_NAME_LENGTH",
