@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from test_workers import SMALL, TIMEOUT, _assert_complete_series, _running_with_steps, _stop_all, wait_until
 
+from mtl_core.runs.recorder import _Backoff
 from mtl_core.runs.store import RunStore
-from mtl_core.runs.workers import RepeatFilter, _Backoff, execute_run, submit, wait
+from mtl_core.runs.workers import RepeatFilter, execute_run, submit, wait
 
 #: Several seconds of training per run: the lock is taken while one trains, the others queued behind it.
 MEDIUM = {**SMALL, "epochs": 1000}  # ~4 000 steps: 5-10 s on one core
