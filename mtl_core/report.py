@@ -73,7 +73,7 @@ def check_study(study: Any, what: str = "the input") -> dict[str, Any]:
 
 
 def trained_groupings(study_id: str, store: Any) -> list[dict[str, Any]]:
-    """Measured vs predicted (:func:`mtl_core.studies.study.collect_grouping`) of every grouping
+    """Measured vs predicted (:func:`mtl_core.studies.grouping_runs.collect_grouping`) of every grouping
     evaluation recorded for the study ``study_id`` in ``store``, oldest first, each with its ``id``,
     ``done`` and ``total`` runs; evaluations whose study cannot be read are left out."""
     from mtl_core.runs.store import StudyNotFoundError
@@ -410,7 +410,8 @@ def _groupings_section(study: Mapping[str, Any], plots: _Figures) -> str:
 
 def _measured_section(evaluations: Sequence[Mapping[str, Any]], plots: _Figures) -> str:
     from mtl_core import figures
-    from mtl_core.studies.study import evaluation_summary, score_unit
+    from mtl_core.studies.grouping_runs import evaluation_summary
+    from mtl_core.studies.study import score_unit
 
     body = ""
     for outcome in evaluations:

@@ -218,7 +218,7 @@ def _evaluation(source: str) -> dict:
 
 
 def test_the_summary_gives_each_number_in_its_unit() -> None:
-    from mtl_core.studies.study import evaluation_summary
+    from mtl_core.studies.grouping_runs import evaluation_summary
 
     transfer = evaluation_summary(_evaluation("transfer"), bold=True)
     assert transfer == ("Measured mean gain over tasks: **-5.41 %** against training each task alone "

@@ -22,15 +22,8 @@ from mtl_core.config import TrainConfig
 from mtl_core.report import REPORT_SECTIONS, check_study, reproduce_command, study_report, write_report
 from mtl_core.runs.executors import RunOutcome, SerialExecutor
 from mtl_core.runs.export import ExportError
-from mtl_core.studies.study import (
-    StudySpec,
-    collect_grouping,
-    collect_study,
-    evaluate_grouping,
-    plan_grouping,
-    plan_study,
-    run_study,
-)
+from mtl_core.studies.grouping_runs import collect_grouping, evaluate_grouping, plan_grouping
+from mtl_core.studies.study import StudySpec, collect_study, plan_study, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"

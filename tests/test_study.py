@@ -16,12 +16,12 @@ from mtl_core.cli import main
 from mtl_core.config import TrainConfig
 from mtl_core.errors import ConfigError
 from mtl_core.runs.executors import LocalProcessExecutor, SerialExecutor
+from mtl_core.studies.grouping_runs import evaluate_grouping
 from mtl_core.studies.study import (
     PLANTED_STUDY_CONFIG,
     RunOutcome,
     StudySpec,
     collect_study,
-    evaluate_grouping,
     plan_study,
     run_study,
 )

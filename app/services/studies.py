@@ -21,8 +21,9 @@ from mtl_core.errors import ConfigError
 from mtl_core.runs.store import StudyNotFoundError
 from mtl_core.studies import records as engine_studies
 from mtl_core.studies import study as engine_study
+from mtl_core.studies.grouping_runs import evaluation_summary
 from mtl_core.studies.records import StudyInfo
-from mtl_core.studies.study import ScoreUnit, StudySpec, evaluation_summary, score_unit
+from mtl_core.studies.study import ScoreUnit, StudySpec, score_unit
 from services.catalog import autostart, catalog, store
 
 __all__ = [

@@ -81,7 +81,8 @@ def _not_a_study(data: Any) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from mtl_core.analysis.grouping import best_grouping
-    from mtl_core.studies.study import evaluate_grouping, grouping_sources, score_unit
+    from mtl_core.studies.grouping_runs import evaluate_grouping
+    from mtl_core.studies.study import grouping_sources, score_unit
 
     if not args.train and (args.executor is not None or args.address is not None or args.workers is not None):
         given = "--executor" if args.executor is not None else "--address" if args.address is not None else "--workers"
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_grouping(args: argparse.Namespace, grouping: Any, tasks: list[str], evaluation: dict[str, Any] | None) -> None:
     """The grouping as text; each number in its unit (the prediction in its source's, the measurement
     a relative change of the metric against alone)."""
-    from mtl_core.studies.study import evaluation_summary, score_unit
+    from mtl_core.studies.grouping_runs import evaluation_summary
+    from mtl_core.studies.study import score_unit
 
     unit, change = score_unit(args.source), score_unit("transfer")
     print(f"best grouping into at most {args.k} group(s) by {args.source} ({grouping.method} search):")

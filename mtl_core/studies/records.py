@@ -34,15 +34,8 @@ from mtl_core.runs.store import (
     StudyNotFoundError,
     StudyRecord,
 )
-from mtl_core.studies.study import (
-    GroupingPlan,
-    StudySpec,
-    collect_grouping,
-    collect_study,
-    new_study_id,
-    plan_grouping,
-    plan_study,
-)
+from mtl_core.studies.grouping_runs import GroupingPlan, collect_grouping, plan_grouping
+from mtl_core.studies.study import StudySpec, collect_study, new_study_id, plan_study
 
 __all__ = [
     "StudyInfo",
@@ -168,7 +161,7 @@ def launch_grouping(
     start: bool = True,
 ) -> str:
     """Queue the runs that evaluate ``groups`` of the study ``study_id`` (each group of two or more
-    tasks, per seed, by the study's protocol; :func:`mtl_core.studies.study.plan_grouping`) and record the
+    tasks, per seed, by the study's protocol; :func:`mtl_core.studies.grouping_runs.plan_grouping`) and record the
     evaluation; returns its id. Raises :class:`StudyNotFoundError` for an unknown study."""
     plan = plan_grouping(collect(study_id, store), [list(group) for group in groups], source)
     grouping_id = new_study_id("grouping")
@@ -191,7 +184,7 @@ def _collect_grouping(record: StudyRecord, store: RunStore) -> dict[str, Any]:
 
 def collect(study_id: str, store: RunStore) -> dict[str, Any]:
     """The analysis of a study (``study.json``'s content, :func:`mtl_core.studies.study.collect_study`) or
-    of a grouping evaluation (:func:`mtl_core.studies.study.collect_grouping`) from its stored outcomes;
+    of a grouping evaluation (:func:`mtl_core.studies.grouping_runs.collect_grouping`) from its stored outcomes;
     partial while runs are unfinished. A finished study's analysis is kept in the store.
     Raises :class:`StudyNotFoundError` for an unknown id (or a grouping whose study is gone)."""
     record = store.get_study(study_id)
